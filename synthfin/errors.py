@@ -1,0 +1,19 @@
+"""Exceptions raised by synthfin. Every user-facing failure is a :class:`SynthfinError`."""
+
+from __future__ import annotations
+
+
+class SynthfinError(Exception):
+    """Base class: a failure with a message meant for the user (the CLI prints it and exits 2)."""
+
+
+class DataError(SynthfinError, ValueError):
+    """Input data are unusable: bad prices, unknown ticker, too-short history, bad file."""
+
+
+class DownloadError(DataError):
+    """A download failed and no cache covers the request."""
+
+
+class ModelError(SynthfinError):
+    """A generator cannot do what was asked (not fitted, unknown regime, non-finite loss...)."""
