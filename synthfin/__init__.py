@@ -1,5 +1,44 @@
-"""synthfin: realistic synthetic financial time series."""
+"""synthfin: realistic synthetic financial time series.
+
+``import synthfin as sf`` is all a notebook needs; names load on first use, so the command line
+starts fast.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_prices": "synthfin.data.sources",
+    "log_returns": "synthfin.data.returns",
+    "prices_from_returns": "synthfin.data.returns",
+    "ReturnScaler": "synthfin.data.scaling",
+    "RegimeModel": "synthfin.data.conditions",
+    "WindowData": "synthfin.data.windows",
+    "make_windows": "synthfin.data.windows",
+    "Generator": "synthfin.models",
+    "get_generator": "synthfin.models",
+    "available_generators": "synthfin.models",
+    "evaluate": "synthfin.evaluation",
+    "Evaluation": "synthfin.evaluation",
+    "SynthfinError": "synthfin.errors",
+    "DataError": "synthfin.errors",
+    "ModelError": "synthfin.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'synthfin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

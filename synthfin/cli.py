@@ -1,0 +1,251 @@
+"""The ``synthfin`` command: it parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import typer
+
+from synthfin import __version__
+from synthfin.errors import SynthfinError
+
+app = typer.Typer(help="Realistic synthetic financial time series.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def user_errors(command: F) -> F:
+    """Turn a :class:`SynthfinError` into a one-line message on stderr and exit code 2."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SynthfinError as error:
+            raise _fail(str(error)) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synthfin {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+) -> None:
+    """Realistic synthetic financial time series."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+@user_errors
+def download(
+    tickers: Annotated[str, typer.Option(help="Comma-separated Yahoo tickers, e.g. SPY,QQQ.")],
+    start: Annotated[str, typer.Option(help="First date, YYYY-MM-DD.")],
+    end: Annotated[str | None, typer.Option(help="Last date (default: today).")] = None,
+    interval: Annotated[str, typer.Option(help="Bar interval.")] = "1d",
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Cache folder (default: $SYNTHFIN_CACHE_DIR or ~/.cache/synthfin).")] = None,
+) -> None:
+    """Download daily closes from Yahoo Finance into the local cache."""
+    from synthfin.data.sources import load_prices
+
+    prices = load_prices("yfinance", _split_list(tickers), start, end, interval=interval,
+                         cache_dir=cache_dir)
+    typer.echo(_describe_prices(prices).to_string())
+
+
+def _describe_prices(prices: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"rows": prices.notna().sum(),
+                         "first": [prices[c].first_valid_index().date() for c in prices],
+                         "last": [prices[c].last_valid_index().date() for c in prices]})
+
+
+@app.command()
+@user_errors
+def prepare(
+    out: Annotated[Path, typer.Option(help="Folder for the prepared data set.")],
+    source: Annotated[str, typer.Option(
+        help="'bundled' (offline), 'yfinance', or a CSV / parquet path.")] = "bundled",
+    tickers: Annotated[str | None, typer.Option(help="Comma-separated tickers.")] = None,
+    start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
+    window: Annotated[int, typer.Option(help="Days per window.")] = 64,
+    stride: Annotated[int, typer.Option(help="Days between window starts.")] = 1,
+    split: Annotated[str, typer.Option(
+        help="Train,val,test fractions, or last-train-day,last-val-day dates.")] = "0.7,0.15,0.15",
+    vol_lookback: Annotated[int, typer.Option(help="Days of trailing realized vol.")] = 21,
+    regime_quantiles: Annotated[str, typer.Option(
+        help="Training-vol quantiles separating calm,normal,stressed.")] = "0.25,0.75",
+    gaussianize: Annotated[bool, typer.Option(
+        help="Also remove heavy tails with the Lambert W transform.")] = False,
+    fill_gaps: Annotated[int, typer.Option(
+        help="Forward-fill NaN runs up to this many days (0: gaps are errors).")] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="yfinance cache folder.")] = None,
+) -> None:
+    """Prices -> log returns -> scaled, regime-labelled windows, written to a folder."""
+    from synthfin.data.returns import log_returns
+    from synthfin.data.sources import load_prices
+    from synthfin.data.windows import make_windows
+
+    split_parts = _split_list(split)
+    try:
+        split_value: list[float] | list[str] = [float(s) for s in split_parts]
+    except ValueError:
+        split_value = split_parts
+    prices = load_prices(source, _split_list(tickers) if tickers else None, start, end,
+                         cache_dir=cache_dir, fill_gaps=fill_gaps)
+    data = make_windows(log_returns(prices), window, stride=stride, split=split_value,
+                        vol_lookback=vol_lookback, gaussianize=gaussianize,
+                        regime_quantiles=[float(q) for q in _split_list(regime_quantiles)])
+    data.save(out)
+    typer.echo(f"prepared {', '.join(data.assets)}: window {window}, stride {stride} -> {out}")
+    typer.echo(data.summary().to_string())
+    thresholds = ", ".join(f"{v:.1%}" for v in data.regimes.thresholds_)
+    typer.echo(f"regime thresholds (annualized {vol_lookback}-day realized vol): {thresholds}")
+
+
+def _parse_settings(settings: list[str]) -> dict[str, Any]:
+    import json
+
+    parsed = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+@app.command()
+@user_errors
+def train(
+    model: Annotated[str, typer.Option(help="Model name: see `synthfin models`.")],
+    data: Annotated[Path, typer.Option(help="Folder written by `synthfin prepare`.")],
+    out: Annotated[Path, typer.Option(help="Folder for the fitted model.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    setting: Annotated[list[str] | None, typer.Option(
+        "--set", help="Model setting KEY=VALUE (repeatable), e.g. --set gjr=true.")] = None,
+) -> None:
+    """Fit a generator on a prepared data set and save it."""
+    from synthfin.data.windows import WindowData
+    from synthfin.models import get_generator
+
+    generator = get_generator(model)(seed=seed, **_parse_settings(setting or []))
+    generator.fit(WindowData.load(data)).save(out)
+    typer.echo(f"trained {model} -> {out}")
+
+
+@app.command()
+@user_errors
+def sample(
+    model_dir: Annotated[Path, typer.Option(help="Folder written by `synthfin train`.")],
+    out: Annotated[Path, typer.Option(help="Output: .npy (n, length, assets) or .parquet.")],
+    n: Annotated[int, typer.Option(help="Number of paths.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    regime: Annotated[str | None, typer.Option(help="calm, normal or stressed.")] = None,
+    length: Annotated[int | None, typer.Option(help="Days per path (default: window).")] = None,
+) -> None:
+    """Draw synthetic paths of unscaled log returns."""
+    from synthfin.io import atomic_write
+    from synthfin.models import Generator
+
+    generator = Generator.load(model_dir)
+    returns = generator.sample_returns(n, condition=regime, seed=seed, length=length)
+    if out.suffix == ".npy":
+        def write_npy(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # a path not ending in .npy would get one appended
+                np.save(handle, returns)
+
+        atomic_write(out, write_npy)
+    elif out.suffix == ".parquet":
+        paths, steps, assets = np.meshgrid(np.arange(returns.shape[0]),
+                                           np.arange(returns.shape[1]),
+                                           generator.spec_.assets, indexing="ij")
+        frame = pd.DataFrame({"path": paths.ravel(), "step": steps.ravel(),
+                              "asset": assets.ravel(), "return": returns.ravel()})
+        atomic_write(out, frame.to_parquet)
+    else:
+        raise _fail(f"--out must end in .npy or .parquet, got {out.name!r}")
+    typer.echo(f"sampled {returns.shape[0]} paths x {returns.shape[1]} days x "
+               f"{returns.shape[2]} assets -> {out}")
+
+
+def _load_samples(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise _fail(f"samples file {path} does not exist")
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        cube = frame.pivot_table(index=["path", "step"], columns="asset", values="return",
+                                 sort=False)
+        n_paths, n_steps = frame["path"].nunique(), frame["step"].nunique()
+        return cube.to_numpy().reshape(n_paths, n_steps, -1)
+    raise _fail(f"samples must be .npy or .parquet, got {path.name!r}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Folder written by `synthfin prepare`.")],
+    samples: Annotated[list[str], typer.Option(
+        help="NAME=FILE of unscaled samples (.npy / .parquet); repeatable.")],
+    out: Annotated[Path, typer.Option(help="Folder for report.html and metrics.json.")],
+    seed: Annotated[int, typer.Option(help="Seed of subsamples and score networks.")] = 0,
+    neural: Annotated[bool, typer.Option(
+        help="Also compute the discriminative and predictive scores.")] = True,
+) -> None:
+    """Compare synthetic samples with the real windows; write the report."""
+    from synthfin.data.windows import WindowData
+    from synthfin.evaluation import evaluate as run_evaluation
+
+    prepared = WindowData.load(data)
+    named = {}
+    for item in samples:
+        name, sep, file = item.partition("=")
+        if not sep:
+            raise _fail(f"--samples takes NAME=FILE, got {item!r}")
+        named[name] = _load_samples(Path(file))
+    real = prepared.unscale(np.concatenate([prepared.train.windows, prepared.val.windows,
+                                            prepared.test.windows]))
+    held_out = prepared.unscale(np.concatenate([prepared.val.windows, prepared.test.windows]))
+    result = run_evaluation(real, named, train=prepared.unscale(prepared.train.windows),
+                            held_out=held_out, assets=prepared.assets, neural=neural, seed=seed)
+    result.save(out)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        typer.echo(result.summary().round(3).to_string())
+    for warning in result.warnings:
+        typer.secho(warning, fg="red", err=True)
+    typer.echo(f"report -> {out / 'report.html'}")
+
+
+@app.command()
+def models() -> None:
+    """List the registered generators."""
+    from synthfin.models import available_generators
+
+    typer.echo("\n".join(available_generators()))

@@ -1,0 +1,106 @@
+"""Conditioning features: trailing realized volatility and the named regimes derived from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from synthfin.errors import DataError
+
+REGIME_NAMES: tuple[str, ...] = ("calm", "normal", "stressed")
+TRADING_DAYS = 252
+
+
+def trailing_realized_vol(returns: np.ndarray, lookback: int) -> np.ndarray:
+    """Annualized realized volatility of the ``lookback`` returns *before* each day.
+
+    ``vol[t] = sqrt(252 / lookback * sum_{s=t-lookback}^{t-1} r_s^2)``, averaged over assets for a
+    multi-asset array, so ``vol[t]`` is known before day ``t`` (a causal condition). The first
+    ``lookback`` entries are NaN.
+
+    Parameters
+    ----------
+    returns : array (time, assets)
+        Unscaled log returns.
+    lookback : int
+        Number of trailing days (21 is about one trading month).
+    """
+    returns = np.asarray(returns, dtype=np.float64)
+    if lookback < 2:
+        raise DataError(f"vol_lookback must be >= 2 days, got {lookback}")
+    squared_sum = np.concatenate([np.zeros((1, returns.shape[1])),
+                                  np.cumsum(np.square(returns), axis=0)])
+    vol = np.full(returns.shape[0], np.nan)
+    window_sums = squared_sum[lookback:-1] - squared_sum[:-lookback - 1]  # days lookback..T-1
+    vol[lookback:] = np.sqrt(TRADING_DAYS / lookback * window_sums).mean(axis=1)
+    return vol
+
+
+class RegimeModel:
+    """Volatility regimes from quantiles of training realized vol: ``calm`` / ``normal`` /
+    ``stressed`` by default.
+
+    Parameters
+    ----------
+    quantiles : sequence of float
+        Increasing cut points in (0, 1); ``len(names) - 1`` of them.
+    names : sequence of str
+        Regime names from the lowest to the highest volatility.
+    """
+
+    def __init__(self, quantiles: Sequence[float] = (0.25, 0.75),
+                 names: Sequence[str] = REGIME_NAMES) -> None:
+        quantiles, names = list(quantiles), list(names)
+        if len(quantiles) != len(names) - 1:
+            raise DataError(f"{len(names)} regimes need {len(names) - 1} quantiles, "
+                            f"got {quantiles}")
+        if any(not 0 < q < 1 for q in quantiles) or sorted(set(quantiles)) != quantiles:
+            raise DataError(f"regime quantiles must increase strictly inside (0, 1), got {quantiles}")
+        if len(set(names)) != len(names):
+            raise DataError(f"regime names must be unique, got {names}")
+        self.quantiles, self.names = quantiles, names
+
+    def fit(self, train_vol: np.ndarray) -> RegimeModel:
+        """Fit thresholds (and each regime's median vol) on training realized vol only."""
+        vol = np.asarray(train_vol, dtype=np.float64)
+        vol = vol[np.isfinite(vol)]
+        if vol.size < len(self.names):
+            raise DataError(f"too few training days ({vol.size}) to fit {len(self.names)} regimes")
+        self.thresholds_ = np.quantile(vol, self.quantiles)
+        labels = self.label(vol)
+        self.median_vol_ = np.array([np.median(vol[labels == code]) for code in
+                                     range(len(self.names))])
+        return self
+
+    def label(self, vol: np.ndarray) -> np.ndarray:
+        """Integer regime codes (0 = lowest vol) for realized-vol values."""
+        self._fitted()
+        return np.searchsorted(self.thresholds_, np.asarray(vol), side="right")
+
+    def code(self, regime: str | int) -> int:
+        """Code of a regime given by name or code; a clear error for one never seen in training."""
+        if isinstance(regime, (int, np.integer)) and 0 <= regime < len(self.names):
+            return int(regime)
+        if regime in self.names:
+            return self.names.index(regime)
+        raise DataError(f"unknown regime {regime!r}; this model knows {', '.join(self.names)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable state."""
+        self._fitted()
+        return {"quantiles": self.quantiles, "names": self.names,
+                "thresholds": self.thresholds_.tolist(), "median_vol": self.median_vol_.tolist()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> RegimeModel:
+        """Rebuild a fitted model from :meth:`to_dict` output."""
+        model = cls(state["quantiles"], state["names"])
+        model.thresholds_ = np.asarray(state["thresholds"], dtype=np.float64)
+        model.median_vol_ = np.asarray(state["median_vol"], dtype=np.float64)
+        return model
+
+    def _fitted(self) -> None:
+        if not hasattr(self, "thresholds_"):
+            raise DataError("the regime model is not fitted; call fit(train_vol) first")

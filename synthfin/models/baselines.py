@@ -1,0 +1,241 @@
+"""Classical peers behind the :class:`Generator` interface: GARCH-t, block bootstrap, iid Gaussian.
+
+They fit on the training split's contiguous scaled returns and simulate paths of any length.
+Conditioning on a regime means *starting in* that regime's volatility state; the models' own
+dynamics take over from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+from arch import arch_model
+from arch.bootstrap import optimal_block_length
+from arch.univariate import SkewStudent, StudentsT
+from scipy import special
+
+from synthfin.data.windows import WindowData
+from synthfin.errors import ModelError
+from synthfin.models.base import Generator, GeneratorConfig, register
+
+
+def _regime_days(data: WindowData, regime: int) -> np.ndarray:
+    """Indices of training days whose trailing-vol regime is ``regime``."""
+    return np.flatnonzero(data.day_regimes("train") == regime)
+
+
+def _per_regime(data: WindowData, statistic) -> list[np.ndarray]:
+    """``statistic(days)`` for the training days of each regime, as a list over regime codes."""
+    results = []
+    for code, name in enumerate(data.regimes.names):
+        days = _regime_days(data, code)
+        if len(days) < 2:
+            raise ModelError(f"regime {name!r} has {len(days)} training days; too few to fit")
+        results.append(statistic(days))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class GarchConfig(GeneratorConfig):
+    """GARCH(1,1) settings: ``gjr`` adds the leverage term, ``dist`` is ``"t"`` or ``"skewt"``."""
+
+    gjr: bool = False
+    dist: str = "t"
+    burn_in: int = 500
+
+
+@register
+class GarchGenerator(Generator):
+    """GARCH(1,1) (optionally GJR) with Student-t or skew-t innovations, one model per asset.
+
+    Notes
+    -----
+    Per asset, ``r_t = mu + sigma_t e_t`` with unit-variance innovations ``e_t`` and
+
+    ``sigma_t^2 = omega + (alpha + gamma 1[e_{t-1} < 0]) (r_{t-1} - mu)^2 + beta sigma_{t-1}^2``
+
+    (``gamma = 0`` unless ``gjr``), fitted by maximum likelihood with the ``arch`` package.
+    Simulation is vectorized over paths, starting from the unconditional variance
+    ``omega / (1 - alpha - gamma/2 - beta)`` followed by ``burn_in`` discarded days, or, for a
+    regime, from that regime's mean trailing variance on the training days without burn-in.
+    Several assets are joined by a Gaussian copula: the innovations' probability integral
+    transforms are mapped to normal scores whose correlation is fitted on the standardized
+    residuals. This captures contemporaneous dependence only; volatilities do not spill over.
+    """
+
+    name = "garch"
+    config_class = GarchConfig
+
+    def _fit(self, data: WindowData) -> None:
+        if self.config.dist not in ("t", "skewt"):
+            raise ModelError(f"garch dist must be 't' or 'skewt', got {self.config.dist!r}")
+        series = data.train.returns
+        params, normal_scores = [], []
+        for a, asset in enumerate(data.assets):
+            model = arch_model(series[:, a], mean="Constant", vol="GARCH", p=1,
+                               o=int(self.config.gjr), q=1, dist=self.config.dist, rescale=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = model.fit(disp="off")
+            if result.convergence_flag != 0:
+                raise ModelError(f"GARCH fit for {asset} did not converge "
+                                 f"(flag {result.convergence_flag})")
+            p = result.params
+            shape = list(p.iloc[-model.distribution.num_params:])  # nu (t); eta, lambda (skewt)
+            params.append([p["mu"], p["omega"], p["alpha[1]"], p.get("gamma[1]", 0.0),
+                           p["beta[1]"], *shape, *[0.0] * (2 - len(shape))])
+            resid = np.asarray(result.std_resid)[1:]
+            pits = self._distribution().cdf(resid, self._shape(np.asarray(params[-1])))
+            normal_scores.append(special.ndtri(np.clip(pits, 1e-12, 1 - 1e-12)))
+        self.params_ = np.asarray(params)  # (assets, 7)
+        self.copula_corr_ = np.atleast_2d(np.corrcoef(np.asarray(normal_scores)))
+        self.regime_var_ = np.asarray(_per_regime(  # (regimes, assets)
+            data, lambda days: self._trailing_var(series, data.vol_lookback)[days].mean(axis=0)))
+
+    @staticmethod
+    def _trailing_var(series: np.ndarray, lookback: int) -> np.ndarray:
+        """Mean squared scaled return of the ``lookback`` days before each day (NaN at first)."""
+        csum = np.concatenate([np.zeros((1, series.shape[1])), np.cumsum(series**2, axis=0)])
+        out = np.full(series.shape, np.nan)
+        out[lookback:] = (csum[lookback:-1] - csum[:-lookback - 1]) / lookback
+        return out
+
+    def _distribution(self) -> StudentsT | SkewStudent:
+        return SkewStudent() if self.config.dist == "skewt" else StudentsT()
+
+    def _shape(self, asset_params: np.ndarray) -> np.ndarray:
+        return asset_params[5:7] if self.config.dist == "skewt" else asset_params[5:6]
+
+    def _innovations(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        """Unit-variance innovations (n, steps, assets) with the copula's dependence."""
+        n, steps = shape
+        chol = np.linalg.cholesky(self.copula_corr_)
+        pits = special.ndtr(rng.standard_normal((n, steps, len(chol))) @ chol.T)
+        dist = self._distribution()
+        return np.stack([dist.ppf(pits[..., a].ravel(), self._shape(p)).reshape(n, steps)
+                         for a, p in enumerate(self.params_)], axis=-1)
+
+    def _sample(self, n: int, length: int, regime: int | None,
+                rng: np.random.Generator) -> np.ndarray:
+        mu, omega, alpha, gamma, beta = (self.params_[:, i] for i in range(5))
+        burn_in = self.config.burn_in if regime is None else 0
+        if regime is None:
+            persistence = alpha + gamma / 2 + beta
+            variance = np.where(persistence < 1, omega / np.maximum(1 - persistence, 1e-12), 1.0)
+        else:
+            variance = self.regime_var_[regime]
+        variance = np.broadcast_to(variance, (n, len(mu))).copy()
+        shocks = self._innovations(rng, (n, burn_in + length))
+        out = np.empty((n, length, len(mu)))
+        for t in range(burn_in + length):  # the recursion is sequential in time, vector in paths
+            eps = np.sqrt(variance) * shocks[:, t]
+            if t >= burn_in:
+                out[:, t - burn_in] = mu + eps
+            variance = omega + (alpha + gamma * (eps < 0)) * eps**2 + beta * variance
+        return out
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"params": self.params_, "copula_corr": self.copula_corr_,
+                "regime_var": self.regime_var_}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.params_, self.copula_corr_ = state["params"], state["copula_corr"]
+        self.regime_var_ = state["regime_var"]
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class BootstrapConfig(GeneratorConfig):
+    """``block_len``: expected block length in days; 0 chooses it from the data."""
+
+    block_len: float = 0.0
+
+
+@register
+class BlockBootstrap(Generator):
+    """Stationary block bootstrap (Politis and Romano, 1994) of the training days.
+
+    Notes
+    -----
+    Each path copies blocks of consecutive training days (all assets together, so cross-asset
+    dependence is kept), with geometric block lengths of mean ``b``: at every step a new block
+    starts at a uniform random day with probability ``1 / b``, else the path continues to the next
+    day (circularly). With ``block_len = 0``, ``b`` is the Politis-White (2004) automatic choice
+    (``arch.bootstrap.optimal_block_length``) on the squared returns, because the dependence to keep
+    is in volatility; returns themselves are nearly uncorrelated and would give ``b`` near 1.
+    A regime condition starts each path on a training day of that regime. The samples are copies
+    of history by construction: the evaluator's memorization check flags them.
+    """
+
+    name = "bootstrap"
+    config_class = BootstrapConfig
+
+    def _fit(self, data: WindowData) -> None:
+        self.series_ = data.train.returns
+        if self.config.block_len < 0:
+            raise ModelError(f"block_len must be >= 0, got {self.config.block_len}")
+        block_len = self.config.block_len
+        if block_len == 0:
+            block_len = float(optimal_block_length(self.series_**2)["stationary"].mean())
+        self.block_len_ = max(1.0, block_len)
+        self.regime_days_ = [_regime_days(data, code) for code in range(len(data.regimes.names))]
+
+    def _sample(self, n: int, length: int, regime: int | None,
+                rng: np.random.Generator) -> np.ndarray:
+        days = len(self.series_)
+        new_block = rng.random((n, length)) < 1.0 / self.block_len_
+        new_block[:, 0] = True
+        starts = rng.integers(0, days, size=(n, length))
+        if regime is not None:
+            candidates = self.regime_days_[regime]
+            if len(candidates) == 0:
+                raise ModelError(f"no training day is in regime {regime}")
+            starts[:, 0] = rng.choice(candidates, size=n)
+        steps = np.arange(length)
+        block_begin = np.maximum.accumulate(np.where(new_block, steps, 0), axis=1)  # (n, length)
+        index = (np.take_along_axis(starts, block_begin, axis=1) + steps - block_begin) % days
+        return self.series_[index]
+
+    def _state(self) -> dict[str, np.ndarray]:
+        state = {"series": self.series_, "block_len": np.array([self.block_len_])}
+        state.update({f"regime_days_{k}": d for k, d in enumerate(self.regime_days_)})
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.series_, self.block_len_ = state["series"], float(state["block_len"][0])
+        self.regime_days_ = [state[f"regime_days_{k}"]
+                             for k in range(len(self.spec_.regimes.names))]
+
+
+# ---------------------------------------------------------------------------------------------
+@register
+class GaussianGenerator(Generator):
+    """iid Gaussian days with the training mean and covariance: the floor every model must clear.
+
+    A regime condition uses the mean and covariance of that regime's training days.
+    """
+
+    name = "gaussian"
+
+    def _fit(self, data: WindowData) -> None:
+        series = data.train.returns
+
+        def moments(days: np.ndarray) -> np.ndarray:
+            cov = np.atleast_2d(np.cov(series[days], rowvar=False))
+            return np.vstack([series[days].mean(axis=0), np.linalg.cholesky(cov)])
+
+        self.moments_ = np.stack([moments(np.arange(len(series)))] + _per_regime(data, moments))
+
+    def _sample(self, n: int, length: int, regime: int | None,
+                rng: np.random.Generator) -> np.ndarray:
+        mean, chol = np.split(self.moments_[0 if regime is None else regime + 1], [1])
+        return mean + rng.standard_normal((n, length, chol.shape[0])) @ chol.T
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"moments": self.moments_}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.moments_ = state["moments"]
