@@ -57,7 +57,8 @@ class RegimeModel:
             raise DataError(f"{len(names)} regimes need {len(names) - 1} quantiles, "
                             f"got {quantiles}")
         if any(not 0 < q < 1 for q in quantiles) or sorted(set(quantiles)) != quantiles:
-            raise DataError(f"regime quantiles must increase strictly inside (0, 1), got {quantiles}")
+            raise DataError("regime quantiles must increase strictly inside (0, 1), "
+                            f"got {quantiles}")
         if len(set(names)) != len(names):
             raise DataError(f"regime names must be unique, got {names}")
         self.quantiles, self.names = quantiles, names

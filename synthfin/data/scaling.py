@@ -73,7 +73,8 @@ class ReturnScaler:
         """Fit on training returns of shape (time, assets)."""
         returns = np.asarray(returns, dtype=np.float64)
         if returns.ndim != 2 or returns.shape[0] < 3:
-            raise DataError(f"scaler needs returns of shape (time >= 3, assets), got {returns.shape}")
+            raise DataError("scaler needs returns of shape (time >= 3, assets), "
+                            f"got {returns.shape}")
         if not np.isfinite(returns).all():
             raise DataError("scaler cannot be fitted on non-finite returns")
         self.mean_ = returns.mean(axis=0)

@@ -100,7 +100,7 @@ class WindowData:
             first, last = self.split_dates[name]
             rows.append({"split": name, "first_day": first, "last_day": last,
                          "days": len(part.returns), "windows": len(part),
-                         **dict(zip(self.regimes.names, counts.tolist()))})
+                         **dict(zip(self.regimes.names, counts.tolist(), strict=True))})
         return pd.DataFrame(rows).set_index("split")
 
     def metadata(self) -> dict[str, Any]:
@@ -218,14 +218,15 @@ def make_windows(returns: pd.DataFrame, window_len: int = 64, *, stride: int = 1
     if train_days < window_len + 2:
         raise DataError(
             f"history too short: the training split has {bounds[1]} days but window {window_len} "
-            f"after a {vol_lookback}-day vol look-back needs at least {window_len + vol_lookback + 2}"
-            f"; use an earlier start date, a larger train fraction or a shorter window")
+            f"after a {vol_lookback}-day vol look-back needs at least "
+            f"{window_len + vol_lookback + 2}; use an earlier start date, a larger train "
+            "fraction or a shorter window")
     scaler = ReturnScaler(gaussianize=gaussianize).fit(values[:bounds[1]])
     scaled = scaler.transform(values)
     vol = trailing_realized_vol(values, vol_lookback)
     regimes = RegimeModel(regime_quantiles).fit(vol[vol_lookback:bounds[1]])
     splits, split_dates = {}, {}
-    for name, lo, hi in zip(SPLIT_NAMES, bounds[:-1], bounds[1:]):
+    for name, lo, hi in zip(SPLIT_NAMES, bounds[:-1], bounds[1:], strict=True):
         starts = np.arange(max(lo, vol_lookback), hi - window_len + 1, stride)
         if len(starts) == 0:
             raise DataError(f"the {name} split has {hi - lo} days, fewer than one window of "

@@ -13,10 +13,10 @@ import pandas as pd
 
 from synthfin.evaluation import facts
 from synthfin.evaluation.neural import NeuralScoreConfig, discriminative_score, predictive_score
-from synthfin.evaluation.scores import ScoreTable, score_samples
+from synthfin.evaluation.scores import ScoreTable, as_paths, score_samples
 
 SUMMARY_COLUMNS = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "w1_1d",
-                   "w1_20d")
+                   "w1_20d", "cross_corr")
 
 
 @dataclass
@@ -69,7 +69,8 @@ class Evaluation:
                 messages.append(
                     f"MEMORIZATION: {name!r} copies training data ({row['copy_share']:.0%} exact "
                     f"copies, {row['close_share']:.0%} closer to a training window than 95 % of "
-                    f"held-out real windows); its fidelity scores are not evidence of generalization")
+                    "held-out real windows); its fidelity scores are not evidence of "
+                    "generalization")
         for name, x in self.samples.items():
             spread = np.std(x.reshape(len(x), -1), axis=0).mean()
             if spread < 0.05 * self.real.std():
@@ -142,8 +143,8 @@ def evaluate(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
     seed : int
         Seeds every subsample and network.
     """
-    real = np.asarray(real, dtype=np.float64)
-    samples = {name: np.asarray(x, dtype=np.float64) for name, x in samples.items()}
+    real = as_paths(real, "real")
+    samples = {name: as_paths(x, f"samples {name!r}") for name, x in samples.items()}
     scores = score_samples(real, samples, train=train, held_out=held_out, seed=seed)
     half = len(real) // 2
     fact_sets = {"real": real, "real (first half)": real[:half], "real (second half)":

@@ -696,7 +696,7 @@ def _univariate_summary(
         "hill_tail_index": hill,
         "tail_quantiles": {
             str(q): float(value)
-            for q, value in zip(DEFAULT_TAIL_PROBABILITIES, tail_quantiles(windows))
+            for q, value in zip(DEFAULT_TAIL_PROBABILITIES, tail_quantiles(windows), strict=True)
         },
         "acf": acf(windows, linear_lag).tolist(),
         "acf_abs": abs_curve.tolist(),
@@ -706,7 +706,9 @@ def _univariate_summary(
         "leverage": leverage_curve(windows, linear_lag).tolist(),
         "aggregated_kurtosis": {
             str(h): float(value)
-            for h, value in zip(DEFAULT_AGGREGATION_HORIZONS, aggregated_kurtosis(windows))
+            for h, value in zip(
+                DEFAULT_AGGREGATION_HORIZONS, aggregated_kurtosis(windows), strict=True
+            )
         },
         "gain_loss": gain_loss_asymmetry(windows, gain_loss_theta),
         "coarse_fine_volatility": coarse_fine,

@@ -35,7 +35,8 @@ MAX_CLOSE_SHARE = 0.15
 MIN_MEDIAN_RATIO = 0.8
 
 
-def _as_paths(x: np.ndarray, name: str) -> np.ndarray:
+def as_paths(x: np.ndarray, name: str) -> np.ndarray:
+    """``x`` as float64 (n, length, assets); a 2-D array is one asset."""
     paths = np.asarray(x, dtype=np.float64)
     if paths.ndim == 2:
         paths = paths[..., None]
@@ -55,7 +56,7 @@ def fact_statistics(x: np.ndarray) -> dict[str, np.ndarray]:
     returns), ``agg_kurtosis`` (5- and 20-day sums, where the window holds them) and, for several
     assets, ``cross_corr`` (upper triangle of the correlations of r and of |r|).
     """
-    paths = _as_paths(x, "returns")
+    paths = as_paths(x, "returns")
     length = paths.shape[1]
     linear_lag, clustering_lag = min(20, length - 1), max(1, min(100, length // 2))
     horizons = [h for h in W1_HORIZONS[1:] if h <= length]
@@ -84,7 +85,7 @@ def fact_statistics(x: np.ndarray) -> dict[str, np.ndarray]:
 
 def horizon_returns(x: np.ndarray, horizon_days: int) -> np.ndarray:
     """Non-overlapping ``horizon_days``-day log returns inside each window, (count, assets)."""
-    paths = _as_paths(x, "returns")
+    paths = as_paths(x, "returns")
     n, length, assets = paths.shape
     blocks = length // horizon_days
     return paths[:, :blocks * horizon_days].reshape(n, blocks, horizon_days, assets).sum(axis=2)\
@@ -125,7 +126,7 @@ def curve_spread(real: np.ndarray) -> dict[str, np.ndarray]:
     the standard error of the full-set value that respects the dependence between overlapping
     windows.
     """
-    batches = np.array_split(_as_paths(real, "real"), BATCHES_FOR_SPREAD)
+    batches = np.array_split(as_paths(real, "real"), BATCHES_FOR_SPREAD)
     values = [fact_statistics(batch) for batch in batches]
     return {key: np.nanstd([v[key] for v in values], axis=0, ddof=1) / np.sqrt(len(batches))
             for key in values[0]}
@@ -147,7 +148,8 @@ def nearest_distances(queries: np.ndarray, pool: np.ndarray, chunk: int = 1024) 
     for lo in range(0, len(q), chunk):
         block = q[lo:lo + chunk]
         squared = np.sum(block**2, axis=1)[:, None] + pool_norms[None, :] - 2 * block @ p.T
-        out[lo:lo + chunk] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+        nearest = p[squared.argmin(axis=1)]  # the expansion finds the neighbour; the direct
+        out[lo:lo + chunk] = np.linalg.norm(block - nearest, axis=1)  # difference is exact
     return out
 
 
@@ -208,7 +210,7 @@ def score_samples(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
     max_memorization_windows : int
         Samples and held-out windows are subsampled (seeded) to at most this many.
     """
-    real = _as_paths(real, "real")
+    real = as_paths(real, "real")
     half = len(real) // 2
     first, second = real[:half], real[half:]
     reference, spread = fact_statistics(real), curve_spread(real)
@@ -217,7 +219,7 @@ def score_samples(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
     rows, standardized, memo = {}, {}, {}
     rng = np.random.default_rng(seed)
     for name, x in samples.items():
-        x = _as_paths(x, f"samples {name!r}")
+        x = as_paths(x, f"samples {name!r}")
         if x.shape[1:] != real.shape[1:]:
             raise DataError(f"samples {name!r} have shape {x.shape[1:]} per window but the real "
                             f"windows {real.shape[1:]}; compare windows of the same length")
@@ -229,8 +231,8 @@ def score_samples(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
             def subsample(a: np.ndarray) -> np.ndarray:
                 keep = min(len(a), max_memorization_windows)
                 return a[np.sort(rng.choice(len(a), keep, replace=False))]
-            memo[name] = vars(memorization(subsample(x), _as_paths(train, "train"),
-                                           subsample(_as_paths(held_out, "held_out"))))
+            memo[name] = vars(memorization(subsample(x), as_paths(train, "train"),
+                                           subsample(as_paths(held_out, "held_out"))))
     memo_frame = pd.DataFrame(memo).T
     if len(memo_frame):
         memo_frame["flagged"] = [Memorization(**row).flagged for row in memo.values()]

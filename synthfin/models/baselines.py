@@ -112,6 +112,9 @@ class GarchGenerator(Generator):
     def _innovations(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         """Unit-variance innovations (n, steps, assets) with the copula's dependence."""
         n, steps = shape
+        if len(self.params_) == 1 and self.config.dist == "t":  # no copula: direct draws, no ppf
+            nu = self.params_[0, 5]
+            return (rng.standard_t(nu, size=(n, steps)) * np.sqrt((nu - 2) / nu))[..., None]
         chol = np.linalg.cholesky(self.copula_corr_)
         pits = special.ndtr(rng.standard_normal((n, steps, len(chol))) @ chol.T)
         dist = self._distribution()

@@ -5,7 +5,7 @@ import pytest
 
 from synthfin.errors import ModelError
 from synthfin.models import Generator, available_generators, get_generator
-from synthfin.models.baselines import BlockBootstrap, GarchGenerator, GaussianGenerator
+from synthfin.models.baselines import GarchGenerator, GaussianGenerator
 
 BASELINES = ["garch", "bootstrap", "gaussian"]
 
@@ -65,7 +65,7 @@ def test_vectorized_garch_matches_the_scalar_recursion(fitted):
     rng_state = np.random.default_rng(4)
     paths = model._sample(3, 50, regime=2, rng=np.random.default_rng(4))
     shocks = model._innovations(rng_state, (3, 50))[..., 0]
-    for path, eps_path in zip(paths[..., 0], shocks):
+    for path, eps_path in zip(paths[..., 0], shocks, strict=True):
         variance = model.regime_var_[2, 0]
         for t in range(50):
             eps = np.sqrt(variance) * eps_path[t]

@@ -1,0 +1,472 @@
+"""Render an :class:`~synthfin.evaluation.evaluate.Evaluation` for people: :func:`write_report`.
+
+Two files, each written atomically: ``report.html``, self-contained (inline CSS, every figure a
+base64 PNG) so it can be mailed or archived as one file, and ``report.md``, the same tables in
+Markdown for a pull request or a terminal. The report opens with the warnings and a colour-coded
+summary so that a reader sees at once which generator reproduces which fact; full tables and
+figures follow.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` with the Agg canvas directly, so no pyplot
+state or backend switch is involved and every figure is freed once encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from scipy.special import expit, logit
+
+from synthfin.evaluation import facts
+from synthfin.evaluation.scores import horizon_returns
+from synthfin.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from synthfin.evaluation.evaluate import Evaluation
+
+GOOD_RATIO = 1.0   # gap / noise floor: as close to real data as real data is to itself
+FAIR_RATIO = 1.5
+MAX_FIGURE_ASSETS = 4
+SAMPLE_PATHS_PER_SET = 5
+HISTOGRAM_HORIZONS = (1, 5, 20)
+HISTOGRAM_BINS = 60
+QQ_POINTS = 300
+CCDF_POINTS = 400
+TAIL_PLOT_MIN_STD = 0.3  # the tail plot starts at moves of 0.3 real standard deviations
+ANNOTATED_HEATMAP_MAX_ASSETS = 8
+DPI = 90
+REAL_COLOR = "black"
+REAL_BAND_COLOR = "0.82"
+
+CurveFact = Callable[[np.ndarray, int], np.ndarray]
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f2f2f2; }
+td.good { background: #c8e6c9; } td.fair { background: #ffe0b2; }
+td.bad { background: #ffcdd2; font-weight: bold; } td.na { color: #999; }
+.warnings { border: 3px solid #c62828; background: #ffebee; color: #b71c1c; padding: 0.6em 1em;
+            font-weight: bold; }
+.no-warnings { border: 1px solid #2e7d32; color: #2e7d32; padding: 0.4em 1em; }
+.legend, .note { font-size: 0.9em; color: #444; max-width: 60em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; }
+figcaption { font-size: 0.85em; color: #555; }
+"""
+
+SUMMARY_LEGEND = (
+    "Each <i>/floor</i> cell is the distance between a statistic of the synthetic windows and "
+    "the same statistic of the real windows, divided by the <b>noise floor</b>: that distance "
+    "between the two chronological halves of the real windows. Green (&le; 1x) is as close as "
+    "real data is to itself, amber &le; 1.5x, red &gt; 1.5x; about 0.5x is what a perfect model "
+    "that draws many windows scores, since then only the real side is noisy. acf_r, acf_abs, "
+    "acf_sq: autocorrelation curves of r, |r| and r&sup2;; leverage: correlation of r with "
+    "future r&sup2;; tails: extreme quantiles in std units; kurtosis: excess kurtosis of daily "
+    "returns; w1_1d, w1_20d: Wasserstein distance of 1- and 20-day returns in real std units. "
+    "<b>memorization</b> = median distance from a sample to its nearest training window divided "
+    "by the same for held-out real windows (1 ideal, &lt;&lt; 1 copies); <b>copies</b> = share "
+    "of exact copies. Red there means the set is flagged and its fidelity scores are no "
+    "evidence of generalization."
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def write_report(evaluation: Evaluation, directory: Path) -> Path:
+    """Write ``report.html`` and ``report.md`` for ``evaluation`` into ``directory``.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+        The result of :func:`synthfin.evaluation.evaluate.evaluate`.
+    directory : pathlib.Path
+        Destination folder, created if missing. Both files replace earlier ones atomically.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``report.html``.
+    """
+    directory = Path(directory)
+    atomic_write_text(directory / "report.md", _markdown_report(evaluation))
+    return atomic_write_text(directory / "report.html", _html_report(evaluation))
+
+
+def _html_report(evaluation: Evaluation) -> str:
+    summary = evaluation.summary()
+    sections = [
+        _header_html(evaluation),
+        _warnings_html(evaluation.warnings),
+        "<h2>Summary: gaps in units of the noise floor</h2>",
+        _html_table(summary, _summary_classes(summary, evaluation.scores.memorization)),
+        f'<p class="legend">{SUMMARY_LEGEND}</p>',
+        _full_tables_html(evaluation),
+        _figures_html(evaluation),
+    ]
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>synthfin report</title><style>{STYLE}</style></head>\n<body>\n"
+            + "\n".join(sections) + "\n</body></html>\n")
+
+
+def _markdown_report(evaluation: Evaluation) -> str:
+    lines = ["# Synthetic returns report", "", *_overview_lines(evaluation), ""]
+    lines += [f"- **{warning}**" for warning in evaluation.warnings] or ["No warnings."]
+    for title, frame in _full_tables(evaluation):
+        lines += ["", f"## {title}", "", _markdown_table(frame)]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Text and tables
+# --------------------------------------------------------------------------------------------
+
+
+def _overview_lines(evaluation: Evaluation) -> list[str]:
+    """Window length, window counts and assets, one fact a line."""
+    n_samples = ", ".join(f"{name}: {len(x)}" for name, x in evaluation.samples.items())
+    return [f"Window length: {evaluation.real.shape[1]} days",
+            f"Real windows: {len(evaluation.real)}",
+            f"Samples per set: {n_samples}",
+            f"Assets: {', '.join(evaluation.assets)}"]
+
+
+def _full_tables(evaluation: Evaluation) -> list[tuple[str, pd.DataFrame]]:
+    """Every table of the report in reading order, with its title; empty ones left out."""
+    scores = evaluation.scores
+    tables = [
+        ("Summary: gaps in units of the noise floor", evaluation.summary()),
+        ("Raw gaps (first row: the noise floor)",
+         pd.concat([scores.floor.to_frame("noise floor").T, scores.gaps])),
+        ("Standardized curve gaps (RMS in units of the real standard error)",
+         scores.standardized),
+        ("Memorization", scores.memorization),
+        ("Secondary scores (discriminative, predictive)", evaluation.secondary),
+    ]
+    return [(title, frame) for title, frame in tables if len(frame)]
+
+
+def _full_tables_html(evaluation: Evaluation) -> str:
+    notes = {
+        "Standardized curve gaps (RMS in units of the real standard error)":
+            "Lag-by-lag gap of each curve divided by the standard error of the real curve "
+            "(batch means over time): about 1 is as close as sampling error allows.",
+        "Memorization":
+            "copy_share: exact copies of a training window; close_share: closer to the training "
+            "set than 95 % of held-out real windows (0.05 ideal); median_ratio: 1 ideal.",
+        "Secondary scores (discriminative, predictive)":
+            "These learned scores are secondary: on daily returns a small classifier seldom "
+            "tells iid noise from real data, so never rank generators by them alone. "
+            "discriminative: |accuracy - 0.5| of a GRU classifier (0 best); predictive_mae: "
+            "train on the set, test on real (the real (TRTR) row trains on real).",
+    }
+    parts = ["<h2>Full tables</h2>"]
+    for title, frame in _full_tables(evaluation)[1:]:
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        if title in notes:
+            parts.append(f'<p class="note">{html.escape(notes[title])}</p>')
+        parts.append(_html_table(frame))
+    return "\n".join(parts)
+
+
+def _header_html(evaluation: Evaluation) -> str:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in _overview_lines(evaluation))
+    return f"<h1>Synthetic returns report</h1>\n<ul>{items}</ul>"
+
+
+def _warnings_html(warnings: list[str]) -> str:
+    if not warnings:
+        return '<p class="no-warnings">No memorization or collapse warnings.</p>'
+    lines = "".join(f"<p>&#9888; {html.escape(warning)}</p>" for warning in warnings)
+    return f'<div class="warnings"><h2>Warnings</h2>{lines}</div>'
+
+
+def _ratio_class(ratio: float) -> str:
+    """CSS class of a gap in units of the noise floor."""
+    if not math.isfinite(ratio):
+        return "na"
+    if ratio <= GOOD_RATIO:
+        return "good"
+    return "fair" if ratio <= FAIR_RATIO else "bad"
+
+
+def _summary_classes(summary: pd.DataFrame, memorization: pd.DataFrame) -> pd.DataFrame:
+    """CSS class of every cell of :meth:`Evaluation.summary`: floor ratios by size, the
+    memorization columns red where ``memorization`` flags the set."""
+    classes = pd.DataFrame("", index=summary.index, columns=summary.columns)
+    for column in summary.columns:
+        if column.endswith("/floor"):
+            classes[column] = [_ratio_class(float(v)) for v in summary[column]]
+    if len(memorization):
+        flagged = memorization["flagged"].reindex(summary.index)
+        for column in ("memorization", "copies"):
+            classes[column] = ["bad" if flag else "good" for flag in flagged]
+    return classes
+
+
+def _format_cell(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return f"{value:.3g}" if math.isfinite(float(value)) else "-"
+    return str(value)
+
+
+def _html_table(frame: pd.DataFrame, classes: pd.DataFrame | None = None) -> str:
+    """An HTML table of ``frame``; ``classes`` (same shape) gives each cell a CSS class."""
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["", *frame.columns])
+    rows = []
+    for row_position, (name, row) in enumerate(frame.iterrows()):
+        cells = [f"<td>{html.escape(str(name))}</td>"]
+        for column_position, value in enumerate(row):
+            css = "" if classes is None else classes.iat[row_position, column_position]
+            attribute = f' class="{css}"' if css else ""
+            cells.append(f"<td{attribute}>{html.escape(_format_cell(value))}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``frame``, index as the first column."""
+    def escape(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    header = "| " + " | ".join(escape(str(c)) for c in ["set", *frame.columns]) + " |"
+    rule = "|---|" + "---:|" * len(frame.columns)
+    rows = ["| " + " | ".join([escape(str(name)), *(escape(_format_cell(v)) for v in row)])
+            + " |" for name, row in frame.iterrows()]
+    return "\n".join([header, rule, *rows])
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def _figures_html(evaluation: Evaluation) -> str:
+    colors = _set_colors(evaluation)
+    n_assets = len(evaluation.assets)
+    parts = ["<h2>Figures</h2>"]
+    if n_assets > MAX_FIGURE_ASSETS:
+        parts.append(f'<p class="note">Per-asset figures show the first {MAX_FIGURE_ASSETS} of '
+                     f"{n_assets} assets.</p>")
+    for asset, asset_name in enumerate(evaluation.assets[:MAX_FIGURE_ASSETS]):
+        parts.append(f"<h3>{html.escape(asset_name)}</h3>")
+        parts += [_figure_html(figure(evaluation, asset, colors), caption)
+                  for figure, caption in PER_ASSET_FIGURES]
+    if n_assets > 1:
+        parts.append("<h3>Cross-asset correlation</h3>")
+        parts.append(_figure_html(_correlation_figure(evaluation),
+                                  "Correlation matrix of same-day returns, real and each set."))
+    return "\n".join(parts)
+
+
+def _figure_html(png_base64: str, caption: str) -> str:
+    return (f'<figure><img src="data:image/png;base64,{png_base64}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _set_colors(evaluation: Evaluation) -> dict[str, str]:
+    """One colour per set, the same in every figure: real in black, generators from tab10."""
+    palette = [to_hex(c) for i, c in enumerate(colormaps["tab10"].colors) if i != 7]  # no grey
+    colors = {"real": REAL_COLOR}
+    for position, name in enumerate(evaluation.samples):
+        colors[name] = palette[position % len(palette)]
+    return colors
+
+
+def _all_sets(evaluation: Evaluation) -> dict[str, np.ndarray]:
+    """The real windows first, then every sample set."""
+    return {"real": evaluation.real, **evaluation.samples}
+
+
+def _new_figure(n_panels: int, height: float = 3.0, columns: int | None = None,
+                sharey: bool = False, panel_width: float = 3.4) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n_panels`` axes on a grid of ``columns`` (default: one row)."""
+    columns = columns or n_panels
+    rows = math.ceil(n_panels / columns)
+    figure = Figure(figsize=(panel_width * columns, height * rows), dpi=DPI,
+                    layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=sharey).ravel()
+    for unused in axes[n_panels:]:
+        unused.set_visible(False)
+    return figure, list(axes[:n_panels])
+
+
+def _to_base64(figure: Figure) -> str:
+    """Encode ``figure`` as a base64 PNG and free it."""
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    figure.clear()
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _curve_lags(window_length: int) -> tuple[int, int]:
+    """Largest lag of the linear curves (acf of r, leverage) and of the clustering curves, as in
+    :func:`synthfin.evaluation.scores.fact_statistics`."""
+    return min(20, window_length - 1), max(1, min(100, window_length // 2))
+
+
+def _plot_curve(axes: Axes, fact: CurveFact, evaluation: Evaluation, asset: int, max_lag: int,
+                colors: dict[str, str], title: str) -> None:
+    """One curve fact: the real halves' min/max band, then every set's curve."""
+    lags = np.arange(1, max_lag + 1)
+    half = len(evaluation.real) // 2
+    halves = [fact(part[:, :, asset], max_lag)
+              for part in (evaluation.real[:half], evaluation.real[half:])]
+    axes.fill_between(lags, np.minimum(*halves), np.maximum(*halves), color=REAL_BAND_COLOR,
+                      label="real halves (min-max)")
+    for name, x in _all_sets(evaluation).items():
+        axes.plot(lags, fact(x[:, :, asset], max_lag), color=colors[name], label=name,
+                  linewidth=2.0 if name == "real" else 1.2, zorder=3 if name == "real" else 2)
+    axes.axhline(0.0, color="0.5", linewidth=0.6)
+    axes.set(title=title, xlabel="lag (days)")
+
+
+def _acf_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+    linear_lag, clustering_lag = _curve_lags(evaluation.real.shape[1])
+    figure, axes = _new_figure(3)
+    _plot_curve(axes[0], facts.acf, evaluation, asset, linear_lag, colors, "ACF of r")
+    _plot_curve(axes[1], facts.acf_abs, evaluation, asset, clustering_lag, colors, "ACF of |r|")
+    _plot_curve(axes[2], facts.acf_sq, evaluation, asset, clustering_lag, colors, "ACF of r²")
+    axes[0].legend(fontsize="small")
+    return _to_base64(figure)
+
+
+def _leverage_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+    linear_lag, _ = _curve_lags(evaluation.real.shape[1])
+    figure, axes = _new_figure(1, panel_width=6.0)
+    _plot_curve(axes[0], facts.leverage_curve, evaluation, asset, linear_lag, colors,
+                "Leverage: corr(r_t, r²_t+k)")
+    axes[0].legend(fontsize="small")
+    return _to_base64(figure)
+
+
+def _ccdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical P(X >= v) at the positive ``values`` v, thinned to about ``CCDF_POINTS``
+    log-spaced ranks; probabilities are shares of all ``values``."""
+    positive = np.sort(values[values > 0])[::-1]
+    if positive.size == 0:
+        return positive, positive
+    exceedance = np.arange(1, positive.size + 1) / values.size
+    ranks = np.unique(np.geomspace(1, positive.size, CCDF_POINTS).astype(int) - 1)
+    return positive[ranks], exceedance[ranks]
+
+
+def _tail_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+    real_std = evaluation.real[:, :, asset].std()
+    figure, axes = _new_figure(2, panel_width=4.5)
+    for panel, (sign, title) in zip(axes, ((-1.0, "Left tail: -r / real std"),
+                                           (1.0, "Right tail: r / real std")), strict=True):
+        for name, x in _all_sets(evaluation).items():
+            levels, exceedance = _ccdf(sign * x[:, :, asset].ravel() / real_std)
+            panel.loglog(levels, exceedance, color=colors[name], label=name,
+                         linewidth=2.0 if name == "real" else 1.2)
+        panel.set(title=title, xlabel="standardized return", ylabel="P(X >= x)",
+                  xlim=(TAIL_PLOT_MIN_STD, None))
+    axes[1].legend(fontsize="small", loc="lower left")
+    return _to_base64(figure)
+
+
+def _qq_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+    def standardized(x: np.ndarray) -> np.ndarray:
+        values = x[:, :, asset].ravel()
+        return (values - values.mean()) / values.std()
+
+    real = standardized(evaluation.real)
+    outermost = 0.5 / real.size
+    probabilities = expit(np.linspace(logit(outermost), logit(1 - outermost), QQ_POINTS))
+    real_quantiles = np.quantile(real, probabilities)
+    figure, axes = _new_figure(1, height=3.6, panel_width=4.5)
+    for name, x in evaluation.samples.items():
+        axes[0].plot(real_quantiles, np.quantile(standardized(x), probabilities), ".",
+                     color=colors[name], markersize=3, label=name)
+    axes[0].axline((0.0, 0.0), slope=1.0, color=REAL_COLOR, linewidth=1.0, label="real")
+    axes[0].set(title="QQ plot of standardized 1-day returns", xlabel="real quantile",
+                ylabel="generated quantile")
+    axes[0].legend(fontsize="small", loc="upper left")
+    return _to_base64(figure)
+
+
+def _histogram_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+    horizons = [h for h in HISTOGRAM_HORIZONS if h <= evaluation.real.shape[1]]
+    figure, axes = _new_figure(len(horizons), columns=3)
+    for panel, horizon_days in zip(axes, horizons, strict=True):
+        real = horizon_returns(evaluation.real, horizon_days)[:, asset]
+        margin = 0.25 * (real.max() - real.min())
+        bins = np.linspace(real.min() - margin, real.max() + margin, HISTOGRAM_BINS)
+        for name, x in _all_sets(evaluation).items():
+            panel.hist(horizon_returns(x, horizon_days)[:, asset], bins=bins, density=True,
+                       histtype="step", color=colors[name], label=name,
+                       linewidth=2.0 if name == "real" else 1.2)
+        panel.set(title=f"{horizon_days}-day log returns", yscale="log", ylabel="density")
+    axes[0].legend(fontsize="small")
+    return _to_base64(figure)
+
+
+def _sample_paths_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+    sets = _all_sets(evaluation)
+    figure, axes = _new_figure(len(sets), height=2.4, columns=min(4, len(sets)), sharey=True)
+    for panel, (name, x) in zip(axes, sets.items(), strict=True):
+        # real windows evenly spread over time; sample sets are exchangeable, take the first ones
+        chosen = (np.linspace(0, len(x) - 1, SAMPLE_PATHS_PER_SET).astype(int) if name == "real"
+                  else np.arange(min(SAMPLE_PATHS_PER_SET, len(x))))
+        log_returns = x[chosen, :, asset]  # (paths, length)
+        prices = 100.0 * np.exp(np.cumsum(np.pad(log_returns, ((0, 0), (1, 0))), axis=1))
+        panel.plot(prices.T, color=colors[name], linewidth=0.9, alpha=0.8)
+        panel.set(title=name, xlabel="day")
+    axes[0].set_ylabel("price (start 100)")
+    return _to_base64(figure)
+
+
+def _correlation_figure(evaluation: Evaluation) -> str:
+    sets = _all_sets(evaluation)
+    n_assets = len(evaluation.assets)
+    figure, axes = _new_figure(len(sets), height=3.2, columns=min(4, len(sets)))
+    for panel, (name, x) in zip(axes, sets.items(), strict=True):
+        correlation = facts.cross_correlation(x)
+        image = panel.imshow(correlation, vmin=-1.0, vmax=1.0, cmap="RdBu_r")
+        panel.set(title=name, xticks=range(n_assets), yticks=range(n_assets))
+        if n_assets <= ANNOTATED_HEATMAP_MAX_ASSETS:
+            panel.set_xticklabels(evaluation.assets, rotation=90, fontsize="small")
+            panel.set_yticklabels(evaluation.assets, fontsize="small")
+            for (row, column), value in np.ndenumerate(correlation):
+                panel.text(column, row, f"{value:.2f}", ha="center", va="center",
+                           fontsize="small", color="white" if abs(value) > 0.5 else "black")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    return _to_base64(figure)
+
+
+PER_ASSET_FIGURES: list[tuple[Callable[[Evaluation, int, dict[str, str]], str], str]] = [
+    (_acf_figure, "Autocorrelation of r, |r| and r²: real in black, grey band = range of the "
+                  "two chronological halves of the real windows. Volatility clustering is "
+                  "reproduced when the |r| and r² curves stay in or near the band."),
+    (_leverage_figure, "Leverage effect: correlation of today's return with future squared "
+                       "returns (negative for equities); band as above."),
+    (_tail_figure, "Tails on log-log axes: share of days beyond a move of x real standard "
+                   "deviations. A straight real line is a power-law tail; a generator falling "
+                   "off it early has too thin tails."),
+    (_qq_figure, "Each set's 1-day returns, standardized by its own mean and std, against the "
+                 "real ones: points on the black diagonal have the real shape; an S bending "
+                 "towards the horizontal means too thin tails."),
+    (_histogram_figure, "Densities of non-overlapping h-day returns inside windows (log scale "
+                        "shows the tails): real returns become more Gaussian as h grows."),
+    (_sample_paths_figure, "A few windows as prices starting at 100: real windows spread over "
+                           "time, and the first samples of each set."),
+]

@@ -1,0 +1,108 @@
+"""The evaluator must separate what it should, on bundled S&P 500 windows of 64 days."""
+
+import numpy as np
+import pytest
+
+from synthfin.evaluation import evaluate, facts
+from synthfin.evaluation.neural import NeuralScoreConfig, discriminative_score
+from synthfin.evaluation.scores import memorization, nearest_distances, score_samples
+from synthfin.models.baselines import BlockBootstrap, GarchGenerator, GaussianGenerator
+
+MAIN = ["acf_abs", "acf_sq", "leverage", "tails", "w1_1d"]
+BAR = 1.5  # DEVELOPERS.md: a good model comes within about 1.5x of the noise floor
+
+
+@pytest.fixture(scope="module")
+def real_sets(sp500_windows):
+    d = sp500_windows
+    return {"all": d.unscale(np.concatenate([d.train.windows, d.val.windows, d.test.windows])),
+            "train": d.unscale(d.train.windows),
+            "held_out": d.unscale(np.concatenate([d.val.windows, d.test.windows]))}
+
+
+@pytest.fixture(scope="module")
+def table(sp500_windows, real_sets):
+    samples = {name: model.fit(sp500_windows).sample_returns(2000, seed=0) for name, model in
+               [("garch", GarchGenerator()), ("bootstrap", BlockBootstrap()),
+                ("gaussian", GaussianGenerator())]}
+    return score_samples(real_sets["all"], samples, train=real_sets["train"],
+                         held_out=real_sets["held_out"])
+
+
+def test_two_disjoint_real_sets_score_at_the_noise_floor(real_sets):
+    """Train-period windows against held-out windows: no score far above the floor (a ratio of
+    two noisy distances, so 2x rather than 1x is the limit)."""
+    result = score_samples(real_sets["held_out"], {"real train": real_sets["train"]})
+    ratios = result.ratios.loc["real train", MAIN]
+    assert (ratios < 2.0).all(), ratios
+
+
+def test_gaussian_is_flagged_on_tails_and_clustering(table):
+    ratios = table.ratios.loc["gaussian"]
+    assert (ratios[["acf_abs", "acf_sq", "tails", "hill"]] > BAR).all(), ratios
+    assert not table.memorization.loc["gaussian", "flagged"]
+
+
+def test_bootstrap_scores_well_but_is_flagged_for_memorization(table):
+    assert (table.ratios.loc["bootstrap", MAIN] < 1.0).all()
+    memo = table.memorization.loc["bootstrap"]
+    assert memo["flagged"] and memo["copy_share"] > 0.1 and memo["median_ratio"] < 0.5
+    assert not table.memorization.loc["garch", "flagged"]
+
+
+def test_garch_has_clustering_but_no_leverage_and_gjr_some(sp500_windows, real_sets):
+    def mean_leverage(x: np.ndarray) -> float:
+        return float(facts.leverage_curve(x[..., 0], 10).mean())
+
+    real_leverage = mean_leverage(real_sets["all"])
+    levels = {}
+    for name, model in [("garch", GarchGenerator()), ("gjr", GarchGenerator(gjr=True))]:
+        model.fit(sp500_windows)
+        draws = [model.sample_returns(5000, seed=seed) for seed in range(4)]
+        values = np.array([mean_leverage(x) for x in draws])
+        levels[name] = (values.mean(), values.std(ddof=1) / np.sqrt(len(values)))
+        if name == "garch":
+            assert facts.acf_abs(draws[0][..., 0], 1)[0] > 0.2  # real: 0.28, iid: 0
+    garch, gjr = levels["garch"], levels["gjr"]
+    assert real_leverage < -0.05
+    assert abs(garch[0]) < 3 * garch[1] + 0.01  # symmetric GARCH: zero leverage
+    assert gjr[0] < -3 * gjr[1]                 # GJR: negative, ...
+    assert gjr[0] > real_leverage               # ... but weaker than the real one
+
+
+def test_nearest_distances_match_brute_force(rng):
+    queries, pool = rng.normal(size=(30, 8, 2)), rng.normal(size=(50, 8, 2))
+    brute = np.linalg.norm(queries[:, None] - pool[None], axis=(2, 3)).min(axis=1)
+    np.testing.assert_allclose(nearest_distances(queries, pool, chunk=7), brute, rtol=1e-9)
+
+
+def test_memorization_separates_copies_from_fresh_draws(rng):
+    train, held_out = rng.normal(size=(400, 16, 1)), rng.normal(size=(200, 16, 1))
+    copies = memorization(train[:100], train, held_out)
+    assert copies.copy_share == 1.0 and copies.flagged
+    fresh = memorization(rng.normal(size=(200, 16, 1)), train, held_out)
+    assert fresh.copy_share == 0.0 and not fresh.flagged
+    assert fresh.median_ratio == pytest.approx(1.0, abs=0.1)
+
+
+def test_discriminative_score_separates_a_rescaled_set(real_sets):
+    config = NeuralScoreConfig(epochs=6, max_windows=600, repeats=1)
+    real = real_sets["held_out"]
+    same, _ = discriminative_score(real[::2], real[1::2], config=config)
+    different, _ = discriminative_score(real[::2], 3 * real[1::2], config=config)
+    assert same < 0.15 < 0.3 < different
+
+
+def test_evaluate_collects_everything_and_warns(real_sets, rng):
+    real = real_sets["held_out"][::4]
+    collapsed = np.repeat(real[:1], 50, axis=0) + 1e-6 * rng.normal(size=(50, 64, 1))
+    result = evaluate(real, {"copies": real_sets["train"][:300], "collapsed": collapsed},
+                      train=real_sets["train"], held_out=real, seed=0,
+                      neural_config=NeuralScoreConfig(epochs=1, max_windows=100, repeats=1))
+    text = "\n".join(result.warnings)
+    assert "MEMORIZATION: 'copies'" in text and "COLLAPSE: 'collapsed'" in text
+    assert {"copies", "collapsed", "real (TRTR)"} == set(result.secondary.index)
+    summary = result.summary()
+    assert list(summary.index) == ["copies", "collapsed"] and "acf_abs /floor" in summary
+    metrics = result.to_dict()
+    assert metrics["facts"]["real"]["n_windows"] == len(real)
