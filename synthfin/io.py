@@ -44,11 +44,18 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[Path], object]) ->
         temp = Path(handle.name)
     try:
         write_fn(temp)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
