@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from synthfin.data.conditions import RegimeModel
+from synthfin.data.conditions import TRADING_DAYS, RegimeModel
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
@@ -56,6 +56,14 @@ class DataSpec:
     vol_lookback: int
     scaler: ReturnScaler
     regimes: RegimeModel
+
+    def regime_of(self, scaled: np.ndarray) -> np.ndarray:
+        """Regime code after each path of scaled returns (n, days >= vol_lookback, assets),
+        from the realized vol of its last ``vol_lookback`` days: the condition of the next
+        window when a window model rolls a path forward."""
+        recent = self.scaler.inverse(scaled[:, -self.vol_lookback:])
+        vol = np.sqrt(TRADING_DAYS / self.vol_lookback * np.sum(recent**2, axis=1)).mean(axis=1)
+        return self.regimes.label(vol)
 
     @classmethod
     def of(cls, data: WindowData) -> DataSpec:
@@ -103,10 +111,14 @@ class Generator(ABC):
         self.config = dataclasses.replace(base, **overrides)
 
     # -- the public verbs ---------------------------------------------------------------------
-    def fit(self: G, data: WindowData) -> G:
-        """Fit on the training split (validation split for early stopping); returns ``self``."""
+    def fit(self: G, data: WindowData, **options: Any) -> G:
+        """Fit on the training split (validation split for early stopping); returns ``self``.
+
+        Neural generators take ``run_dir=`` (history, checkpoints, best weights) and
+        ``resume=True`` (continue a killed training from ``run_dir``).
+        """
         self.spec_ = DataSpec.of(data)
-        self._fit(data)
+        self._fit(data, **options)
         return self
 
     def sample(self, n: int, *, condition: Condition = None, seed: int | None = None,
@@ -175,7 +187,7 @@ class Generator(ABC):
 
     # -- what each model implements -----------------------------------------------------------
     @abstractmethod
-    def _fit(self, data: WindowData) -> None:
+    def _fit(self, data: WindowData, **options: Any) -> None:
         """Learn from ``data``; ``self.spec_`` is already set."""
 
     @abstractmethod
