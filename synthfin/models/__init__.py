@@ -1,6 +1,9 @@
 """Generators behind one interface, found by name through the registry."""
 
-from synthfin.models import baselines  # noqa: F401  (registers garch, bootstrap, gaussian)
+from synthfin.models import (  # noqa: F401  (importing registers the generators)
+    autoregressive,
+    baselines,
+)
 from synthfin.models.base import (
     DataSpec,
     Generator,
