@@ -221,7 +221,7 @@ def evaluate(
 ) -> None:
     """Compare synthetic samples with the real windows; write the report."""
     from synthfin.data.windows import WindowData
-    from synthfin.evaluation import evaluate as run_evaluation
+    from synthfin.evaluation import evaluate_windows
 
     prepared = WindowData.load(data)
     named = {}
@@ -230,11 +230,7 @@ def evaluate(
         if not sep:
             raise _fail(f"--samples takes NAME=FILE, got {item!r}")
         named[name] = _load_samples(Path(file))
-    real = prepared.unscale(np.concatenate([prepared.train.windows, prepared.val.windows,
-                                            prepared.test.windows]))
-    held_out = prepared.unscale(np.concatenate([prepared.val.windows, prepared.test.windows]))
-    result = run_evaluation(real, named, train=prepared.unscale(prepared.train.windows),
-                            held_out=held_out, assets=prepared.assets, neural=neural, seed=seed)
+    result = evaluate_windows(prepared, named, neural=neural, seed=seed)
     result.save(out)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.summary().round(3).to_string())

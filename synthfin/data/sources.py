@@ -301,41 +301,51 @@ def _read_file(path: Path) -> pd.DataFrame:
         raw = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read {path}: {error}") from error
-    if isinstance(raw.index, pd.DatetimeIndex):  # a parquet file written with a date index
+    return wide_prices(raw, origin=str(path))
+
+
+def wide_prices(raw: pd.DataFrame, *, origin: str = "the price frame") -> pd.DataFrame:
+    """A wide price frame (date index x tickers) from a wide or long ``(date, ticker, value)``
+    table, with the same column-name rules as files; validate it with :func:`validate_prices`.
+
+    A frame that already has a ``DatetimeIndex`` and no ticker column is returned as floats.
+    """
+    raw = raw.copy()  # the caller's frame stays as it was
+    if isinstance(raw.index, pd.DatetimeIndex):  # e.g. a parquet file written with a date index
         raw = raw.rename_axis(raw.index.name or "date").reset_index()
 
     by_name = {str(column).strip().lower(): column for column in raw.columns}
     date_column = _pick(by_name, _DATE_NAMES)
     if date_column is None:
-        raise DataError(f"{path} has no date column: expected one of {', '.join(_DATE_NAMES)} "
+        raise DataError(f"{origin} has no date column: expected one of {', '.join(_DATE_NAMES)} "
                         f"(any case) or a date index; got {_listed(raw.columns)}")
-    raw[date_column] = _parse_dates(raw[date_column], path)
+    raw[date_column] = _parse_dates(raw[date_column], origin)
     ticker_column = _pick(by_name, _TICKER_NAMES)
     if ticker_column is None:
         wide = raw.set_index(date_column)
     else:
         value_column = _pick(by_name, _VALUE_NAMES)
         if value_column is None:
-            raise DataError(f"{path} looks long (it has a {ticker_column!r} column) but has no "
+            raise DataError(f"{origin} looks long (it has a {ticker_column!r} column) but has no "
                             f"value column: expected one of {', '.join(_VALUE_NAMES)}")
         repeated = raw.duplicated([date_column, ticker_column])
         if repeated.any():
             pairs = raw.loc[repeated, [ticker_column, date_column]].head(_SHOWN)
             shown = ", ".join(f"{t} {_day(day)}" for t, day in pairs.itertuples(index=False))
-            raise DataError(f"{path} has {_count(repeated.sum(), 'repeated (date, ticker) row')}: "
-                            f"{shown}")
+            count = _count(repeated.sum(), "repeated (date, ticker) row")
+            raise DataError(f"{origin} has {count}: {shown}")
         wide = raw.pivot(index=date_column, columns=ticker_column, values=value_column)
     wide.columns = [str(column) for column in wide.columns]
     if wide.columns.empty or wide.empty:
-        raise DataError(f"{path} has no prices (no rows or no ticker columns)")
-    return _numeric(wide.rename_axis("date"), path)
+        raise DataError(f"{origin} has no prices (no rows or no ticker columns)")
+    return _numeric(wide.rename_axis("date"), origin)
 
 
 def _pick(by_name: dict[str, Hashable], candidates: tuple[str, ...]) -> Hashable | None:
     return next((by_name[name] for name in candidates if name in by_name), None)
 
 
-def _parse_dates(values: pd.Series, path: Path) -> pd.DatetimeIndex:
+def _parse_dates(values: pd.Series, path: Path | str) -> pd.DatetimeIndex:
     try:
         dates = _naive_dates(pd.to_datetime(values))
     except (ValueError, TypeError) as error:
@@ -345,7 +355,7 @@ def _parse_dates(values: pd.Series, path: Path) -> pd.DatetimeIndex:
     return dates
 
 
-def _numeric(wide: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _numeric(wide: pd.DataFrame, path: Path | str) -> pd.DataFrame:
     """Convert every column to float64, naming the first value that is not a number."""
     converted = {}
     for ticker, column in wide.items():

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthfin.data.windows import WindowData
 from synthfin.evaluation import facts
 from synthfin.evaluation.neural import NeuralScoreConfig, discriminative_score, predictive_score
 from synthfin.evaluation.scores import ScoreTable, as_paths, score_samples
@@ -167,3 +168,15 @@ def evaluate(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
     return Evaluation(real=real, samples=samples, scores=scores, secondary=secondary,
                       facts=all_facts,
                       assets=assets or [f"asset_{a}" for a in range(real.shape[2])])
+
+
+def evaluate_windows(data: WindowData, samples: Mapping[str, np.ndarray], *,
+                     neural: bool = True, seed: int = 0,
+                     neural_config: NeuralScoreConfig | None = None) -> Evaluation:
+    """:func:`evaluate` against a prepared data set: every real window is the reference, the
+    training windows and the held-out (val + test) windows feed the memorization check."""
+    splits = [data.train.windows, data.val.windows, data.test.windows]
+    return evaluate(data.unscale(np.concatenate(splits)), samples,
+                    train=data.unscale(splits[0]),
+                    held_out=data.unscale(np.concatenate(splits[1:])), assets=data.assets,
+                    neural=neural, seed=seed, neural_config=neural_config)

@@ -1,0 +1,140 @@
+"""``Synthesizer``: from prices to synthetic prices in three lines.
+
+It holds the data preparation (log returns, windows, split, scaler, regime thresholds), one
+generator and the inverse transform, and saves all of it into one directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthfin.data.returns import log_returns
+from synthfin.data.sources import validate_prices, wide_prices
+from synthfin.data.windows import WindowData, make_windows
+from synthfin.errors import DataError, ModelError
+from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
+from synthfin.io import atomic_write_json
+from synthfin.models import Generator, get_generator
+from synthfin.models.training import TorchGenerator
+from synthfin.scenarios import Scenarios, business_days_after
+
+
+@dataclasses.dataclass
+class DataSettings:
+    """How prices become windows (see :func:`synthfin.make_windows`)."""
+
+    window_len: int = 64
+    stride: int = 1
+    split: Sequence[float] | Sequence[str] = (0.7, 0.15, 0.15)
+    vol_lookback: int = 21
+    regime_quantiles: Sequence[float] = (0.25, 0.75)
+    gaussianize: bool = False
+
+
+class Synthesizer:
+    """Fit a generator on prices and sample :class:`Scenarios` of returns and prices.
+
+    Parameters
+    ----------
+    model : str
+        A registered generator: ``"ar"``, ``"garch"``, ``"bootstrap"``, ``"gaussian"``...
+    window_len, stride, split, vol_lookback, regime_quantiles, gaussianize
+        Data preparation, as in :func:`synthfin.make_windows`.
+    **model_settings
+        The generator's own settings (``epochs=``, ``gjr=``, ``device=``...).
+
+    Examples
+    --------
+    >>> synth = sf.Synthesizer("ar").fit(sf.load_prices("bundled", tickers=["SP500"]))
+    >>> scenarios = synth.sample(1000, length=252, regime="stressed", seed=0)
+    >>> scenarios.prices().shape          # (1000, 253, 1), starting at the last real close
+    """
+
+    def __init__(self, model: str = "ar", *, window_len: int = 64, stride: int = 1,
+                 split: Sequence[float] | Sequence[str] = (0.7, 0.15, 0.15),
+                 vol_lookback: int = 21, regime_quantiles: Sequence[float] = (0.25, 0.75),
+                 gaussianize: bool = False, **model_settings: Any) -> None:
+        self.model = model
+        self.data_settings = DataSettings(window_len, stride, split, vol_lookback,
+                                          regime_quantiles, gaussianize)
+        self.model_settings = model_settings
+        self.generator_cls = get_generator(model)
+
+    def fit(self, prices: pd.DataFrame, *, run_dir: str | Path | None = None,
+            resume: bool = False) -> Synthesizer:
+        """Prepare ``prices`` (wide: date index x tickers, or long: date, ticker, value) and fit
+        the generator; ``run_dir`` and ``resume`` reach neural generators' training loop."""
+        if not isinstance(prices, pd.DataFrame):
+            raise DataError(f"prices must be a DataFrame, got {type(prices).__name__}")
+        prices = validate_prices(wide_prices(prices))
+        self.data_ = make_windows(log_returns(prices), **dataclasses.asdict(self.data_settings))
+        self.last_date_ = prices.index[-1]
+        self.last_prices_ = prices.iloc[-1].to_numpy(dtype=np.float64)
+        options = {}
+        if issubclass(self.generator_cls, TorchGenerator):
+            options = {"run_dir": run_dir, "resume": resume}
+        self.generator_ = self.generator_cls(**self.model_settings).fit(self.data_, **options)
+        return self
+
+    @property
+    def real_windows(self) -> np.ndarray:
+        """Every real window (train, val, test in date order), unscaled log returns."""
+        data = self._fitted()
+        return data.unscale(np.concatenate([data.train.windows, data.val.windows,
+                                            data.test.windows]))
+
+    def sample(self, n: int, length: int | None = None, regime: str | None = None,
+               seed: int | None = None, start_date: str | pd.Timestamp | None = None
+               ) -> Scenarios:
+        """``n`` scenarios of ``length`` business days (default: the window length) starting the
+        business day after ``start_date`` (default: the last real date), from the last real
+        closes; ``regime`` is ``"calm"``, ``"normal"``, ``"stressed"`` or None."""
+        self._fitted()
+        returns = self.generator_.sample_returns(n, condition=regime, seed=seed, length=length)
+        dates = business_days_after(start_date or self.last_date_, returns.shape[1])
+        return Scenarios(returns, dates, list(self.generator_.spec_.assets), self.last_prices_,
+                         regime)
+
+    def evaluate(self, n: int = 2000, *, seed: int = 0, neural: bool = False) -> Evaluation:
+        """Evaluate ``n`` unconditional windows against every real window."""
+        samples = self.generator_.sample_returns(n, seed=seed)
+        return evaluate_windows(self._fitted(), {self.model: samples}, neural=neural, seed=seed)
+
+    def save(self, directory: str | Path) -> Path:
+        """``model/`` (the generator), ``data/`` (windows and metadata), ``synthesizer.json``."""
+        data = self._fitted()
+        directory = Path(directory)
+        self.generator_.save(directory / "model")
+        data.save(directory / "data")
+        atomic_write_json(directory / "synthesizer.json", {
+            "model": self.model, "data_settings": dataclasses.asdict(self.data_settings),
+            "model_settings": self.model_settings, "last_date": str(self.last_date_.date()),
+            "last_prices": self.last_prices_.tolist()})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Synthesizer:
+        """Rebuild a fitted synthesizer from :meth:`save` output, offline, without pickle."""
+        directory = Path(directory)
+        meta_path = directory / "synthesizer.json"
+        if not meta_path.is_file():
+            raise ModelError(f"{directory} is not a saved Synthesizer (no synthesizer.json)")
+        meta = json.loads(meta_path.read_text())
+        synth = cls(meta["model"], **meta["data_settings"], **meta["model_settings"])
+        synth.generator_ = Generator.load(directory / "model")
+        synth.data_ = WindowData.load(directory / "data")
+        synth.last_date_ = pd.Timestamp(meta["last_date"])
+        synth.last_prices_ = np.asarray(meta["last_prices"], dtype=np.float64)
+        return synth
+
+    def _fitted(self) -> WindowData:
+        if not hasattr(self, "data_"):
+            raise ModelError("the Synthesizer is not fitted; call fit(prices) or load(dir)")
+        return self.data_
