@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -237,6 +238,36 @@ def evaluate(
     for warning in result.warnings:
         typer.secho(warning, fg="red", err=True)
     typer.echo(f"report -> {out / 'report.html'}")
+
+
+@app.command()
+@user_errors
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, e.g. pipelines/quickstart.yaml.")],
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: the YAML's output, "
+                                                  "else runs/NAME).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the pipeline's seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="Override the device: auto, cpu, cuda.")
+                      ] = None,
+) -> None:
+    """Run a pipeline: data, every model, samples, evaluation and report (stages whose inputs
+    did not change are reused)."""
+    from synthfin.config import load_pipeline_config
+    from synthfin.pipeline import Pipeline
+
+    config = load_pipeline_config(pipeline, seed=seed, device=device,
+                                  output=None if out is None else str(out))
+    start = time.perf_counter()
+    result = Pipeline(config).run()
+    for stage in result.stages:
+        typer.echo(f"{stage['stage']:<24} {'reused' if stage['reused'] else 'ran':<7}"
+                   f"{stage['seconds']:>9.1f} s")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        typer.echo(result.summary.astype(float).round(3).to_string())
+    for warning in result.warnings:
+        typer.secho(warning, fg="red", err=True)
+    typer.echo(f"run {config.name} finished in {time.perf_counter() - start:.1f} s -> "
+               f"{result.run_dir / 'report' / 'report.html'}")
 
 
 @app.command()

@@ -81,7 +81,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable metrics (NaN and inf become null)."""
-        return _finite({
+        return finite_json({
             "assets": self.assets,
             "window_length": int(self.real.shape[1]),
             "n_real_windows": int(len(self.real)),
@@ -108,12 +108,12 @@ class Evaluation:
         return directory
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """Replace NaN / inf by None and NumPy scalars by Python ones, recursively."""
     if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, (float, np.floating, int, np.integer)):

@@ -167,11 +167,22 @@ class Memorization:
                 or self.median_ratio < MIN_MEDIAN_RATIO)
 
 
+def _unit_rms(windows: np.ndarray) -> np.ndarray:
+    rms = np.sqrt(np.mean(windows**2, axis=tuple(range(1, windows.ndim)), keepdims=True))
+    return windows / np.maximum(rms, 1e-300)
+
+
 def memorization(samples: np.ndarray, train: np.ndarray, held_out: np.ndarray) -> Memorization:
-    """Nearest-training-window distances of samples against those of held-out real windows."""
+    """Nearest-training-window distances of samples against those of held-out real windows.
+
+    Windows are compared by shape: each is divided by its root mean square first, so a model
+    whose volatility level differs from the held-out period's is not mistaken for a copier (or
+    a copier for a fresh model); an exact copy still has distance 0.
+    """
+    train, samples, held_out = _unit_rms(train), _unit_rms(samples), _unit_rms(held_out)
     held_out_distances = nearest_distances(held_out, train)
     sample_distances = nearest_distances(samples, train)
-    scale = float(np.sqrt(np.mean(train**2) * train[0].size))
+    scale = float(np.sqrt(train[0].size))  # every window now has norm sqrt(size)
     return Memorization(
         copy_share=float(np.mean(sample_distances <= 1e-9 * scale)),
         close_share=float(np.mean(sample_distances < np.quantile(held_out_distances, 0.05))),

@@ -1,0 +1,96 @@
+"""Pydantic models of a pipeline YAML: one place for defaults and validation."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from synthfin.errors import SynthfinError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where prices come from and how they become windows."""
+
+    source: str = "bundled"
+    tickers: list[str] | None = None
+    start: date | None = None
+    end: date | None = None
+    window: int = Field(64, ge=2)
+    stride: int = Field(1, ge=1)
+    split: list[float] | list[str] = [0.7, 0.15, 0.15]
+    vol_lookback: int = Field(21, ge=2)
+    regime_quantiles: list[float] = [0.25, 0.75]
+    gaussianize: bool = False
+    fill_gaps: int = Field(0, ge=0)
+    cache_dir: str | None = None
+
+
+class SamplingConfig(_Strict):
+    """How many paths each model draws for evaluation, and which regimes besides."""
+
+    n: int = Field(2000, ge=2)
+    length: int | None = Field(None, ge=1)
+    regimes: list[str] = []
+
+
+class EvaluationConfig(_Strict):
+    neural: bool = True
+
+
+class PipelineConfig(_Strict):
+    """A whole pipeline. ``models`` maps a run name to settings; ``model:`` inside picks the
+    registered generator (default: the run name itself), every other key is a model setting."""
+
+    name: str
+    seed: int = 0
+    device: str = "auto"
+    output: str | None = None
+    data: DataConfig = DataConfig()
+    models: dict[str, dict[str, Any]] = Field(min_length=1)
+    sampling: SamplingConfig = SamplingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from synthfin.models import available_generators
+
+        for run_name, settings in models.items():
+            kind = (settings or {}).get("model", run_name)
+            if kind not in available_generators():
+                raise ValueError(f"model {run_name!r}: unknown generator {kind!r}; available: "
+                                 f"{', '.join(available_generators())} (set `model:` to one)")
+        return {name: dict(settings or {}) for name, settings in models.items()}
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output or f"runs/{self.name}")
+
+
+def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
+    """Read and validate a pipeline YAML; ``overrides`` (``seed=``, ``device=``, ``output=``)
+    replace top-level keys. Errors name the file and the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynthfinError(f"no such pipeline file: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SynthfinError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise SynthfinError(f"{path} must hold a mapping (name:, data:, models:, ...)")
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
+                             for e in error.errors())
+        raise SynthfinError(f"{path}: {problems}") from None

@@ -1,0 +1,114 @@
+"""Pipelines end to end on a seconds-long YAML: artifacts, stage reuse, clear config errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from synthfin.cli import app
+from synthfin.config import load_pipeline_config
+from synthfin.errors import SynthfinError
+from synthfin.pipeline import Pipeline
+
+TINY = Path(__file__).parents[1] / "pipelines" / "tiny.yaml"
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    raw = yaml.safe_load(TINY.read_text())
+    raw.update(changes)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    config = load_pipeline_config(TINY, output=str(tmp / "out"))
+    return config, Pipeline(config).run()
+
+
+def test_a_run_writes_every_artifact(first_run):
+    config, result = first_run
+    run = result.run_dir
+    assert json.loads((run / "config.json").read_text())["name"] == "tiny"
+    assert (run / "data" / "meta.json").is_file()
+    assert "fingerprint" in json.loads((run / "data" / "meta.json").read_text())
+    for name in config.models:
+        assert (run / "models" / name / "model" / "weights.safetensors").is_file()
+        samples = np.load(run / "samples" / name / "samples.npy")
+        assert samples.shape == (200, 32, 1)
+    assert (run / "models" / "ar" / "training" / "history.json").is_file()
+    assert (run / "models" / "ar" / "training" / "best.safetensors").is_file()
+    for file in ("metrics.json", "report.html", "report.md", "regime_vol.json"):
+        assert (run / "report" / file).is_file()
+    regime_vol = json.loads((run / "report" / "regime_vol.json").read_text())
+    assert regime_vol["gjr"]["stressed"] > regime_vol["gjr"]["calm"]
+    assert list(result.summary.index) == list(config.models)
+    assert not any(stage["reused"] for stage in result.stages)
+
+
+def test_a_second_run_reuses_every_stage(first_run):
+    config, _ = first_run
+    again = Pipeline(config).run()
+    assert all(stage["reused"] for stage in again.stages)
+
+
+def test_editing_one_model_retrains_only_that_model(first_run):
+    config, _ = first_run
+    models = {**config.models, "gjr": {**config.models["gjr"], "dist": "skewt"}}
+    result = Pipeline(config.model_copy(update={"models": models})).run()
+    ran = {stage["stage"] for stage in result.stages if not stage["reused"]}
+    assert ran == {"model gjr", "samples gjr", "evaluation"}
+
+
+def test_cli_run_prints_stages_and_summary(tmp_path):
+    result = CliRunner().invoke(app, ["run", str(TINY), "--out", str(tmp_path / "o"),
+                                      "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "model ar" in result.output and "acf_abs /floor" in result.output
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["seed"] == 1
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"models": {"nope": {}}}, "unknown generator 'nope'"),
+    ({"data": {"window": 1}}, "data.window"),
+    ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+    ({"models": {}}, "models"),
+])
+def test_bad_yaml_gives_a_clear_error(tmp_path, changes, message):
+    with pytest.raises(SynthfinError, match=message):
+        load_pipeline_config(write_config(tmp_path, **changes))
+
+
+def test_unparsable_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SynthfinError, match="not valid YAML"):
+        load_pipeline_config(bad)
+    with pytest.raises(SynthfinError, match="no such pipeline file"):
+        load_pipeline_config(tmp_path / "missing.yaml")
+    result = CliRunner().invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2 and "not valid YAML" in result.output
+
+
+def test_a_failing_stage_keeps_earlier_outputs(tmp_path, monkeypatch):
+    config = load_pipeline_config(TINY, output=str(tmp_path / "out"))
+    from synthfin.models.baselines import GaussianGenerator
+
+    def broken(self, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GaussianGenerator, "_fit", broken)
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(config).run()
+    run = tmp_path / "out"
+    assert (run / "models" / "ar" / "stage.json").is_file()
+    assert not (run / "models" / "gaussian" / "stage.json").exists()
+    monkeypatch.undo()
+    result = Pipeline(config).run()
+    ran = {stage["stage"] for stage in result.stages if not stage["reused"]}
+    assert ran == {"model gaussian", "samples gaussian", "evaluation"}
