@@ -243,7 +243,8 @@ def evaluate(
 @app.command()
 @user_errors
 def run(
-    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, e.g. pipelines/quickstart.yaml.")],
+    pipeline: Annotated[Path, typer.Argument(
+        help="Pipeline YAML, e.g. pipelines/quickstart.yaml.")],
     out: Annotated[Path | None, typer.Option(help="Run directory (default: the YAML's output, "
                                                   "else runs/NAME).")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the pipeline's seed.")] = None,
