@@ -272,6 +272,58 @@ def run(
 
 
 @app.command()
+@user_errors
+def stress(
+    model_dir: Annotated[Path, typer.Option(
+        help="A saved Synthesizer, or a generator folder together with --data.")],
+    strategy: Annotated[str, typer.Option(
+        help="module:function; e.g. synthfin.backtest:moving_average_crossover.")],
+    out: Annotated[Path, typer.Option(help="Folder for stress.md, stress.json, stress.png.")],
+    data: Annotated[Path | None, typer.Option(
+        help="Prepared data (for a plain generator folder): the real history.")] = None,
+    n: Annotated[int, typer.Option(help="Paths per scenario set.")] = 1000,
+    length: Annotated[int, typer.Option(help="Days per path.")] = 252,
+    regime: Annotated[str | None, typer.Option(
+        help="Comma-separated regimes to add, e.g. calm,stressed.")] = None,
+    crash: Annotated[float | None, typer.Option(
+        help="Also a crash set: this one-day log return on --crash-day.")] = None,
+    crash_day: Annotated[int, typer.Option(help="Day of the crash (0 = first).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run a strategy on synthetic paths (unconditional, by regime, crash) and on the real
+    history; print where the real history falls in each distribution."""
+    from synthfin.backtest import load_strategy, stress_test
+    from synthfin.data.windows import WindowData
+    from synthfin.models import Generator
+    from synthfin.synthesizer import Synthesizer
+
+    if (model_dir / "synthesizer.json").is_file():
+        synth = Synthesizer.load(model_dir)
+    elif data is not None:
+        synth = Synthesizer.from_parts(Generator.load(model_dir), WindowData.load(data))
+    else:
+        raise _fail(f"{model_dir} is not a saved Synthesizer; pass --data with the prepared "
+                    "data set the generator was trained on")
+    chosen = load_strategy(strategy)
+    scenarios = {"unconditional": synth.sample(n, length=length, seed=seed)}
+    for name in _split_list(regime or ""):
+        scenarios[name] = synth.sample(n, length=length, regime=name, seed=seed)
+    if crash is not None:
+        scenarios[f"crash {crash:+.0%} day {crash_day}"] = synth.crash(
+            n, length, shock=crash, shock_day=crash_day, seed=seed)
+    prepared = synth.data_
+    history = prepared.unscale(np.concatenate([prepared.train.returns, prepared.val.returns,
+                                               prepared.test.returns]))
+    report = stress_test(chosen, scenarios, history)
+    report.save(out)
+    metrics = ["total_return", "sharpe", "max_drawdown", "es_99"]
+    table = report.table().loc[(slice(None), metrics), :]
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        typer.echo(table.astype(float).round(3).to_string())
+    typer.echo(f"stress test -> {out}")
+
+
+@app.command()
 def models() -> None:
     """List the registered generators."""
     from synthfin.models import available_generators

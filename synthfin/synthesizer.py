@@ -102,6 +102,52 @@ class Synthesizer:
         return Scenarios(returns, dates, list(self.generator_.spec_.assets), self.last_prices_,
                          regime)
 
+    def crash(self, n: int, length: int, *, shock: float | np.ndarray = -0.10,
+              shock_day: int = 0, seed: int | None = None) -> Scenarios:
+        """Crash injection: every path takes the log return ``shock`` (per asset, or the same for
+        all) on day ``shock_day`` (0-based) and continues with the model's own dynamics.
+
+        How the model continues depends on what it can condition on:
+
+        - models with a history sampler (``sample_after``: the autoregressive model) draw the
+          days before the shock after the real history, then continue from that history with
+          the shock appended, so their volatility state reacts to the shock itself;
+        - every other model draws the days before the shock unconditionally and the days after
+          it conditioned on the regime implied by the trailing realized vol up to and including
+          the shock (usually ``stressed``): the shock moves the regime, not a hidden state.
+        """
+        data = self._fitted()
+        spec = self.generator_.spec_
+        if not 0 <= shock_day < length:
+            raise ModelError(f"shock_day must be in [0, {length}), got {shock_day}")
+        rng = np.random.default_rng(seed)
+        seeds = rng.integers(2**62, size=3)
+        shock_row = np.broadcast_to(np.asarray(shock, dtype=np.float64), (n, 1, data.n_assets))
+        history = data.unscale(np.concatenate([data.train.returns, data.val.returns,
+                                               data.test.returns]))
+        context = np.broadcast_to(history[-(spec.vol_lookback + spec.window_len):],
+                                  (n, spec.vol_lookback + spec.window_len, data.n_assets))
+        rest = length - shock_day - 1
+        if hasattr(self.generator_, "sample_after"):
+            before = (self.generator_.sample_after(context[0], n, shock_day, seed=seeds[0])
+                      if shock_day else np.empty((n, 0, data.n_assets)))
+            shocked = np.concatenate([context, before, shock_row], axis=1)
+            after = (self.generator_.sample_after(shocked, n, rest, seed=seeds[1]) if rest
+                     else np.empty((n, 0, data.n_assets)))
+        else:
+            before = (self.generator_.sample_returns(n, length=shock_day, seed=seeds[0])
+                      if shock_day else np.empty((n, 0, data.n_assets)))
+            shocked = np.concatenate([context, before, shock_row], axis=1)
+            regimes = spec.regime_of(spec.scaler.transform(shocked))
+            after = np.empty((n, rest, data.n_assets))
+            for code in np.unique(regimes) if rest else []:
+                paths = np.flatnonzero(regimes == code)
+                after[paths] = self.generator_.sample_returns(
+                    len(paths), condition=int(code), length=rest, seed=int(seeds[2]) + int(code))
+        returns = np.concatenate([before, shock_row, after], axis=1)
+        dates = business_days_after(self.last_date_, length)
+        return Scenarios(returns, dates, list(spec.assets), self.last_prices_, "crash")
+
     def evaluate(self, n: int = 2000, *, seed: int = 0, neural: bool = False) -> Evaluation:
         """Evaluate ``n`` unconditional windows against every real window."""
         samples = self.generator_.sample_returns(n, seed=seed)
@@ -132,6 +178,18 @@ class Synthesizer:
         synth.data_ = WindowData.load(directory / "data")
         synth.last_date_ = pd.Timestamp(meta["last_date"])
         synth.last_prices_ = np.asarray(meta["last_prices"], dtype=np.float64)
+        return synth
+
+    @classmethod
+    def from_parts(cls, generator: Generator, data: WindowData,
+                   start_price: float = 100.0) -> Synthesizer:
+        """A synthesizer around a fitted generator and its prepared data (e.g. a pipeline's
+        ``models/NAME/model`` and ``data``); paths start at ``start_price`` after the data's
+        last day."""
+        synth = cls(generator.name)
+        synth.generator_, synth.data_ = generator, data
+        synth.last_date_ = pd.Timestamp(data.split_dates["test"][1])
+        synth.last_prices_ = np.full(data.n_assets, float(start_price))
         return synth
 
     def _fitted(self) -> WindowData:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synthfin.data.conditions import trailing_realized_vol
+from synthfin.data.conditions import TRADING_DAYS, trailing_realized_vol
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
 from synthfin.models.base import register
@@ -247,33 +247,40 @@ class AutoregressiveGenerator(TorchGenerator):
 
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray:
-        """Continue a real history: ``n`` paths of ``length`` unscaled log returns after
-        ``context`` (days, assets), which needs ``vol_lookback + window_len - 1`` days.
+        """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
+        ``context``: one history (days, assets) shared by every path, or one per path
+        (n, days, assets). It needs ``vol_lookback + window_len - 1`` days.
 
         As in training, the condition is the realized vol before the last ``window_len - 1``
         context days, which the network then reads before sampling. One-day-ahead draws from the
-        real past (``length=1``) are what risk backtests of VaR and ES need.
+        real past (``length=1``) are what risk backtests of VaR and ES need; a context ending in
+        a shock continues with the model's own dynamics after it (crash scenarios).
         """
         spec = self._spec()
         context = np.asarray(context, dtype=np.float64)
         needed = spec.vol_lookback + spec.window_len - 1
-        if context.ndim != 2 or context.shape[1] != len(spec.assets) or len(context) < needed:
-            raise ModelError(f"context must be (days >= {needed}, {len(spec.assets)}), got "
-                             f"{context.shape}")
+        per_path = context.ndim == 3
+        if (context.ndim not in (2, 3) or context.shape[-1] != len(spec.assets)
+                or context.shape[-2] < needed or (per_path and len(context) != n)):
+            raise ModelError(f"context must be (days >= {needed}, {len(spec.assets)}) or "
+                             f"({n}, days >= {needed}, {len(spec.assets)}), got {context.shape}")
         if n < 1 or length < 1:
             raise ModelError(f"n and length must be >= 1, got {n} and {length}")
         rng = np.random.default_rng(seed)
-        recent = context[-needed:]
-        vol = trailing_realized_vol(recent, spec.vol_lookback)[spec.vol_lookback:][:1]
-        scaled = torch.as_tensor(spec.scaler.transform(recent[spec.vol_lookback:]),
-                                 dtype=torch.float32, device=self.device_)[None]
+        recent = (context if per_path else context[None])[:, -needed:]  # (m, needed, A)
+        squared = np.square(recent[:, :spec.vol_lookback])
+        vol = np.sqrt(TRADING_DAYS / spec.vol_lookback * squared.sum(axis=1)).mean(axis=1)
+        scaled = torch.as_tensor(spec.scaler.transform(recent[:, spec.vol_lookback:]),
+                                 dtype=torch.float32, device=self.device_)
         net = self.modules_["net"]
         with torch.no_grad():
             cond = self._condition(spec.regimes.label(vol), vol)
             previous = F.pad(scaled[:, :-1], (0, 0, 1, 0))  # the model's inputs for those days
             _, state = net.step(previous, cond, net.start(cond))
-        paths = self._roll(cond.expand(n, -1), state.repeat(1, n, 1), scaled[:, -1:].expand(
-            n, -1, -1), length, rng)
+        if not per_path:
+            cond, state, scaled = cond.expand(n, -1), state.repeat(1, n, 1), scaled.expand(
+                n, -1, -1)
+        paths = self._roll(cond, state, scaled[:, -1:], length, rng)
         return spec.scaler.inverse(paths.double().cpu().numpy())
 
     def _roll(self, cond: torch.Tensor, state: torch.Tensor, previous: torch.Tensor,
