@@ -3,6 +3,7 @@
 from synthfin.models import (  # noqa: F401  (importing registers the generators)
     autoregressive,
     baselines,
+    cvae,
 )
 from synthfin.models.base import (
     DataSpec,

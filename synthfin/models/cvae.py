@@ -1,0 +1,518 @@
+"""Conditional variational autoencoder for windows of returns, conditioned on the volatility regime.
+
+Reading order (as nanoGPT): the config, the networks (condition, encoder, decoder), the loss (the
+ELBO), then the generator that trains and samples them.
+
+The model is ``p(x | c) = ∫ p_θ(x | z, c) p(z) dz`` with ``z ~ N(0, I)`` one latent vector per
+window and ``c`` the condition: an embedding of the regime label plus the standardized log of the
+annualized realized vol of the ``vol_lookback`` days before the window. The decoder is
+autoregressive inside the window, ``p_θ(x | z, c) = Π_t p_θ(x_t | x_<t, z, c)``, with a
+Gaussian (default, it reproduced the tails better) or Student-t density whose location and scale
+are emitted at every step, so
+volatility clustering and leverage inside the window come from the decoder and the window's
+volatility level from ``z`` and ``c``. Paths longer than a window chain windows: each next window
+is conditioned on the regime and realized vol of the path's last ``vol_lookback`` days.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from synthfin.data.conditions import TRADING_DAYS
+from synthfin.data.windows import WindowData, WindowSplit
+from synthfin.errors import ModelError
+from synthfin.models.base import DataSpec, register
+from synthfin.models.training import (
+    TorchConfig,
+    TorchGenerator,
+    TrainingLoop,
+    autocast,
+    batches,
+    logger,
+)
+
+NETWORKS = ("gru", "tcn")
+LIKELIHOODS = ("studentt", "gaussian")
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d | x]) above this is active
+MIN_SCALE = 1e-3              # floor of the decoder scale (scaled returns have unit std)
+SAMPLE_CHUNK = 4096           # windows decoded at once when sampling
+
+
+@dataclasses.dataclass
+class CVAEConfig(TorchConfig):
+    """Conditional VAE settings (on top of :class:`TorchConfig`: device, epochs, lr, ...).
+
+    Attributes
+    ----------
+    network : "gru" or "tcn"
+        Sequence model of encoder and decoder: a GRU (bidirectional in the encoder) or a stack of
+        dilated 1-d convolutions (causal in the decoder).
+    hidden : int
+        Width of the sequence models.
+    latent_dim : int
+        Dimension of ``z``.
+    regime_embedding : int
+        Width of the regime label embedding.
+    likelihood : "studentt" or "gaussian"
+        Per-step density of the decoder; Student-t learns one degrees-of-freedom value per asset.
+    beta : float
+        Weight of the KL term at the end of the warm-up (1 is the ELBO).
+    warmup_epochs : int
+        The KL weight grows linearly from 0 to ``beta`` over these epochs.
+    free_bits : float
+        Nats per latent dimension below which the KL is not penalized (Kingma et al., 2016):
+        the guard against posterior collapse.
+    grad_clip : float
+        Gradient norm clip.
+    """
+
+    network: str = "gru"
+    hidden: int = 32
+    latent_dim: int = 8
+    regime_embedding: int = 4
+    likelihood: str = "gaussian"
+    beta: float = 1.0
+    warmup_epochs: int = 5
+    free_bits: float = 0.1
+    grad_clip: float = 5.0
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 2e-3
+    patience: int = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# networks
+# ---------------------------------------------------------------------------------------------
+class Condition(nn.Module):
+    """``c = [embedding(regime), standardized log realized vol]``, shape (B, regime_embedding+1)."""
+
+    def __init__(self, regimes: int, width: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(regimes, width)
+        self.size = width + 1
+
+    def forward(self, regime: torch.Tensor, log_vol: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.embed(regime), log_vol[:, None]], dim=-1)  # (B, C)
+
+
+class ConvStack(nn.Module):
+    """Residual dilated 1-d convolutions (kernel 3, dilations 1, 2, 4, ...) covering ``length``
+    days; ``causal`` pads on the left only, so output ``t`` sees inputs ``<= t``."""
+
+    def __init__(self, width: int, length: int, causal: bool) -> None:
+        super().__init__()
+        layers = max(1, math.ceil(math.log2(max(length, 2))))  # receptive field 2^(layers+1)-1
+        self.dilations = [2**k for k in range(layers)]
+        self.causal = causal
+        self.convs = nn.ModuleList(nn.Conv1d(width, width, 3, dilation=d) for d in self.dilations)
+
+    def forward(self, h: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        # h: (B, H, T); bias: (B, H) added before every layer (the condition)
+        for conv, d in zip(self.convs, self.dilations, strict=True):
+            x = h if bias is None else h + bias[:, :, None]
+            x = F.pad(x, (2 * d, 0) if self.causal else (d, d))
+            h = h + F.gelu(conv(x))  # (B, H, T)
+        return h
+
+
+class Encoder(nn.Module):
+    """q_φ(z | x, c) = N(mu, diag(sigma^2)) from a window and its condition."""
+
+    def __init__(self, assets: int, cond: int, config: CVAEConfig, length: int) -> None:
+        super().__init__()
+        hidden, self.network = config.hidden, config.network
+        if self.network == "gru":
+            self.rnn = nn.GRU(assets + cond, hidden, batch_first=True, bidirectional=True)
+            pooled = 2 * hidden
+        else:
+            self.inp = nn.Conv1d(assets + cond, hidden, 1)
+            self.conv = ConvStack(hidden, length, causal=False)
+            pooled = 2 * hidden
+        self.head = nn.Linear(pooled + cond, 2 * config.latent_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, _ = x.shape
+        inp = torch.cat([x, c[:, None].expand(B, T, c.shape[-1])], dim=-1)  # (B, T, A+C)
+        if self.network == "gru":
+            _, last = self.rnn(inp)                          # (2, B, H)
+            pooled = torch.cat([last[0], last[1]], dim=-1)   # (B, 2H)
+        else:
+            h = self.conv(self.inp(inp.transpose(1, 2)))     # (B, H, T)
+            pooled = torch.cat([h.mean(dim=2), h[:, :, -1]], dim=-1)  # (B, 2H)
+        mu, log_var = self.head(torch.cat([pooled, c], dim=-1)).chunk(2, dim=-1)  # (B, D) each
+        return mu, log_var.clamp(-12.0, 8.0)
+
+
+class Decoder(nn.Module):
+    """p_θ(x_t | x_<t, z, c): location and scale of every day, autoregressive in the window.
+
+    ``forward`` is teacher-forced (all days at once, for the loss); ``step`` decodes one day
+    from the previous one and a state (the GRU's hidden vector or the TCN's past inputs).
+    """
+
+    def __init__(self, assets: int, cond: int, config: CVAEConfig, length: int) -> None:
+        super().__init__()
+        hidden, self.network = config.hidden, config.network
+        context = config.latent_dim + cond
+        if self.network == "gru":
+            self.init = nn.Linear(context, hidden)
+            self.rnn = nn.GRU(assets + context, hidden, batch_first=True)
+        else:
+            self.inp = nn.Conv1d(assets, hidden, 1)
+            self.context = nn.Linear(context, hidden)
+            self.conv = ConvStack(hidden, length, causal=True)
+        self.head = nn.Linear(hidden, 2 * assets)
+
+    def _out(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, raw = self.head(h).chunk(2, dim=-1)              # (..., A) each
+        return loc, F.softplus(raw) + MIN_SCALE
+
+    def forward(self, x: torch.Tensor, zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, _ = x.shape
+        previous = F.pad(x, (0, 0, 1, 0))[:, :-1]            # (B, T, A): x_{t-1}, 0 at t = 0
+        if self.network == "gru":
+            inp = torch.cat([previous, zc[:, None].expand(B, T, zc.shape[-1])], dim=-1)
+            h, _ = self.rnn(inp, torch.tanh(self.init(zc))[None])  # (B, T, H)
+        else:
+            h = self.conv(self.inp(previous.transpose(1, 2)), self.context(zc))  # (B, H, T)
+            h = h.transpose(1, 2)                             # (B, T, H)
+        return self._out(h)
+
+    def initial_state(self, zc: torch.Tensor, assets: int) -> torch.Tensor:
+        if self.network == "gru":
+            return torch.tanh(self.init(zc))[None]            # (1, B, H)
+        return zc.new_zeros(zc.shape[0], 0, assets)          # (B, 0, A): no past inputs yet
+
+    def step(self, previous: torch.Tensor, zc: torch.Tensor, state: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # previous: (B, A) = x_{t-1}
+        if self.network == "gru":
+            h, state = self.rnn(torch.cat([previous, zc], dim=-1)[:, None], state)  # (B, 1, H)
+            loc, scale = self._out(h[:, 0])
+            return loc, scale, state
+        state = torch.cat([state, previous[:, None]], dim=1)  # (B, t+1, A)
+        h = self.conv(self.inp(state.transpose(1, 2)), self.context(zc))  # (B, H, t+1)
+        loc, scale = self._out(h[:, :, -1])
+        return loc, scale, state
+
+
+class CVAE(nn.Module):
+    """Condition, encoder, decoder, and the per-asset Student-t degrees of freedom."""
+
+    def __init__(self, assets: int, regimes: int, length: int, config: CVAEConfig) -> None:
+        super().__init__()
+        self.condition = Condition(regimes, config.regime_embedding)
+        self.encoder = Encoder(assets, self.condition.size, config, length)
+        self.decoder = Decoder(assets, self.condition.size, config, length)
+        self.raw_df = nn.Parameter(torch.full((assets,), math.log(math.expm1(4.0))))  # nu=6
+        self.likelihood = config.likelihood
+
+    def df(self) -> torch.Tensor:
+        """Degrees of freedom ``nu = 2 + softplus(raw) > 2`` (finite variance), shape (A,)."""
+        return 2.0 + F.softplus(self.raw_df)
+
+
+# ---------------------------------------------------------------------------------------------
+# loss
+# ---------------------------------------------------------------------------------------------
+def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(log_var))) || N(0, I)) per dimension, shape (B, D).
+
+    Notes
+    -----
+    ``KL_d = (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2) / 2``.
+    """
+    return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var)
+
+
+def log_likelihood(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                   df: torch.Tensor | None) -> torch.Tensor:
+    """Log density of every day, shape (B, T, A): Student-t with ``df`` or Gaussian (None).
+
+    Notes
+    -----
+    With ``u = (x - loc) / scale``, Student-t:
+    ``log Γ((ν+1)/2) - log Γ(ν/2) - log(νπ)/2 - log scale - (ν+1)/2 log(1 + u^2/ν)``;
+    Gaussian: ``-log(2π)/2 - log scale - u^2/2``.
+    """
+    u = (x - loc) / scale
+    if df is None:
+        return -0.5 * math.log(2 * math.pi) - scale.log() - 0.5 * u.square()
+    return (torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(df * math.pi)
+            - scale.log() - (df + 1) / 2 * torch.log1p(u.square() / df))
+
+
+def elbo_terms(model: CVAE, x: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor,
+               noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstruction log-likelihood per window (B,) and KL per latent dimension (B, D).
+
+    Notes
+    -----
+    The evidence lower bound of a window ``x`` with condition ``c`` is
+
+    ``log p(x | c) >= ELBO = E_q[log p_θ(x | z, c)] - KL(q_φ(z | x, c) || p(z))``
+
+    with ``log p_θ(x | z, c) = Σ_t Σ_a log p_θ(x_{t,a} | x_<t, z, c)``. The expectation is
+    estimated with one reparameterized draw ``z = mu + sigma * noise``, ``noise ~ N(0, I)``,
+    so gradients flow through ``mu`` and ``sigma``; the KL is in closed form
+    (:func:`gaussian_kl`). Training minimizes ``-E_q[log p] + β Σ_d max(λ, mean_batch KL_d)``
+    (β warm-up, free bits λ); validation and :meth:`ConditionalVAE.elbo` use the true ELBO
+    (β = 1, λ = 0).
+    """
+    c = model.condition(regime, log_vol)                         # (B, C)
+    mu, log_var = model.encoder(x, c)                            # (B, D)
+    z = mu + torch.exp(0.5 * log_var) * noise                    # (B, D)
+    loc, scale = model.decoder(x, torch.cat([z, c], dim=-1))     # (B, T, A)
+    df = model.df() if model.likelihood == "studentt" else None
+    recon = log_likelihood(x, loc.float(), scale.float(), df).sum(dim=(1, 2))  # (B,)
+    return recon, gaussian_kl(mu.float(), log_var.float())
+
+
+# ---------------------------------------------------------------------------------------------
+# generator
+# ---------------------------------------------------------------------------------------------
+@register
+class ConditionalVAE(TorchGenerator):
+    """Conditional VAE with an autoregressive sequence decoder and a fat-tailed likelihood.
+
+    After :meth:`fit`, ``active_units_`` counts the latent dimensions the encoder uses and
+    ``kl_per_dim_`` holds their mean KL on the validation windows (nats).
+    """
+
+    name = "cvae"
+    config_class = CVAEConfig
+    config: CVAEConfig
+
+    def _build(self) -> dict[str, nn.Module]:
+        config, spec = self.config, self.spec_
+        if config.network not in NETWORKS:
+            raise ModelError(f"cvae network must be one of {NETWORKS}, got {config.network!r}")
+        if config.likelihood not in LIKELIHOODS:
+            raise ModelError(f"cvae likelihood must be one of {LIKELIHOODS}, "
+                             f"got {config.likelihood!r}")
+        if config.hidden < 1 or config.latent_dim < 1:
+            raise ModelError("cvae hidden and latent_dim must be >= 1")
+        return {"cvae": CVAE(len(spec.assets), len(spec.regimes.names), spec.window_len,
+                             config)}
+
+    @property
+    def _model(self) -> CVAE:
+        return self.modules_["cvae"]
+
+    # -- conditions ---------------------------------------------------------------------------
+    def _log_vol(self, realized_vol: np.ndarray) -> np.ndarray:
+        """Standardized log realized vol with the training statistics."""
+        mean, std = self.log_vol_stats_
+        return (np.log(np.maximum(realized_vol, 1e-8)) - mean) / std
+
+    def _tensors(self, split: WindowSplit) -> tuple[torch.Tensor, ...]:
+        device = self.device_
+        return (torch.as_tensor(split.windows, dtype=torch.float32, device=device),
+                torch.as_tensor(split.regimes, dtype=torch.long, device=device),
+                torch.as_tensor(self._log_vol(split.realized_vol), dtype=torch.float32,
+                                device=device))
+
+    # -- training -----------------------------------------------------------------------------
+    def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
+        config = self.config
+        for name in ("train", "val"):
+            if not np.isfinite(data.split(name).realized_vol).all():
+                raise ModelError(f"the {name} split has windows without a realized vol")
+        log_vol = np.log(data.train.realized_vol)
+        self.log_vol_stats_ = np.array([log_vol.mean(), max(log_vol.std(), 1e-8)])
+        self.train_regimes_ = data.train.regimes.astype(np.int64)
+        self.train_vol_ = data.train.realized_vol.astype(np.float64)
+        x, regime, cond_vol = self._tensors(data.train)   # the whole split on the device, once
+        x_val, regime_val, cond_vol_val = self._tensors(data.val)
+        model = self._model
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        loop = TrainingLoop({"cvae": model}, {"cvae": optimizer}, run_dir=run_dir,
+                            resume=resume, progress=config.progress)
+        steps_per_epoch = max(1, len(x) // config.batch_size)
+        order = batches(len(x), config.batch_size,
+                        torch.Generator().manual_seed(config.seed))
+        done_steps = steps_per_epoch * sum(row["phase"] == "elbo" for row in loop.history)
+        for _ in range(done_steps):  # a resumed run continues the same data order
+            next(order)
+        counter = {"step": done_steps}
+
+        def step() -> dict[str, torch.Tensor]:
+            epoch = counter["step"] / steps_per_epoch
+            counter["step"] += 1
+            beta = config.beta * min(1.0, (epoch + 1) / max(config.warmup_epochs, 1))
+            idx = next(order).to(self.device_)
+            with autocast(self.device_):
+                noise = torch.randn(len(idx), config.latent_dim, device=self.device_)
+                recon, kl = elbo_terms(model, x[idx], regime[idx], cond_vol[idx], noise)
+            kl_free = torch.clamp(kl.mean(dim=0), min=config.free_bits).sum()  # free bits
+            loss = -recon.mean() + beta * kl_free
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            return {"loss": loss.detach(), "recon": -recon.mean().detach(),
+                    "kl": kl.sum(dim=1).mean().detach()}
+
+        def validate() -> float:
+            model.eval()
+            elbo = self._elbo(x_val, regime_val, cond_vol_val, seed=config.seed)
+            model.train()
+            return -float(elbo.mean())
+
+        model.train()
+        loop.run("elbo", config.epochs, step, steps_per_epoch, validate=validate,
+                 patience=config.patience)
+        model.eval()
+        self.history_ = loop.history
+        self.kl_per_dim_ = self._kl_per_dim(x_val, regime_val, cond_vol_val)
+        self.active_units_ = self._active_units(x_val, regime_val, cond_vol_val)
+        logger.info("cvae: %d of %d latent units active", self.active_units_, config.latent_dim)
+
+    # -- the bound ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _elbo(self, x: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor, seed: int,
+              draws: int = 1) -> torch.Tensor:
+        """ELBO per window (n,), on the device; ``draws`` reparameterized samples of z."""
+        generator = torch.Generator(self.device_).manual_seed(seed)
+        out = []
+        for lo in range(0, len(x), SAMPLE_CHUNK):
+            sl = slice(lo, lo + SAMPLE_CHUNK)
+            total = 0.0
+            for _ in range(draws):
+                noise = torch.randn(len(x[sl]), self.config.latent_dim, device=self.device_,
+                                    generator=generator)
+                with autocast(self.device_):
+                    recon, kl = elbo_terms(self._model, x[sl], regime[sl], log_vol[sl], noise)
+                total = total + recon - kl.sum(dim=1)
+            out.append(total / draws)
+        return torch.cat(out)
+
+    def elbo(self, split: WindowSplit, *, draws: int = 8, seed: int = 0) -> np.ndarray:
+        """Evidence lower bound of each window, in nats: a **lower bound** on ``log p(x | c)``.
+
+        Parameters
+        ----------
+        split : WindowSplit
+            Scaled windows with their regimes and realized vols (e.g. ``data.test``).
+        draws : int
+            Monte Carlo draws of ``z ~ q(z | x, c)`` averaged per window.
+        seed : int
+            Seeds the draws.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+            ``E_q[log p(x | z, c)] - KL(q(z | x, c) || p(z))`` per window, for the *scaled*
+            returns (add ``-window_len * Σ_a log(std_a)`` of the scaler for unscaled returns).
+        """
+        self._spec()
+        return self._elbo(*self._tensors(split), seed=seed, draws=draws).cpu().numpy()
+
+    @torch.no_grad()
+    def _posterior_means(self, x: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        mus, log_vars = [], []
+        for lo in range(0, len(x), SAMPLE_CHUNK):
+            sl = slice(lo, lo + SAMPLE_CHUNK)
+            mu, log_var = self._model.encoder(x[sl], self._model.condition(regime[sl],
+                                                                           log_vol[sl]))
+            mus.append(mu.float())
+            log_vars.append(log_var.float())
+        return torch.cat(mus), torch.cat(log_vars)
+
+    def _kl_per_dim(self, *tensors: torch.Tensor) -> np.ndarray:
+        mu, log_var = self._posterior_means(*tensors)
+        return gaussian_kl(mu, log_var).mean(dim=0).cpu().numpy()
+
+    def _active_units(self, *tensors: torch.Tensor) -> int:
+        """Latent dimensions with ``Var_x(E_q[z_d | x]) > 0.01`` (Burda et al., 2016)."""
+        mu, _ = self._posterior_means(*tensors)
+        return int((mu.var(dim=0) > ACTIVE_UNIT_THRESHOLD).sum())
+
+    # -- sampling -----------------------------------------------------------------------------
+    def _draw_conditions(self, n: int, regime: int | None, rng: np.random.Generator
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Regime codes and realized vols of the first windows: training windows' values, drawn
+        from the chosen regime or (``None``) from all, i.e. at the training regime frequencies."""
+        candidates = np.arange(len(self.train_vol_)) if regime is None else \
+            np.flatnonzero(self.train_regimes_ == regime)
+        if len(candidates) == 0:
+            raise ModelError(f"no training window is in regime {regime}")
+        pick = rng.choice(candidates, size=n)
+        return self.train_regimes_[pick], self.train_vol_[pick]
+
+    @staticmethod
+    def _trailing_vol(spec: DataSpec, scaled: np.ndarray) -> np.ndarray:
+        """Annualized realized vol of the last ``vol_lookback`` days of each path (n,)."""
+        recent = spec.scaler.inverse(scaled[:, -spec.vol_lookback:])
+        days = recent.shape[1]
+        return np.sqrt(TRADING_DAYS / days * np.sum(recent**2, axis=1)).mean(axis=1)
+
+    @torch.no_grad()
+    def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator
+                ) -> np.ndarray:
+        """One window per condition, (n, window_len, assets): z ~ N(0, I), then day by day."""
+        spec, model = self.spec_, self._model
+        n, length, assets = len(regime), spec.window_len, len(spec.assets)
+        z = rng.standard_normal((n, self.config.latent_dim))
+        if model.likelihood == "studentt":
+            df = model.df().cpu().numpy().astype(np.float64)
+            shocks = rng.standard_t(df, size=(n, length, assets))
+        else:
+            shocks = rng.standard_normal((n, length, assets))
+        out = np.empty((n, length, assets))
+        for lo in range(0, n, SAMPLE_CHUNK):
+            sl = slice(lo, lo + SAMPLE_CHUNK)
+            as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(  # noqa: E731
+                a, dtype=dtype, device=self.device_)
+            c = model.condition(as_tensor(regime[sl], torch.long),
+                                as_tensor(self._log_vol(realized_vol[sl])))  # (b, C)
+            zc = torch.cat([as_tensor(z[sl]), c], dim=-1)                     # (b, D+C)
+            noise = as_tensor(shocks[sl])                                     # (b, T, A)
+            with autocast(self.device_):
+                state = model.decoder.initial_state(zc, assets)
+                previous = zc.new_zeros(len(zc), assets)                      # (b, A)
+                days = []
+                for t in range(length):
+                    loc, scale, state = model.decoder.step(previous, zc, state)
+                    previous = (loc.float() + scale.float() * noise[:, t]).to(zc.dtype)
+                    days.append(previous.float())
+            out[sl] = torch.stack(days, dim=1).cpu().numpy()                 # (b, T, A)
+        return out
+
+    def _sample(self, n: int, length: int, regime: int | None,
+                rng: np.random.Generator) -> np.ndarray:
+        spec = self._spec()
+        codes, vols = self._draw_conditions(n, regime, rng)
+        windows = [self._decode(codes, vols, rng)]
+        while sum(w.shape[1] for w in windows) < length:  # chain: condition on the path so far
+            path = np.concatenate(windows, axis=1)
+            vols = self._trailing_vol(spec, path)
+            codes = spec.regimes.label(vols)
+            windows.append(self._decode(codes, vols, rng))
+        return np.concatenate(windows, axis=1)[:, :length]
+
+    # -- state --------------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**super()._state(),
+                "stats.log_vol": np.asarray(self.log_vol_stats_, dtype=np.float64),
+                "stats.train_regimes": self.train_regimes_,
+                "stats.train_vol": self.train_vol_,
+                "stats.kl_per_dim": np.asarray(self.kl_per_dim_, dtype=np.float64),
+                "stats.active_units": np.array([self.active_units_])}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        super()._load_state({k: v for k, v in state.items() if not k.startswith("stats.")})
+        self.log_vol_stats_ = state["stats.log_vol"]
+        self.train_regimes_ = state["stats.train_regimes"].astype(np.int64)
+        self.train_vol_ = state["stats.train_vol"]
+        self.kl_per_dim_ = state["stats.kl_per_dim"]
+        self.active_units_ = int(state["stats.active_units"][0])

@@ -1,0 +1,179 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import distributions
+
+import synthfin.models.cvae as cvae
+from synthfin.errors import ModelError
+from synthfin.evaluation.scores import score_samples
+from synthfin.models import Generator
+from synthfin.models.baselines import GaussianGenerator
+from synthfin.models.cvae import ConditionalVAE, gaussian_kl, log_likelihood
+
+FAST = {"epochs": 4, "warmup_epochs": 2, "progress": False, "device": "cpu"}
+TINY = {"epochs": 1, "hidden": 8, "latent_dim": 2, "batch_size": 512, "progress": False,
+        "device": "cpu"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """GRU steps are small: one thread is faster than two on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(one_thread, sp500_windows):
+    return ConditionalVAE(**FAST).fit(sp500_windows)
+
+
+def real_windows(data):
+    return data.unscale(np.concatenate([data.train.windows, data.val.windows,
+                                        data.test.windows]))
+
+
+def test_registered_as_cvae_with_a_shape_preserving_network():
+    assert Generator.__subclasses__  # the registry import side effect ran
+    from synthfin.models import get_generator
+    assert get_generator("cvae") is ConditionalVAE
+    config = cvae.CVAEConfig(hidden=8, latent_dim=3)
+    model = cvae.CVAE(assets=2, regimes=3, length=16, config=config)
+    x, regime, log_vol = torch.randn(5, 16, 2), torch.tensor([0, 1, 2, 1, 0]), torch.randn(5)
+    c = model.condition(regime, log_vol)
+    mu, log_var = model.encoder(x, c)
+    assert c.shape == (5, 5) and mu.shape == log_var.shape == (5, 3)
+    loc, scale = model.decoder(x, torch.cat([mu, c], dim=-1))
+    assert loc.shape == scale.shape == (5, 16, 2) and (scale > 0).all()
+    recon, kl = cvae.elbo_terms(model, x, regime, log_vol, torch.randn(5, 3))
+    assert recon.shape == (5,) and kl.shape == (5, 3)
+
+
+def test_decoder_step_matches_the_teacher_forced_pass():
+    for network in cvae.NETWORKS:
+        torch.manual_seed(0)
+        config = cvae.CVAEConfig(hidden=8, latent_dim=3, network=network)
+        decoder = cvae.CVAE(2, 3, 16, config).decoder
+        x, zc = torch.randn(4, 16, 2), torch.randn(4, 8)
+        loc, scale = decoder(x, zc)
+        state, previous = decoder.initial_state(zc, 2), torch.zeros(4, 2)
+        for t in range(16):
+            step_loc, step_scale, state = decoder.step(previous, zc, state)
+            torch.testing.assert_close(step_loc, loc[:, t], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(step_scale, scale[:, t], rtol=1e-4, atol=1e-5)
+            previous = x[:, t]
+
+
+def test_kl_term_equals_the_closed_form_of_torch_distributions():
+    mu, log_var = torch.randn(50, 6, dtype=torch.float64), torch.randn(50, 6, dtype=torch.float64)
+    expected = distributions.kl_divergence(
+        distributions.Normal(mu, torch.exp(0.5 * log_var)),
+        distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu)))
+    torch.testing.assert_close(gaussian_kl(mu, log_var), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_likelihoods_equal_torch_distributions():
+    x, loc = torch.randn(3, 7, 2, dtype=torch.float64), torch.randn(3, 7, 2, dtype=torch.float64)
+    scale = torch.rand(3, 7, 2, dtype=torch.float64) + 0.1
+    df = torch.tensor([3.5, 9.0], dtype=torch.float64)
+    torch.testing.assert_close(log_likelihood(x, loc, scale, df),
+                               distributions.StudentT(df, loc, scale).log_prob(x))
+    torch.testing.assert_close(log_likelihood(x, loc, scale, None),
+                               distributions.Normal(loc, scale).log_prob(x))
+
+
+def test_samples_elbo_and_active_units_have_the_right_shapes(trained, sp500_windows):
+    assert trained.sample(7, seed=1).shape == (7, 64, 1)
+    assert trained.sample(1, seed=1, condition="calm").shape == (1, 64, 1)
+    assert trained.sample(3, seed=1, length=200).shape == (3, 200, 1)
+    assert trained.sample(2, seed=1, length=10).shape == (2, 10, 1)
+    elbo = trained.elbo(sp500_windows.test, draws=2)
+    assert elbo.shape == (len(sp500_windows.test),) and np.isfinite(elbo).all()
+    assert 1 <= trained.active_units_ <= trained.config.latent_dim
+    assert trained.kl_per_dim_.shape == (trained.config.latent_dim,)
+
+
+def test_same_seed_same_samples_different_seed_different(trained):
+    np.testing.assert_array_equal(trained.sample(20, seed=3), trained.sample(20, seed=3))
+    assert not np.array_equal(trained.sample(20, seed=3), trained.sample(20, seed=4))
+
+
+def test_fitting_twice_with_one_seed_gives_the_same_weights(sp500_windows):
+    first = ConditionalVAE(seed=5, **TINY).fit(sp500_windows)
+    second = ConditionalVAE(seed=5, **TINY).fit(sp500_windows)
+    for key, value in first._state().items():
+        np.testing.assert_array_equal(value, second._state()[key])
+
+
+def test_save_load_gives_the_same_samples(trained, tmp_path):
+    trained.save(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model"] == "cvae"
+    loaded = Generator.load(tmp_path)
+    assert isinstance(loaded, ConditionalVAE) and loaded.active_units_ == trained.active_units_
+    for kwargs in ({}, {"condition": "stressed"}, {"length": 150}):
+        np.testing.assert_array_equal(loaded.sample(30, seed=9, **kwargs),
+                                      trained.sample(30, seed=9, **kwargs))
+
+
+def test_short_training_beats_gaussian_on_clustering_and_tails(trained, sp500_windows):
+    data = sp500_windows
+    gaussian = GaussianGenerator().fit(data)
+    samples = {"cvae": trained.sample_returns(3000, seed=0),
+               "gaussian": gaussian.sample_returns(3000, seed=0)}
+    gaps = score_samples(real_windows(data), samples).gaps
+    assert gaps.loc["cvae", "acf_abs"] < gaps.loc["gaussian", "acf_abs"]
+    assert gaps.loc["cvae", "tails"] < gaps.loc["gaussian", "tails"]
+
+
+def test_stressed_samples_are_more_volatile_than_calm(trained):
+    def vol(regime):
+        return np.sqrt(252 * np.mean(trained.sample_returns(1000, condition=regime, seed=2)**2))
+    assert vol("stressed") > 1.5 * vol("calm")
+
+
+def test_chained_paths_keep_volatility_clustering_across_the_seam(trained):
+    """Correlation of |r| at lags 1-5 for pairs straddling day 64 (the seam) against pairs
+    inside the first window, on 200-day paths; tolerance 4 standard errors over paths."""
+    n, window = 2000, trained.spec_.window_len
+    paths = np.abs(trained.sample_returns(n, seed=11, length=200)[..., 0])  # (n, 200)
+    a = (paths - paths.mean()) / paths.std()
+    seam, within = np.zeros(n), np.zeros(n)
+    for lag in range(1, 6):
+        starts = np.arange(window - lag, window)  # t < 64 <= t + lag
+        seam += (a[:, starts] * a[:, starts + lag]).mean(axis=1) / 5
+        inside = np.arange(0, window - lag)
+        within += (a[:, inside] * a[:, inside + lag]).mean(axis=1) / 5
+    difference = seam - within
+    standard_error = difference.std(ddof=1) / math.sqrt(n)
+    assert seam.mean() > 4 * seam.std(ddof=1) / math.sqrt(n)  # clustering across the seam
+    assert difference.mean() > -4 * standard_error - 0.05, (seam.mean(), within.mean())
+
+
+def test_nan_loss_raises_a_clear_model_error(sp500_windows, monkeypatch, tmp_path):
+    monkeypatch.setattr(cvae, "log_likelihood", lambda x, *rest: x * float("nan"))
+    with pytest.raises(ModelError, match="non-finite loss in phase 'elbo'.*last good"):
+        ConditionalVAE(**TINY).fit(sp500_windows, run_dir=tmp_path)
+
+
+def test_resume_from_run_dir_continues_the_history(sp500_windows, tmp_path):
+    ConditionalVAE(**{**TINY, "epochs": 2}).fit(sp500_windows, run_dir=tmp_path)
+    assert len(json.loads((tmp_path / "history.json").read_text())) == 2
+    resumed = ConditionalVAE(**{**TINY, "epochs": 3}).fit(sp500_windows, run_dir=tmp_path,
+                                                         resume=True)
+    assert [row["epoch"] for row in resumed.history_] == [1, 2, 3]
+    assert len(json.loads((tmp_path / "history.json").read_text())) == 3
+
+
+@pytest.mark.parametrize("setting", [{"network": "lstm"}, {"likelihood": "laplace"}])
+def test_unknown_network_or_likelihood_is_a_clear_error(sp500_windows, setting):
+    with pytest.raises(ModelError, match="must be one of"):
+        ConditionalVAE(**{**TINY, **setting}).fit(sp500_windows)
+
+
+def test_tcn_variant_fits_and_samples(sp500_windows):
+    model = ConditionalVAE(network="tcn", **TINY).fit(sp500_windows)
+    assert model.sample(4, seed=0, length=70).shape == (4, 70, 1)
