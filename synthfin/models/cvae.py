@@ -9,8 +9,9 @@ annualized realized vol of the ``vol_lookback`` days before the window. The deco
 autoregressive inside the window, ``p_θ(x | z, c) = Π_t p_θ(x_t | x_<t, z, c)``, with a
 Gaussian (default: it reproduced the tails better) or Student-t density whose location and scale
 are emitted at every step, so volatility clustering and leverage inside the window come from the
-decoder and the window's volatility level from ``z`` and ``c``. Paths longer than a window chain windows: each next window
-is conditioned on the regime and realized vol of the path's last ``vol_lookback`` days.
+decoder and the window's volatility level from ``z`` and ``c``. Paths longer than a window chain
+windows: each next window is conditioned on the regime and realized vol of the path's last
+``vol_lookback`` days.
 """
 
 from __future__ import annotations
