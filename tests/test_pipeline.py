@@ -112,3 +112,9 @@ def test_a_failing_stage_keeps_earlier_outputs(tmp_path, monkeypatch):
     result = Pipeline(config).run()
     ran = {stage["stage"] for stage in result.stages if not stage["reused"]}
     assert ran == {"model gaussian", "samples gaussian", "evaluation"}
+
+
+@pytest.mark.parametrize("path", sorted(TINY.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_pipeline_validates(path):
+    config = load_pipeline_config(path)
+    assert config.models and config.data.window >= 2
