@@ -57,13 +57,17 @@ class DataSpec:
     scaler: ReturnScaler
     regimes: RegimeModel
 
-    def regime_of(self, scaled: np.ndarray) -> np.ndarray:
-        """Regime code after each path of scaled returns (n, days >= vol_lookback, assets),
-        from the realized vol of its last ``vol_lookback`` days: the condition of the next
-        window when a window model rolls a path forward."""
+    def trailing_vol(self, scaled: np.ndarray) -> np.ndarray:
+        """Annualized realized vol (n,) of the last ``vol_lookback`` days (all days, if fewer)
+        of each path of scaled returns (n, days, assets), averaged over assets: the condition
+        of the next window when a window model rolls a path forward."""
         recent = self.scaler.inverse(scaled[:, -self.vol_lookback:])
-        vol = np.sqrt(TRADING_DAYS / self.vol_lookback * np.sum(recent**2, axis=1)).mean(axis=1)
-        return self.regimes.label(vol)
+        days = recent.shape[1]
+        return np.sqrt(TRADING_DAYS / days * np.sum(recent**2, axis=1)).mean(axis=1)
+
+    def regime_of(self, scaled: np.ndarray) -> np.ndarray:
+        """Regime code after each path, from :meth:`trailing_vol`."""
+        return self.regimes.label(self.trailing_vol(scaled))
 
     @classmethod
     def of(cls, data: WindowData) -> DataSpec:

@@ -25,10 +25,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
-from synthfin.models.base import DataSpec, register
+from synthfin.models.base import register
 from synthfin.models.training import (
     TorchConfig,
     TorchGenerator,
@@ -449,13 +448,6 @@ class ConditionalVAE(TorchGenerator):
         pick = rng.choice(candidates, size=n)
         return self.train_regimes_[pick], self.train_vol_[pick]
 
-    @staticmethod
-    def _trailing_vol(spec: DataSpec, scaled: np.ndarray) -> np.ndarray:
-        """Annualized realized vol of the last ``vol_lookback`` days of each path (n,)."""
-        recent = spec.scaler.inverse(scaled[:, -spec.vol_lookback:])
-        days = recent.shape[1]
-        return np.sqrt(TRADING_DAYS / days * np.sum(recent**2, axis=1)).mean(axis=1)
-
     @torch.no_grad()
     def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator
                 ) -> np.ndarray:
@@ -495,7 +487,7 @@ class ConditionalVAE(TorchGenerator):
         windows = [self._decode(codes, vols, rng)]
         while sum(w.shape[1] for w in windows) < length:  # chain: condition on the path so far
             path = np.concatenate(windows, axis=1)
-            vols = self._trailing_vol(spec, path)
+            vols = spec.trailing_vol(path)
             codes = spec.regimes.label(vols)
             windows.append(self._decode(codes, vols, rng))
         return np.concatenate(windows, axis=1)[:, :length]

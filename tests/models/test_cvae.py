@@ -18,17 +18,8 @@ TINY = {"epochs": 1, "hidden": 8, "latent_dim": 2, "batch_size": 512, "progress"
         "device": "cpu"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """GRU steps are small: one thread is faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def trained(one_thread, sp500_windows):
+def trained(sp500_windows):
     return ConditionalVAE(**FAST).fit(sp500_windows)
 
 
