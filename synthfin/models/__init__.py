@@ -4,6 +4,7 @@ from synthfin.models import (  # noqa: F401  (importing registers the generators
     autoregressive,
     baselines,
     cvae,
+    timegan,
 )
 from synthfin.models.base import (
     DataSpec,

@@ -1,0 +1,143 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import synthfin.models.timegan  # noqa: F401  (registers "timegan")
+from synthfin.data.windows import WindowData, make_windows
+from synthfin.errors import ModelError
+from synthfin.evaluation.scores import score_samples
+from synthfin.models import Generator, available_generators
+from synthfin.models.baselines import GaussianGenerator
+from synthfin.models.timegan import TimeGAN, gated_step
+
+TINY = dict(hidden=8, z_dim=4, batch_size=32, steps_per_epoch=10, autoencoder_epochs=2,
+            supervisor_epochs=2, epochs=2, validation_samples=64, patience=100,
+            progress=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_windows(sp500_returns) -> WindowData:
+    """About 400 real windows of 16 days: enough to see every phase learn within a second."""
+    return make_windows(sp500_returns.iloc[-1300:], 16, stride=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_windows) -> TimeGAN:
+    return TimeGAN(**TINY).fit(tiny_windows)
+
+
+def test_timegan_is_registered_and_samples_have_the_right_shapes(tiny_model):
+    assert "timegan" in available_generators()
+    assert tiny_model.sample(5, seed=0).shape == (5, 16, 1)
+    assert tiny_model.sample(3, condition="stressed", seed=0).shape == (3, 16, 1)
+    long = tiny_model.sample(4, length=40, seed=0)  # three chained windows, cut to 40 days
+    assert long.shape == (4, 40, 1) and np.isfinite(long).all()
+
+
+def test_each_phase_decreases_its_own_loss(tiny_windows):
+    model = TimeGAN(**{**TINY, "autoencoder_epochs": 4, "supervisor_epochs": 4,
+                       "epochs": 4}).fit(tiny_windows)
+    losses = {"autoencoder": "recon", "supervisor": "supervised", "joint": "g_total"}
+    for phase, key in losses.items():
+        curve = [row[key] for row in model.history_ if row["phase"] == phase]
+        assert len(curve) == 4 and curve[-1] < curve[0], (phase, curve)
+
+
+def test_same_seed_same_model_and_samples(tiny_windows, tiny_model):
+    again = TimeGAN(**TINY).fit(tiny_windows)
+    np.testing.assert_array_equal(again.sample(50, seed=3), tiny_model.sample(50, seed=3))
+    assert not np.allclose(tiny_model.sample(50, seed=3), tiny_model.sample(50, seed=4))
+    other = TimeGAN(**{**TINY, "seed": 1}).fit(tiny_windows)
+    assert not np.allclose(other.sample(50, seed=3), tiny_model.sample(50, seed=3))
+
+
+def test_save_load_gives_the_same_samples(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "model")
+    loaded = Generator.load(tmp_path / "model")
+    assert isinstance(loaded, TimeGAN)
+    np.testing.assert_array_equal(loaded.sample(20, seed=7, condition="calm"),
+                                  tiny_model.sample(20, seed=7, condition="calm"))
+    np.testing.assert_array_equal(loaded.sample(5, seed=7, length=35),
+                                  tiny_model.sample(5, seed=7, length=35))
+
+
+def test_spectral_norm_stabilizer_trains_and_round_trips(tiny_windows, tmp_path):
+    model = TimeGAN(**{**TINY, "stabilizer": "spectral_norm"}).fit(tiny_windows)
+    loaded = Generator.load(model.save(tmp_path / "sn"))
+    np.testing.assert_array_equal(loaded.sample(10, seed=0), model.sample(10, seed=0))
+
+
+def test_nan_in_the_data_raises_model_error(tiny_windows, tmp_path):
+    windows = tiny_windows.train.windows.copy()
+    windows[:, 3, 0] = np.nan  # in every window, so the first batch already sees it
+    broken = dataclasses.replace(tiny_windows,
+                                 train=dataclasses.replace(tiny_windows.train, windows=windows))
+    with pytest.raises(ModelError, match="non-finite loss in phase 'autoencoder'"):
+        TimeGAN(**TINY).fit(broken, run_dir=tmp_path)
+
+
+def test_resume_continues_a_run_and_the_history_grows(tiny_windows, tmp_path):
+    first = TimeGAN(**TINY).fit(tiny_windows, run_dir=tmp_path)
+    resumed = TimeGAN(**{**TINY, "epochs": 4}).fit(tiny_windows, run_dir=tmp_path, resume=True)
+    assert resumed.history_[:len(first.history_)] == first.history_
+    joint = [row["epoch"] for row in resumed.history_ if row["phase"] == "joint"]
+    assert joint == [1, 2, 3, 4]
+    assert resumed.sample(4, seed=0).shape == (4, 16, 1)
+
+
+def test_invalid_settings_are_named(tiny_windows):
+    with pytest.raises(ModelError, match="cell"):
+        TimeGAN(**{**TINY, "cell": "rnn"}).fit(tiny_windows)
+    with pytest.raises(ModelError, match="stabilizer"):
+        TimeGAN(**{**TINY, "stabilizer": "magic"}).fit(tiny_windows)
+
+
+def test_gated_step_is_a_plain_step_or_no_step_at_all():
+    def one_step(gate: bool) -> tuple[torch.nn.Linear, torch.optim.Adam]:
+        torch.manual_seed(0)
+        net = torch.nn.Linear(3, 1)
+        optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+        for _ in range(2):  # the second step has Adam state to keep or undo
+            optimizer.zero_grad()
+            net(torch.ones(4, 3)).sum().backward()
+            gated_step(optimizer, torch.tensor(gate))
+        return net, optimizer
+
+    torch.manual_seed(0)
+    untouched = torch.nn.Linear(3, 1)
+    frozen, optimizer = one_step(False)
+    torch.testing.assert_close(frozen.weight, untouched.weight, rtol=0, atol=0)
+    assert all(float(s["step"]) == 0 for s in optimizer.state.values())
+    moved, _ = one_step(True)
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(3, 1)
+    plain_optimizer = torch.optim.Adam(plain.parameters(), lr=0.1)
+    for _ in range(2):
+        plain_optimizer.zero_grad()
+        plain(torch.ones(4, 3)).sum().backward()
+        plain_optimizer.step()
+    torch.testing.assert_close(moved.weight, plain.weight, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def sp500_gaps(sp500_windows):
+    """Fact gaps of a short CPU training (100 joint steps, about 40 s) and of the Gaussian."""
+    data = sp500_windows
+    model = TimeGAN(epochs=5, steps_per_epoch=20, progress=False, device="cpu").fit(data)
+    assert model.diversity_ > 0.3  # no collapse
+    real = data.unscale(np.concatenate([data.train.windows, data.val.windows,
+                                        data.test.windows]))
+    samples = {"timegan": model.sample_returns(2000, seed=1),
+               "gaussian": GaussianGenerator().fit(data).sample_returns(2000, seed=1)}
+    return score_samples(real, samples).gaps
+
+
+def test_short_cpu_training_beats_gaussian_on_volatility_clustering(sp500_gaps):
+    assert sp500_gaps.loc["timegan", "acf_abs"] < sp500_gaps.loc["gaussian", "acf_abs"], \
+        sp500_gaps
+
+
+def test_short_cpu_training_beats_gaussian_on_tails(sp500_gaps):
+    assert sp500_gaps.loc["timegan", "tails"] < sp500_gaps.loc["gaussian", "tails"], sp500_gaps
