@@ -52,8 +52,7 @@ def main() -> None:
     print(f"trained {epochs} epochs in {seconds:.1f} s ({seconds / epochs:.2f} s/epoch), "
           f"best validation NLL {model.val_nll_:.4f} (scaled units)")
 
-    series = data.unscale(np.concatenate([data.train.returns, data.val.returns,
-                                          data.test.returns]))
+    series = data.history()
     n_train, first_test = len(data.train.returns), len(data.train.returns) + len(data.val.returns)
     ar_ll = model.one_step_log_likelihood(series, first_test)
     garch_ll = garch_t_one_step_log_likelihood(series[:, 0], n_train)[first_test:]
@@ -76,12 +75,7 @@ def main() -> None:
                        dist="skewt")), ("bootstrap", BlockBootstrap()),
                        ("gaussian", GaussianGenerator())]:
         samples[name] = peer.fit(data).sample_returns(args.samples, seed=0)
-    real = data.unscale(np.concatenate([data.train.windows, data.val.windows,
-                                        data.test.windows]))
-    result = sf.evaluate(real, samples, train=data.unscale(data.train.windows),
-                         held_out=data.unscale(np.concatenate([data.val.windows,
-                                                               data.test.windows])),
-                         neural=False)
+    result = sf.evaluate_windows(data, samples, neural=False)
     print("\nnoise floor:", result.scores.floor.round(3).to_dict())
     print(result.summary().round(2).to_string())
     for warning in result.warnings:

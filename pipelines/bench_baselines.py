@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 from arch import arch_model
 
@@ -43,14 +42,10 @@ def main() -> None:
         model.simulate([mu, omega, alpha, beta, nu], args.days, burn=garch.config.burn_in)
     loop = time.perf_counter() - start
 
-    real = data.unscale(np.concatenate([data.train.windows, data.val.windows,
-                                        data.test.windows]))
-    train = data.unscale(data.train.windows)
-    held_out = data.unscale(np.concatenate([data.val.windows, data.test.windows]))
     timings = {}
     for neural in (False, True):
         start = time.perf_counter()
-        sf.evaluate(real, {"garch": samples}, train=train, held_out=held_out, neural=neural)
+        sf.evaluate_windows(data, {"garch": samples}, neural=neural)
         timings[neural] = time.perf_counter() - start
 
     per_path_vec = vectorized / args.paths

@@ -52,10 +52,7 @@ def main() -> None:
 
     returns = sf.log_returns(sf.load_prices("bundled", ["SP500"]))
     data = sf.make_windows(returns, 64)
-    real = data.unscale(np.concatenate([data.train.windows, data.val.windows,
-                                        data.test.windows]))
-    train = data.unscale(data.train.windows)
-    held_out = data.unscale(np.concatenate([data.val.windows, data.test.windows]))
+    real = data.real_windows()
 
     start = time.perf_counter()
     cvae = ConditionalVAE(seed=args.seed, progress=False, device="cpu", **settings).fit(data)
@@ -80,7 +77,7 @@ def main() -> None:
              "gaussian": GaussianGenerator().fit(data)}
     samples = {name: model.sample_returns(args.samples, seed=args.seed + 1)
                for name, model in peers.items()}
-    evaluation = sf.evaluate(real, samples, train=train, held_out=held_out, neural=False)
+    evaluation = sf.evaluate_windows(data, samples, neural=False)
     print(f"\nbundled S&P 500, window 64: {len(real)} real windows, {args.samples} samples each")
     print(evaluation.summary().round(3).to_string())
     print("\nnoise floor (first vs second half of the real windows):")
@@ -89,8 +86,7 @@ def main() -> None:
         print(warning)
 
     long = sf.make_windows(returns, 128)
-    real_long = long.unscale(np.concatenate([long.train.windows, long.val.windows,
-                                             long.test.windows]))
+    real_long = long.real_windows()
     long_samples = {name: model.sample_returns(args.samples, seed=args.seed + 2, length=128)
                     for name, model in peers.items()}
     seam = sf.evaluate(real_long, long_samples, neural=False)

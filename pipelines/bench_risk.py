@@ -15,7 +15,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -57,8 +56,7 @@ def main() -> None:
     start = time.perf_counter()
 
     data = sf.make_windows(sf.log_returns(sf.load_prices("bundled", ["SP500"])), 64)
-    series = data.unscale(np.concatenate([data.train.returns, data.val.returns,
-                                          data.test.returns]))  # (T, 1)
+    series = data.history()  # (T, 1)
     n_train = len(data.train.returns)
     first_day = n_train + len(data.val.returns)
     last_day = len(series) if args.days is None else min(len(series), first_day + args.days)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -45,8 +44,7 @@ def main() -> None:
         synth = sf.Synthesizer(settings.pop("model", name), **settings).fit(prices)
         scenarios = synth.sample(args.n, length=args.length, seed=0)
         data = synth.data_
-        history = data.unscale(np.concatenate([data.train.returns, data.val.returns,
-                                               data.test.returns]))
+        history = data.history()
         table = sf.stress_test(strategy, {name: scenarios}, history).table().loc[name]
         for metric in ("total_return", "sharpe", "max_drawdown"):
             row = table.loc[metric]

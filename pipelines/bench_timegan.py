@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 import synthfin as sf
@@ -82,12 +81,7 @@ def main() -> None:
                   "bootstrap": BlockBootstrap().fit(data),
                   "gaussian": GaussianGenerator().fit(data)}
     samples = {name: g.sample_returns(args.samples, seed=1) for name, g in generators.items()}
-    real = data.unscale(np.concatenate([data.train.windows, data.val.windows,
-                                        data.test.windows]))
-    evaluation = sf.evaluate(real, samples, train=data.unscale(data.train.windows),
-                             held_out=data.unscale(np.concatenate([data.val.windows,
-                                                                   data.test.windows])),
-                             neural=False)
+    evaluation = sf.evaluate_windows(data, samples, neural=False)
     print("\n## bundled S&P 500, window 64: gaps in units of the noise floor\n")
     print(evaluation.summary().round(3).to_string())
     print("\nstandardized curve gaps (RMS in units of the real spread):\n")

@@ -321,8 +321,7 @@ def stress(
         scenarios[f"crash {crash:+.0%} day {crash_day}"] = synth.crash(
             n, length, shock=crash, shock_day=crash_day, seed=seed)
     prepared = synth.data_
-    history = prepared.unscale(np.concatenate([prepared.train.returns, prepared.val.returns,
-                                               prepared.test.returns]))
+    history = prepared.history()
     report = stress_test(chosen, scenarios, history)
     report.save(out)
     metrics = ["total_return", "sharpe", "max_drawdown", "es_99"]

@@ -87,8 +87,7 @@ class Synthesizer:
     def real_windows(self) -> np.ndarray:
         """Every real window (train, val, test in date order), unscaled log returns."""
         data = self._fitted()
-        return data.unscale(np.concatenate([data.train.windows, data.val.windows,
-                                            data.test.windows]))
+        return data.real_windows()
 
     def sample(self, n: int, length: int | None = None, regime: str | None = None,
                seed: int | None = None, start_date: str | pd.Timestamp | None = None
@@ -123,8 +122,7 @@ class Synthesizer:
         rng = np.random.default_rng(seed)
         seeds = rng.integers(2**62, size=3)
         shock_row = np.broadcast_to(np.asarray(shock, dtype=np.float64), (n, 1, data.n_assets))
-        history = data.unscale(np.concatenate([data.train.returns, data.val.returns,
-                                               data.test.returns]))
+        history = data.history()
         context = np.broadcast_to(history[-(spec.vol_lookback + spec.window_len):],
                                   (n, spec.vol_lookback + spec.window_len, data.n_assets))
         rest = length - shock_day - 1

@@ -91,6 +91,15 @@ class WindowData:
         """Unscaled log returns from scaled windows (n, length, assets)."""
         return self.scaler.inverse(scaled)
 
+    def real_windows(self, *splits: str) -> np.ndarray:
+        """Unscaled windows of the named splits (default: all three), in date order."""
+        names = splits or SPLIT_NAMES
+        return self.unscale(np.concatenate([self.split(name).windows for name in names]))
+
+    def history(self) -> np.ndarray:
+        """The whole unscaled return history (days, assets): train, val and test days."""
+        return self.unscale(np.concatenate([self.split(name).returns for name in SPLIT_NAMES]))
+
     def summary(self) -> pd.DataFrame:
         """One row per split: dates, days, windows and the count of each regime."""
         rows = []

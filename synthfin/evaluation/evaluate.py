@@ -175,8 +175,6 @@ def evaluate_windows(data: WindowData, samples: Mapping[str, np.ndarray], *,
                      neural_config: NeuralScoreConfig | None = None) -> Evaluation:
     """:func:`evaluate` against a prepared data set: every real window is the reference, the
     training windows and the held-out (val + test) windows feed the memorization check."""
-    splits = [data.train.windows, data.val.windows, data.test.windows]
-    return evaluate(data.unscale(np.concatenate(splits)), samples,
-                    train=data.unscale(splits[0]),
-                    held_out=data.unscale(np.concatenate(splits[1:])), assets=data.assets,
+    return evaluate(data.real_windows(), samples, train=data.real_windows("train"),
+                    held_out=data.real_windows("val", "test"), assets=data.assets,
                     neural=neural, seed=seed, neural_config=neural_config)

@@ -15,9 +15,9 @@ BAR = 1.5  # DEVELOPERS.md: a good model comes within about 1.5x of the noise fl
 @pytest.fixture(scope="module")
 def real_sets(sp500_windows):
     d = sp500_windows
-    return {"all": d.unscale(np.concatenate([d.train.windows, d.val.windows, d.test.windows])),
+    return {"all": d.real_windows(),
             "train": d.unscale(d.train.windows),
-            "held_out": d.unscale(np.concatenate([d.val.windows, d.test.windows]))}
+            "held_out": d.real_windows("val", "test")}
 
 
 @pytest.fixture(scope="module")

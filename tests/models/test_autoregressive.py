@@ -144,8 +144,7 @@ def test_resume_continues_a_run(two_asset_windows, tmp_path):
 
 def test_trained_model_beats_the_gaussian_on_clustering_and_tails(trained, sp500_windows):
     data = sp500_windows
-    real = data.unscale(np.concatenate([data.train.windows, data.val.windows,
-                                        data.test.windows]))
+    real = data.real_windows()
     samples = {"ar": trained.sample_returns(3000, seed=0),
                "gaussian": GaussianGenerator().fit(data).sample_returns(3000, seed=0)}
     table = score_samples(real, samples, train=data.unscale(data.train.windows),
@@ -162,8 +161,7 @@ def test_trained_model_beats_garch_t_on_held_out_likelihood(trained, sp500_windo
     from arch import arch_model
 
     data = sp500_windows
-    series = data.unscale(np.concatenate([data.train.returns, data.val.returns,
-                                          data.test.returns]))
+    series = data.history()
     n_train = len(data.train.returns)
     first_test = n_train + len(data.val.returns)
     garch = arch_model(series[:, 0] * 100, dist="t", rescale=False)

@@ -24,8 +24,7 @@ def trained(sp500_windows):
 
 
 def real_windows(data):
-    return data.unscale(np.concatenate([data.train.windows, data.val.windows,
-                                        data.test.windows]))
+    return data.real_windows()
 
 
 def test_registered_as_cvae_with_a_shape_preserving_network():

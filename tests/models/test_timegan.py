@@ -127,8 +127,7 @@ def sp500_gaps(sp500_windows):
     data = sp500_windows
     model = TimeGAN(epochs=5, steps_per_epoch=20, progress=False, device="cpu").fit(data)
     assert model.diversity_ > 0.3  # no collapse
-    real = data.unscale(np.concatenate([data.train.windows, data.val.windows,
-                                        data.test.windows]))
+    real = data.real_windows()
     samples = {"timegan": model.sample_returns(2000, seed=1),
                "gaussian": GaussianGenerator().fit(data).sample_returns(2000, seed=1)}
     return score_samples(real, samples).gaps
