@@ -13,7 +13,6 @@ the noise floor, memorization and the discriminative score. Writes ``benchmark.m
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import time
@@ -24,13 +23,10 @@ import pandas as pd
 import torch
 
 from synthfin.config import load_pipeline_config
-from synthfin.data.returns import log_returns
-from synthfin.data.sources import load_prices
-from synthfin.data.windows import make_windows
 from synthfin.evaluation import evaluate_windows
 from synthfin.evaluation.evaluate import finite_json
 from synthfin.io import atomic_write_json, atomic_write_text
-from synthfin.models import get_generator
+from synthfin.pipeline import model_settings, prepare_data
 
 SCORES = ["acf_r", "acf_abs", "acf_sq", "leverage", "tails", "w1_1d", "w1_20d"]
 
@@ -55,22 +51,14 @@ def main() -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     else:
         device = args.device
-    spec = config.data
-    data = make_windows(log_returns(load_prices(spec.source, spec.tickers, spec.start, spec.end,
-                                                fill_gaps=spec.fill_gaps)),
-                        spec.window, stride=spec.stride, split=spec.split,
-                        vol_lookback=spec.vol_lookback, regime_quantiles=spec.regime_quantiles,
-                        gaussianize=spec.gaussianize)
+    data = prepare_data(config.data)
     rows, samples = {}, {}
-    for run_name, settings in config.models.items():
-        settings = dict(settings)
-        model_cls = get_generator(settings.pop("model", run_name))
-        if "device" in {f.name for f in dataclasses.fields(model_cls.config_class)}:
-            settings["device"] = device
+    for run_name, entry in config.models.items():
+        model_cls, settings = model_settings(run_name, entry, seed=config.seed, device=device)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        model = model_cls(seed=config.seed, **settings).fit(data)
+        model = model_cls(**settings).fit(data)
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         samples[run_name] = model.sample_returns(args.n, seed=config.seed)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthfin.config import PipelineConfig
+from synthfin.config import DataConfig, PipelineConfig
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
 from synthfin.data.windows import WindowData, make_windows
@@ -44,6 +44,27 @@ class RunResult:
     summary: pd.DataFrame
     warnings: list[str]
     stages: list[dict[str, Any]]
+
+
+def prepare_data(spec: DataConfig) -> WindowData:
+    """Prices -> log returns -> windows, as a pipeline's ``data:`` section says."""
+    prices = load_prices(spec.source, spec.tickers, spec.start, spec.end,
+                         cache_dir=spec.cache_dir, fill_gaps=spec.fill_gaps)
+    return make_windows(log_returns(prices), spec.window, stride=spec.stride, split=spec.split,
+                        vol_lookback=spec.vol_lookback, regime_quantiles=spec.regime_quantiles,
+                        gaussianize=spec.gaussianize)
+
+
+def model_settings(run_name: str, settings: dict[str, Any], *, seed: int, device: str
+                   ) -> tuple[type[Generator], dict[str, Any]]:
+    """The generator class of a ``models:`` entry and its settings, with the pipeline's seed
+    and (for neural models) device filled in where the entry does not set them."""
+    settings = dict(settings)
+    model_cls = get_generator(settings.pop("model", run_name))
+    settings.setdefault("seed", seed)
+    if "device" in {f.name for f in dataclasses.fields(model_cls.config_class)}:
+        settings.setdefault("device", device)
+    return model_cls, settings
 
 
 class _Stage:
@@ -107,12 +128,7 @@ class Pipeline:
         def work(reused: bool) -> WindowData:
             if reused:
                 return WindowData.load(stage.directory)
-            prices = load_prices(spec.source, spec.tickers, spec.start, spec.end,
-                                 cache_dir=spec.cache_dir, fill_gaps=spec.fill_gaps)
-            data = make_windows(log_returns(prices), spec.window, stride=spec.stride,
-                                split=spec.split, vol_lookback=spec.vol_lookback,
-                                regime_quantiles=spec.regime_quantiles,
-                                gaussianize=spec.gaussianize)
+            data = prepare_data(spec)
             data.save(stage.directory)
             return data
 
@@ -121,12 +137,8 @@ class Pipeline:
 
     def _model(self, run_name: str, settings: dict[str, Any], data: WindowData,
                data_key: str) -> tuple[Generator, str]:
-        settings = dict(settings)
-        model_cls = get_generator(settings.pop("model", run_name))
-        fields = {f.name for f in dataclasses.fields(model_cls.config_class)}
-        settings.setdefault("seed", self.config.seed)
-        if "device" in fields:
-            settings.setdefault("device", self.config.device)
+        model_cls, settings = model_settings(run_name, settings, seed=self.config.seed,
+                                             device=self.config.device)
         key = _hash("model", data_key, model_cls.name, settings)
         stage = _Stage(self.run_dir / "models" / run_name, key)
 
