@@ -384,6 +384,19 @@ def _tail_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> 
     return _to_base64(figure)
 
 
+def _hill_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+    fractions = np.linspace(0.005, 0.10, 40)
+    figure, axes = _new_figure(2, panel_width=4.5, sharey=True)
+    for panel, tail in zip(axes, ("left", "right"), strict=True):
+        for name, x in _all_sets(evaluation).items():
+            panel.plot(100 * fractions, facts.hill_curve(x[:, :, asset], fractions, tail),
+                       color=colors[name], label=name, linewidth=2.0 if name == "real" else 1.2)
+        panel.set(title=f"Hill plot, {tail} tail", xlabel="k, % of returns in the tail",
+                  ylabel="tail index")
+    axes[1].legend(fontsize="small")
+    return _to_base64(figure)
+
+
 def _qq_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
     def standardized(x: np.ndarray) -> np.ndarray:
         values = x[:, :, asset].ravel()
@@ -462,6 +475,10 @@ PER_ASSET_FIGURES: list[tuple[Callable[[Evaluation, int, dict[str, str]], str], 
     (_tail_figure, "Tails on log-log axes: share of days beyond a move of x real standard "
                    "deviations. A straight real line is a power-law tail; a generator falling "
                    "off it early has too thin tails."),
+    (_hill_figure, "Hill estimator of the tail index against the share k of the largest "
+                   "losses (left) and gains (right) it uses: the real index is flat near 3, a "
+                   "power-law tail; a thin tail (Gaussian) shows high values at small k that "
+                   "keep falling as k grows."),
     (_qq_figure, "Each set's 1-day returns, standardized by its own mean and std, against the "
                  "real ones: points on the black diagonal have the real shape; an S bending "
                  "towards the horizontal means too thin tails."),

@@ -17,7 +17,7 @@ from synthfin.evaluation.report import write_report
 torch.set_num_threads(1)
 
 N_WINDOWS, WINDOW_LEN = 200, 32
-UNIVARIATE_FIGURE_KINDS = 6  # acf, leverage, tails, qq, histograms, sample paths
+UNIVARIATE_FIGURE_KINDS = 7  # acf, leverage, tails, hill, qq, histograms, sample paths
 MEMORIZATION_TRAIN_WINDOWS = 150
 
 
