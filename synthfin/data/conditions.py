@@ -105,3 +105,43 @@ class RegimeModel:
     def _fitted(self) -> None:
         if not hasattr(self, "thresholds_"):
             raise DataError("the regime model is not fitted; call fit(train_vol) first")
+
+
+class WindowConditions:
+    """The training windows' (regime, realized vol) pairs that a window model is conditioned on.
+
+    :meth:`standardize` turns a realized vol into the standardized log vol the networks read
+    (training mean and std of ``log vol``); :meth:`draw` picks conditions for sampling from the
+    training windows, among one regime's or (``None``) all of them, i.e. at the training regime
+    frequencies. The state is plain arrays, for a model's safetensors file.
+    """
+
+    def __init__(self, regimes: np.ndarray, realized_vol: np.ndarray) -> None:
+        self.regimes = np.asarray(regimes, dtype=np.int64)
+        self.realized_vol = np.asarray(realized_vol, dtype=np.float64)
+        if not np.isfinite(self.realized_vol).all() or len(self.realized_vol) == 0:
+            raise DataError("every training window needs a finite realized vol")
+        log_vol = np.log(np.maximum(self.realized_vol, 1e-8))
+        self.log_vol_stats = np.array([log_vol.mean(), max(log_vol.std(), 1e-8)])
+
+    def standardize(self, realized_vol: np.ndarray) -> np.ndarray:
+        """``(log vol - training mean) / training std``."""
+        mean, std = self.log_vol_stats
+        return (np.log(np.maximum(np.asarray(realized_vol, dtype=np.float64), 1e-8)) - mean) / std
+
+    def draw(self, n: int, regime: int | None, rng: np.random.Generator
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Regime codes and realized vols (n,) of training windows drawn with replacement."""
+        pool = (np.arange(len(self.regimes)) if regime is None
+                else np.flatnonzero(self.regimes == regime))
+        if len(pool) == 0:
+            raise DataError(f"no training window is in regime {regime}; cannot condition on it")
+        pick = rng.choice(pool, size=n)
+        return self.regimes[pick], self.realized_vol[pick]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"conditions.regimes": self.regimes, "conditions.realized_vol": self.realized_vol}
+
+    @classmethod
+    def from_arrays(cls, state: dict[str, np.ndarray]) -> WindowConditions:
+        return cls(state["conditions.regimes"], state["conditions.realized_vol"])

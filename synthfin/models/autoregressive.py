@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synthfin.data.conditions import TRADING_DAYS, trailing_realized_vol
+from synthfin.data.conditions import TRADING_DAYS, WindowConditions, trailing_realized_vol
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
 from synthfin.models.base import register
@@ -141,36 +141,32 @@ class AutoregressiveGenerator(TorchGenerator):
 
     # conditions: regime code and the standardized log of the trailing realized vol
     def _condition(self, regime: np.ndarray, realized_vol: np.ndarray) -> torch.Tensor:
-        net = self.modules_["net"]
-        log_vol = (np.log(realized_vol) - self.log_vol_stats_[0]) / self.log_vol_stats_[1]
-        return net.condition(torch.as_tensor(regime, device=self.device_),
-                             torch.as_tensor(log_vol, dtype=torch.float32, device=self.device_))
+        log_vol = self.conditions_.standardize(realized_vol)
+        return self.modules_["net"].condition(
+            torch.as_tensor(regime, device=self.device_),
+            torch.as_tensor(log_vol, dtype=torch.float32, device=self.device_))
 
     def _tensors(self, split: WindowSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Windows (n, T, A), regime codes and standardized log vols (n,), on the device."""
         return (torch.as_tensor(split.windows, dtype=torch.float32, device=self.device_),
                 torch.as_tensor(split.regimes, device=self.device_),
-                torch.as_tensor(split.realized_vol, dtype=torch.float32, device=self.device_))
+                torch.as_tensor(self.conditions_.standardize(split.realized_vol),
+                                dtype=torch.float32, device=self.device_))
 
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
-        log_vol = np.log(data.train.realized_vol)
-        self.log_vol_stats_ = np.array([log_vol.mean(), log_vol.std()])
-        self.regime_vols_ = [np.sort(data.train.realized_vol[data.train.regimes == code])
-                             for code in range(len(data.regimes.names))]
-        if any(len(v) == 0 for v in self.regime_vols_):
-            raise ModelError("every regime needs training windows; use other regime quantiles")
+        self.conditions_ = WindowConditions(data.train.regimes, data.train.realized_vol)
         net = self.modules_["net"]
         optimizer = torch.optim.AdamW(net.parameters(), lr=self.config.lr,
                                       weight_decay=self.config.weight_decay)
-        train_x, train_regime, train_vol = self._tensors(data.train)
-        val_x, val_regime, val_vol = self._tensors(data.val)
-        mean, std = self.log_vol_stats_
+        train_x, train_regime, train_log_vol = self._tensors(data.train)
+        val_x, val_regime, val_log_vol = self._tensors(data.val)
         order = batches(len(train_x), self.config.batch_size,
                         torch.Generator().manual_seed(self.config.seed))
 
         def step() -> dict[str, torch.Tensor]:
             idx = next(order).to(self.device_)
-            cond = net.condition(train_regime[idx], (torch.log(train_vol[idx]) - mean) / std)
             optimizer.zero_grad(set_to_none=True)
+            cond = net.condition(train_regime[idx], train_log_vol[idx])
             with autocast(self.device_):
                 nll = -net.log_prob(train_x[idx], cond).mean()
             nll.backward()
@@ -181,7 +177,7 @@ class AutoregressiveGenerator(TorchGenerator):
         def validate() -> float:
             net.eval()
             with torch.no_grad():
-                cond = net.condition(val_regime, (torch.log(val_vol) - mean) / std)
+                cond = net.condition(val_regime, val_log_vol)
                 nll = -net.log_prob(val_x, cond).mean().item()
             net.train()
             return nll
@@ -237,12 +233,7 @@ class AutoregressiveGenerator(TorchGenerator):
     # -- sampling --------------------------------------------------------------------------------
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
-        if regime is None:
-            counts = np.array([len(v) for v in self.regime_vols_], dtype=float)
-            regimes = rng.choice(len(counts), size=n, p=counts / counts.sum())
-        else:
-            regimes = np.full(n, regime)
-        vols = np.array([rng.choice(self.regime_vols_[code]) for code in regimes])
+        regimes, vols = self.conditions_.draw(n, regime, rng)
         with torch.no_grad():
             cond = self._condition(regimes, vols)
             state = self.modules_["net"].start(cond)
@@ -310,13 +301,8 @@ class AutoregressiveGenerator(TorchGenerator):
         return out
 
     def _state(self) -> dict[str, np.ndarray]:
-        state = super()._state()
-        state["log_vol_stats"] = self.log_vol_stats_
-        state.update({f"regime_vols_{k}": v for k, v in enumerate(self.regime_vols_)})
-        return state
+        return {**super()._state(), **self.conditions_.to_arrays()}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.log_vol_stats_ = state.pop("log_vol_stats")
-        self.regime_vols_ = [state.pop(f"regime_vols_{k}")
-                             for k in range(len(self._spec().regimes.names))]
-        super()._load_state(state)
+        self.conditions_ = WindowConditions.from_arrays(state)
+        super()._load_state({k: v for k, v in state.items() if not k.startswith("conditions.")})

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthfin.data.conditions import WindowConditions
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
 from synthfin.models.base import register
@@ -307,17 +308,12 @@ class ConditionalVAE(TorchGenerator):
         return self.modules_["cvae"]
 
     # -- conditions ---------------------------------------------------------------------------
-    def _log_vol(self, realized_vol: np.ndarray) -> np.ndarray:
-        """Standardized log realized vol with the training statistics."""
-        mean, std = self.log_vol_stats_
-        return (np.log(np.maximum(realized_vol, 1e-8)) - mean) / std
-
     def _tensors(self, split: WindowSplit) -> tuple[torch.Tensor, ...]:
         device = self.device_
         return (torch.as_tensor(split.windows, dtype=torch.float32, device=device),
                 torch.as_tensor(split.regimes, dtype=torch.long, device=device),
-                torch.as_tensor(self._log_vol(split.realized_vol), dtype=torch.float32,
-                                device=device))
+                torch.as_tensor(self.conditions_.standardize(split.realized_vol),
+                                dtype=torch.float32, device=device))
 
     # -- training -----------------------------------------------------------------------------
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
@@ -325,10 +321,7 @@ class ConditionalVAE(TorchGenerator):
         for name in ("train", "val"):
             if not np.isfinite(data.split(name).realized_vol).all():
                 raise ModelError(f"the {name} split has windows without a realized vol")
-        log_vol = np.log(data.train.realized_vol)
-        self.log_vol_stats_ = np.array([log_vol.mean(), max(log_vol.std(), 1e-8)])
-        self.train_regimes_ = data.train.regimes.astype(np.int64)
-        self.train_vol_ = data.train.realized_vol.astype(np.float64)
+        self.conditions_ = WindowConditions(data.train.regimes, data.train.realized_vol)
         x, regime, cond_vol = self._tensors(data.train)   # the whole split on the device, once
         x_val, regime_val, cond_vol_val = self._tensors(data.val)
         model = self._model
@@ -437,17 +430,6 @@ class ConditionalVAE(TorchGenerator):
         return int((mu.var(dim=0) > ACTIVE_UNIT_THRESHOLD).sum())
 
     # -- sampling -----------------------------------------------------------------------------
-    def _draw_conditions(self, n: int, regime: int | None, rng: np.random.Generator
-                         ) -> tuple[np.ndarray, np.ndarray]:
-        """Regime codes and realized vols of the first windows: training windows' values, drawn
-        from the chosen regime or (``None``) from all, i.e. at the training regime frequencies."""
-        candidates = np.arange(len(self.train_vol_)) if regime is None else \
-            np.flatnonzero(self.train_regimes_ == regime)
-        if len(candidates) == 0:
-            raise ModelError(f"no training window is in regime {regime}")
-        pick = rng.choice(candidates, size=n)
-        return self.train_regimes_[pick], self.train_vol_[pick]
-
     @torch.no_grad()
     def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator
                 ) -> np.ndarray:
@@ -466,7 +448,7 @@ class ConditionalVAE(TorchGenerator):
             as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(  # noqa: E731
                 a, dtype=dtype, device=self.device_)
             c = model.condition(as_tensor(regime[sl], torch.long),
-                                as_tensor(self._log_vol(realized_vol[sl])))  # (b, C)
+                                as_tensor(self.conditions_.standardize(realized_vol[sl])))  # (b, C)
             zc = torch.cat([as_tensor(z[sl]), c], dim=-1)                     # (b, D+C)
             noise = as_tensor(shocks[sl])                                     # (b, T, A)
             with autocast(self.device_):
@@ -483,7 +465,7 @@ class ConditionalVAE(TorchGenerator):
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
         spec = self._spec()
-        codes, vols = self._draw_conditions(n, regime, rng)
+        codes, vols = self.conditions_.draw(n, regime, rng)
         windows = [self._decode(codes, vols, rng)]
         while sum(w.shape[1] for w in windows) < length:  # chain: condition on the path so far
             path = np.concatenate(windows, axis=1)
@@ -494,17 +476,13 @@ class ConditionalVAE(TorchGenerator):
 
     # -- state --------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
-        return {**super()._state(),
-                "stats.log_vol": np.asarray(self.log_vol_stats_, dtype=np.float64),
-                "stats.train_regimes": self.train_regimes_,
-                "stats.train_vol": self.train_vol_,
+        return {**super()._state(), **self.conditions_.to_arrays(),
                 "stats.kl_per_dim": np.asarray(self.kl_per_dim_, dtype=np.float64),
                 "stats.active_units": np.array([self.active_units_])}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        super()._load_state({k: v for k, v in state.items() if not k.startswith("stats.")})
-        self.log_vol_stats_ = state["stats.log_vol"]
-        self.train_regimes_ = state["stats.train_regimes"].astype(np.int64)
-        self.train_vol_ = state["stats.train_vol"]
+        super()._load_state({k: v for k, v in state.items()
+                             if not k.startswith(("stats.", "conditions."))})
+        self.conditions_ = WindowConditions.from_arrays(state)
         self.kl_per_dim_ = state["stats.kl_per_dim"]
         self.active_units_ = int(state["stats.active_units"][0])

@@ -70,6 +70,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthfin.data.conditions import WindowConditions
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
@@ -315,32 +316,18 @@ class TimeGAN(TorchGenerator):
                 raise ModelError(f"timegan {field} must be >= 0, got {getattr(cfg, field)}")
 
     # -- conditions ----------------------------------------------------------------------------
-    def _standardize_log_vol(self, log_vol: np.ndarray) -> np.ndarray:
+    def _condition_vol(self, realized_vol: np.ndarray) -> np.ndarray:
+        """The standardized log vol the networks read (zeros when ``condition_vol`` is off)."""
         if not self.config.condition_vol:
-            return np.zeros_like(log_vol)
-        mean, std = self.log_vol_stats_
-        return (log_vol - mean) / std
+            return np.zeros(len(realized_vol))
+        return self.conditions_.standardize(realized_vol)
 
     def _set_conditions(self, data: WindowData) -> None:
-        """Remember the training windows' (regime, log vol) pairs: unconditional samples draw
-        from them, so regimes come at their training frequencies; fit the Lambert W transform
-        of the training days that the networks work behind."""
-        log_vol = np.log(np.maximum(data.train.realized_vol, 1e-8))
-        self.log_vol_stats_ = np.array([log_vol.mean(), max(log_vol.std(), 1e-8)])
-        self.train_regimes_ = np.asarray(data.train.regimes, dtype=np.int64)
-        self.train_log_vol_ = self._standardize_log_vol(log_vol)
+        """Remember the training windows' (regime, vol) pairs: unconditional samples draw from
+        them, so regimes come at their training frequencies; fit the Lambert W transform of the
+        training days that the networks work behind."""
+        self.conditions_ = WindowConditions(data.train.regimes, data.train.realized_vol)
         self.tails_ = ReturnScaler(gaussianize=True).fit(data.train.returns)
-
-    def _draw_conditions(self, n: int, regime: int | None, rng: np.random.Generator
-                         ) -> tuple[np.ndarray, np.ndarray]:
-        """(regime codes, standardized log vols) of ``n`` windows drawn from the training pairs,
-        only among windows of ``regime`` when given."""
-        pool = (np.arange(len(self.train_regimes_)) if regime is None
-                else np.flatnonzero(self.train_regimes_ == regime))
-        if len(pool) == 0:
-            raise ModelError(f"no training window is in regime {regime}; cannot condition on it")
-        pick = rng.choice(pool, size=n)
-        return self.train_regimes_[pick], self.train_log_vol_[pick]
 
     # -- training ------------------------------------------------------------------------------
     def _tensors(self, windows: np.ndarray, regimes: np.ndarray, log_vol: np.ndarray
@@ -357,7 +344,7 @@ class TimeGAN(TorchGenerator):
         m = self.modules_
         x_all, regime_all, vol_all = self._tensors(
             self.tails_.transform(data.train.windows), data.train.regimes,
-            self._standardize_log_vol(np.log(np.maximum(data.train.realized_vol, 1e-8))))
+            self._condition_vol(data.train.realized_vol))
         order = batches(len(x_all), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
         noise = torch.Generator(device).manual_seed(cfg.seed + 1)
         z_shape = (min(cfg.batch_size, len(x_all)), x_all.shape[1], cfg.z_dim)
@@ -497,8 +484,7 @@ class TimeGAN(TorchGenerator):
         rng = np.random.default_rng(self.config.seed)
         pick = rng.choice(len(data.val), size=self.config.validation_samples)
         regimes = data.val.regimes[pick]
-        log_vol = self._standardize_log_vol(np.log(np.maximum(data.val.realized_vol[pick],
-                                                              1e-8)))
+        log_vol = self._condition_vol(data.val.realized_vol[pick])
         reference = held_out_facts(data.val.windows)
         seed = int(rng.integers(2**62))
 
@@ -544,29 +530,25 @@ class TimeGAN(TorchGenerator):
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
         spec = self._spec()
-        regimes, log_vol = self._draw_conditions(n, regime, rng)
+        regimes, vols = self.conditions_.draw(n, regime, rng)
+        log_vol = self._condition_vol(vols)
         noise = self._torch_generator(rng)
         path = self._generate(regimes, log_vol, noise)
         while path.shape[1] < length:  # chain: condition on the path's last vol_lookback days
             vol = spec.trailing_vol(path)
-            regimes, raw_log_vol = spec.regimes.label(vol), np.log(np.maximum(vol, 1e-8))
             path = np.concatenate(
-                [path, self._generate(regimes, self._standardize_log_vol(raw_log_vol), noise)],
+                [path, self._generate(spec.regimes.label(vol), self._condition_vol(vol), noise)],
                 axis=1)
         return path[:, :length]
 
     # -- state ---------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         tails = self.tails_.to_dict()
-        return {**super()._state(), "conditions.train_regimes": self.train_regimes_,
-                "conditions.train_log_vol": self.train_log_vol_,
-                "conditions.log_vol_stats": self.log_vol_stats_,
+        return {**super()._state(), **self.conditions_.to_arrays(),
                 "conditions.tails": np.stack([np.asarray(tails[key]) for key in TAIL_KEYS])}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         super()._load_state({k: v for k, v in state.items() if not k.startswith("conditions.")})
-        self.train_regimes_ = state["conditions.train_regimes"]
-        self.train_log_vol_ = state["conditions.train_log_vol"]
-        self.log_vol_stats_ = state["conditions.log_vol_stats"]
+        self.conditions_ = WindowConditions.from_arrays(state)
         self.tails_ = ReturnScaler.from_dict({"gaussianize": True, **dict(zip(
             TAIL_KEYS, state["conditions.tails"], strict=True))})
