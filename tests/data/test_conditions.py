@@ -34,3 +34,19 @@ def test_bad_quantiles_are_rejected():
         RegimeModel((0.8, 0.2))
     with pytest.raises(DataError, match="need 2 quantiles"):
         RegimeModel((0.5,))
+
+
+def test_window_conditions_standardize_draw_and_round_trip(rng):
+    from synthfin.data.conditions import WindowConditions
+
+    vols = rng.lognormal(-2, 0.5, size=500)
+    regimes = RegimeModel().fit(vols).label(vols)
+    conditions = WindowConditions(regimes, vols)
+    standardized = conditions.standardize(vols)
+    assert abs(standardized.mean()) < 1e-12 and abs(standardized.std() - 1) < 1e-12
+    codes, drawn = conditions.draw(300, 2, np.random.default_rng(0))
+    assert (codes == 2).all() and np.isin(drawn, vols[regimes == 2]).all()
+    clone = WindowConditions.from_arrays(conditions.to_arrays())
+    np.testing.assert_array_equal(clone.standardize(vols), standardized)
+    with pytest.raises(DataError, match="no training window is in regime 5"):
+        conditions.draw(3, 5, np.random.default_rng(0))
