@@ -18,9 +18,9 @@ import torch
 from arch import arch_model
 
 import synthfin as sf
-from synthfin.evaluation import facts
 from synthfin.models.autoregressive import AutoregressiveGenerator
 from synthfin.models.baselines import BlockBootstrap, GarchGenerator, GaussianGenerator
+from synthfin.stats import facts
 
 
 def garch_t_one_step_log_likelihood(series: np.ndarray, n_train: int) -> np.ndarray:

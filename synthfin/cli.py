@@ -223,13 +223,16 @@ def _load_samples(path: Path) -> np.ndarray:
 def evaluate(
     data: Annotated[Path, typer.Option(help="Folder written by `synthfin prepare`.")],
     samples: Annotated[list[str], typer.Option(
-        help="NAME=FILE of unscaled samples (.npy / .parquet); repeatable.")],
+        help="NAME=FILE of unscaled samples (.npy / .parquet); repeatable. Paths longer than "
+             "the window are cut into windows; paths of 1,000 days or more are also judged on "
+             "long-horizon facts against the real series cut into segments of that length.")],
     out: Annotated[Path, typer.Option(help="Folder for report.html and metrics.json.")],
     seed: Annotated[int, typer.Option(help="Seed of subsamples and score networks.")] = 0,
     neural: Annotated[bool, typer.Option(
         help="Also compute the discriminative and predictive scores.")] = True,
 ) -> None:
-    """Compare synthetic samples with the real windows; write the report."""
+    """Compare synthetic samples with the real windows (in-sample and out-of-sample); write the
+    report."""
     from synthfin.data.windows import WindowData
     from synthfin.evaluation import evaluate_windows
 
@@ -244,6 +247,10 @@ def evaluate(
     result.save(out)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.summary().round(3).to_string())
+        if result.long_horizon is not None:
+            typer.echo(f"\nlong horizon ({result.long_horizon.length}-day paths against "
+                       f"{result.long_horizon.n_segments} real segments):")
+            typer.echo(result.long_horizon.summary().round(3).to_string())
     for warning in result.warnings:
         typer.secho(warning, fg="red", err=True)
     typer.echo(f"report -> {out / 'report.html'}")

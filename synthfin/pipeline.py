@@ -195,10 +195,13 @@ class Pipeline:
                 atomic_write_json(stage.directory / "regime_vol.json",
                                   self._regime_vol(samples))
                 atomic_write_json(headline, {
-                    "summary": finite_json(evaluation.summary().to_dict(orient="index")),
+                    "summary": finite_json({name: evaluation.summary(name).to_dict(orient="index")
+                                            for name in evaluation.scores}),
                     "warnings": evaluation.warnings})
             saved = json.loads(headline.read_text())
-            return pd.DataFrame(saved["summary"]).T, saved["warnings"]
+            return (pd.concat({name: pd.DataFrame(table).T for name, table in
+                               saved["summary"].items()}, names=["reference", "set"]),
+                    saved["warnings"])
 
         return self._timed("evaluation", stage, work)
 

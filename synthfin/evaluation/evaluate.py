@@ -12,12 +12,23 @@ import numpy as np
 import pandas as pd
 
 from synthfin.data.windows import WindowData
-from synthfin.evaluation import facts
+from synthfin.errors import DataError
+from synthfin.evaluation.long_horizon import LONG_MIN_DAYS, LongHorizon, long_horizon
 from synthfin.evaluation.neural import NeuralScoreConfig, discriminative_score, predictive_score
-from synthfin.evaluation.scores import ScoreTable, as_paths, score_samples
+from synthfin.evaluation.scores import (
+    Reference,
+    ScoreTable,
+    as_paths,
+    memorization_table,
+    score_samples,
+)
+from synthfin.stats import stylized_facts
 
-SUMMARY_COLUMNS = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "w1_1d",
-                   "w1_20d", "cross_corr")
+SUMMARY_COLUMNS = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level",
+                   "w1_1d", "w1_20d", "cross_corr")
+# a set whose daily std is off the real one by more than this factor is degenerate: the calmest
+# and the most turbulent calendar years of the bundled S&P 500 are 0.36x and 2.24x its std
+MAX_SCALE_RATIO = 5.0
 
 
 @dataclass
@@ -27,72 +38,105 @@ class Evaluation:
 
     Attributes
     ----------
-    real : array (n, length, assets)
-        The real reference windows (unscaled log returns, chronological).
+    references : dict name -> Reference
+        The real reference windows (unscaled log returns, chronological) and their floor halves:
+        ``in_sample`` and ``out_of_sample`` from :func:`evaluate_windows`.
     samples : dict name -> array (m, length, assets)
-        The synthetic sets, unscaled.
+        The synthetic windows, unscaled (longer paths cut into consecutive windows).
     assets : list of str
-    scores : ScoreTable
-        Fact gaps, the noise floor, standardized curve gaps and memorization.
+    scores : dict reference name -> ScoreTable
+        Fact gaps, the noise floor and standardized curve gaps against each reference.
+    memorization : DataFrame
+        Nearest-training-window distances of every set against held-out ones (empty when no
+        training windows were given); the gate for every reference.
     secondary : DataFrame
         Discriminative score (mean, std) and predictive MAE per set; a ``real (TRTR)`` row holds
         train-on-real for comparison. Empty when not computed.
     facts : dict name -> dict
-        :func:`synthfin.evaluation.facts.stylized_facts` of ``real``, its two halves
-        (``real (first half)``, ``real (second half)``) and every sample set.
+        :func:`synthfin.stats.stylized_facts` of each reference (``real (NAME)``) and every
+        sample set.
+    long_horizon : LongHorizon or None
+        Facts of paths of 1,000 days or more against the real series' segments.
     """
 
-    real: np.ndarray
+    references: dict[str, Reference]
     samples: dict[str, np.ndarray]
     assets: list[str]
-    scores: ScoreTable
+    scores: dict[str, ScoreTable]
+    memorization: pd.DataFrame = field(default_factory=pd.DataFrame)
     secondary: pd.DataFrame = field(default_factory=pd.DataFrame)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    long_horizon: LongHorizon | None = None
 
-    def summary(self) -> pd.DataFrame:
-        """The headline table: main fact gaps in units of the noise floor, memorization, and the
-        discriminative score; rows are the sample sets."""
-        ratios = self.scores.ratios[[c for c in SUMMARY_COLUMNS if c in self.scores.ratios]]
-        table = ratios.add_suffix(" /floor")
-        if len(self.scores.memorization):
-            table["memorization"] = self.scores.memorization["median_ratio"]
-            table["copies"] = self.scores.memorization["copy_share"]
-        if len(self.secondary):
-            table["discriminative"] = self.secondary["discriminative"].reindex(table.index)
-        return table
+    @property
+    def real(self) -> np.ndarray:
+        """Every reference window, in reference order (the real side of the figures)."""
+        return np.concatenate([reference.windows for reference in self.references.values()])
+
+    def summary(self, reference: str | None = None) -> pd.DataFrame:
+        """The headline table: main fact gaps in units of each reference's noise floor,
+        memorization and the discriminative score. Rows: (reference, set); only the sets when
+        ``reference`` is named."""
+        names = [reference] if reference else list(self.scores)
+        tables = {}
+        for name in names:
+            ratios = self.scores[name].ratios
+            table = ratios[[c for c in SUMMARY_COLUMNS if c in ratios]].add_suffix(" /floor")
+            if len(self.memorization):
+                table["memorization"] = self.memorization["median_ratio"].reindex(table.index)
+                table["copies"] = self.memorization["copy_share"].reindex(table.index)
+            if len(self.secondary):
+                table["discriminative"] = self.secondary["discriminative"].reindex(table.index)
+            tables[name] = table
+        if reference:
+            return tables[reference]
+        return pd.concat(tables, names=["reference", "set"])
 
     @property
     def warnings(self) -> list[str]:
-        """Loud messages a reader must not miss (memorization, collapse)."""
+        """Loud messages a reader must not miss (degenerate sets, memorization, collapse)."""
         messages = []
-        for name, row in self.scores.memorization.iterrows():
+        real_std = self.real.std(axis=(0, 1))
+        for name, x in self.samples.items():
+            problem = degenerate(x, real_std)
+            if problem:
+                messages.append(f"DEGENERATE: {name!r} {problem}; its scores are meaningless "
+                                "(gaps infinite or very large)")
+                continue
+            spread = np.std(x.reshape(len(x), -1), axis=0).mean()
+            if spread < 0.05 * real_std.mean():
+                messages.append(f"COLLAPSE: {name!r} samples barely differ from each other "
+                                f"(mean per-step std {spread:.2e} vs real {real_std.mean():.2e})")
+        for name, row in self.memorization.iterrows():
             if row["flagged"]:
                 messages.append(
                     f"MEMORIZATION: {name!r} copies training data ({row['copy_share']:.0%} exact "
                     f"copies, {row['close_share']:.0%} closer to a training window than 95 % of "
                     "held-out real windows); its fidelity scores are not evidence of "
                     "generalization")
-        for name, x in self.samples.items():
-            spread = np.std(x.reshape(len(x), -1), axis=0).mean()
-            if spread < 0.05 * self.real.std():
-                messages.append(f"COLLAPSE: {name!r} samples barely differ from each other "
-                                f"(mean per-step std {spread:.2e} vs real {self.real.std():.2e})")
         return messages
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable metrics (NaN and inf become null)."""
+        """JSON-serializable metrics (NaN and inf become null); one block per reference."""
+        window = {"assets": self.assets, "window_length": int(self.real.shape[1]),
+                  "n_samples": {name: int(len(x)) for name, x in self.samples.items()}}
+        for name, table in self.scores.items():
+            reference = self.references[name]
+            window[name] = {
+                "n_real_windows": int(len(reference.windows)),
+                "floor_halves": [int(len(reference.first)), int(len(reference.second))],
+                "noise_floor": table.floor.to_dict(),
+                "gaps": table.gaps.to_dict(orient="index"),
+                "gaps_over_floor": table.ratios.to_dict(orient="index"),
+                "standardized_curve_gaps": table.standardized.to_dict(orient="index"),
+                "summary": self.summary(name).to_dict(orient="index"),
+            }
         return finite_json({
-            "assets": self.assets,
-            "window_length": int(self.real.shape[1]),
-            "n_real_windows": int(len(self.real)),
-            "n_samples": {name: int(len(x)) for name, x in self.samples.items()},
-            "noise_floor": self.scores.floor.to_dict(),
-            "gaps": self.scores.gaps.to_dict(orient="index"),
-            "gaps_over_floor": self.scores.ratios.to_dict(orient="index"),
-            "standardized_curve_gaps": self.scores.standardized.to_dict(orient="index"),
-            "memorization": self.scores.memorization.to_dict(orient="index"),
+            **window,
+            "memorization": self.memorization.to_dict(orient="index"),
             "secondary": self.secondary.to_dict(orient="index"),
             "warnings": self.warnings,
+            "long_horizon": None if self.long_horizon is None else self.long_horizon.to_dict(),
             "facts": self.facts,
         })
 
@@ -106,6 +150,23 @@ class Evaluation:
         atomic_write_json(directory / "metrics.json", self.to_dict())
         write_report(self, directory)
         return directory
+
+
+def degenerate(x: np.ndarray, real_std: np.ndarray) -> str | None:
+    """Why a sample set (n, length, assets) cannot be scored, or None: non-finite values, an
+    asset of zero variance, or a daily std off the real ``real_std`` (per asset) by more than
+    :data:`MAX_SCALE_RATIO`."""
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        return f"holds {bad} non-finite values (NaN or inf) out of {x.size}"
+    std = x.std(axis=(0, 1))
+    if (std == 0).any():
+        return "is constant (zero variance)"
+    ratio = std / real_std
+    if (ratio > MAX_SCALE_RATIO).any() or (ratio < 1 / MAX_SCALE_RATIO).any():
+        return (f"is mis-scaled: its daily std is {np.round(ratio, 2).tolist()} x the real one "
+                "(are the returns unscaled log returns?)")
+    return None
 
 
 def finite_json(value: Any) -> Any:
@@ -122,21 +183,45 @@ def finite_json(value: Any) -> Any:
     return value
 
 
-def evaluate(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
-             train: np.ndarray | None = None, held_out: np.ndarray | None = None,
-             assets: list[str] | None = None, neural: bool = True, seed: int = 0,
+def _facts(x: np.ndarray) -> dict[str, Any]:
+    """Stylized facts of a set, or the reason it has none."""
+    if not np.isfinite(x).all() or (x.std(axis=(0, 1)) == 0).any():
+        return {"degenerate": True}
+    return stylized_facts(x if x.shape[2] > 1 else x[..., 0])
+
+
+def as_windows(x: np.ndarray, length: int, name: str) -> np.ndarray:
+    """Paths (n, days, assets) cut into consecutive windows of ``length`` days (the rest of a
+    path is dropped): (n * (days // length), length, assets)."""
+    n, days, assets = x.shape
+    if days < length:
+        raise DataError(f"samples {name!r} have {days} days per path, fewer than the real "
+                        f"windows' {length}; sample paths of at least {length} days")
+    per_path = days // length
+    return x[:, :per_path * length].reshape(n * per_path, length, assets)
+
+
+def evaluate(references: Mapping[str, Reference] | np.ndarray, samples: Mapping[str, np.ndarray],
+             *, train: np.ndarray | None = None, held_out: np.ndarray | None = None,
+             history: np.ndarray | None = None, assets: list[str] | None = None,
+             neural: bool = True, seed: int = 0,
              neural_config: NeuralScoreConfig | None = None) -> Evaluation:
-    """Compare synthetic windows with real ones on every stylized fact and score.
+    """Compare synthetic returns with real windows on every stylized fact and score.
 
     Parameters
     ----------
-    real : array (n, length, assets)
-        Real windows of unscaled log returns in chronological order: the fidelity reference.
-    samples : mapping name -> array (m, length, assets)
-        Unscaled synthetic windows of the same length.
+    references : mapping name -> Reference, or array (n, length, assets)
+        Real reference windows of unscaled log returns with their noise-floor halves; an array
+        becomes one reference named ``reference`` split by :meth:`Reference.blocked`.
+    samples : mapping name -> array (m, days, assets)
+        Unscaled synthetic paths of at least the windows' length; longer paths are cut into
+        consecutive windows, and paths of 1,000 days or more are also judged on long-horizon
+        facts when ``history`` is given.
     train, held_out : arrays, optional
         Training windows and held-out real windows: enable the memorization check and the
         predictive score's train-on-real reference.
+    history : array (days, assets), optional
+        The whole real series, for the long-horizon facts.
     assets : list of str, optional
         Asset names for the report.
     neural : bool
@@ -144,19 +229,29 @@ def evaluate(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
     seed : int
         Seeds every subsample and network.
     """
-    real = as_paths(real, "real")
-    samples = {name: as_paths(x, f"samples {name!r}") for name, x in samples.items()}
-    scores = score_samples(real, samples, train=train, held_out=held_out, seed=seed)
-    half = len(real) // 2
-    fact_sets = {"real": real, "real (first half)": real[:half], "real (second half)":
-                 real[half:], **samples}
-    all_facts = {name: facts.stylized_facts(x if x.shape[2] > 1 else x[..., 0])
-                 for name, x in fact_sets.items()}
+    if not isinstance(references, Mapping):
+        references = {"reference": Reference.blocked(references)}
+    references = dict(references)
+    length = next(iter(references.values())).windows.shape[1]
+    paths = {name: as_paths(x, f"samples {name!r}", allow_non_finite=True)
+             for name, x in samples.items()}
+    windows = {name: as_windows(x, length, name) for name, x in paths.items()}
+    scores = {name: score_samples(reference, windows) for name, reference in references.items()}
+    memo = (memorization_table(windows, train, held_out, seed=seed)
+            if train is not None and held_out is not None else pd.DataFrame())
+    all_facts = {f"real ({name})": _facts(reference.windows)
+                 for name, reference in references.items()}
+    all_facts.update({name: _facts(x) for name, x in windows.items()})
+    long = {name: x for name, x in paths.items()
+            if x.shape[1] >= LONG_MIN_DAYS and np.isfinite(x).all()}
     secondary = pd.DataFrame()
     if neural:
+        real = np.concatenate([reference.windows for reference in references.values()])
         rows = {}
         test = held_out if held_out is not None else real
-        for name, x in samples.items():
+        for name, x in windows.items():
+            if not np.isfinite(x).all():
+                continue
             mean, std = discriminative_score(real, x, seed=seed, config=neural_config)
             rows[name] = {"discriminative": mean, "discriminative_std": std,
                           "predictive_mae": predictive_score(x, test, seed=seed,
@@ -165,16 +260,29 @@ def evaluate(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
             rows["real (TRTR)"] = {"predictive_mae": predictive_score(train, test, seed=seed,
                                                                       config=neural_config)}
         secondary = pd.DataFrame(rows).T
-    return Evaluation(real=real, samples=samples, scores=scores, secondary=secondary,
-                      facts=all_facts,
-                      assets=assets or [f"asset_{a}" for a in range(real.shape[2])])
+    n_assets = next(iter(references.values())).windows.shape[2]
+    return Evaluation(references=references, samples=windows, scores=scores, memorization=memo,
+                      secondary=secondary, facts=all_facts,
+                      long_horizon=long_horizon(history, long) if long and history is not None
+                      else None,
+                      assets=assets or [f"asset_{a}" for a in range(n_assets)])
+
+
+def data_references(data: WindowData) -> dict[str, Reference]:
+    """The two references of a prepared data set: ``in_sample`` (the training windows, floor =
+    interleaved blocks) and ``out_of_sample`` (validation + test windows, floor = validation
+    against test)."""
+    return {"in_sample": Reference.blocked(data.real_windows("train"), data.stride),
+            "out_of_sample": Reference.split(data.real_windows("val"),
+                                             data.real_windows("test"))}
 
 
 def evaluate_windows(data: WindowData, samples: Mapping[str, np.ndarray], *,
                      neural: bool = True, seed: int = 0,
                      neural_config: NeuralScoreConfig | None = None) -> Evaluation:
-    """:func:`evaluate` against a prepared data set: every real window is the reference, the
-    training windows and the held-out (val + test) windows feed the memorization check."""
-    return evaluate(data.real_windows(), samples, train=data.real_windows("train"),
-                    held_out=data.real_windows("val", "test"), assets=data.assets,
-                    neural=neural, seed=seed, neural_config=neural_config)
+    """:func:`evaluate` against a prepared data set: both references of
+    :func:`data_references`, memorization of training against held-out (val + test) windows,
+    and long-horizon facts against the whole history for paths of 1,000 days or more."""
+    return evaluate(data_references(data), samples, train=data.real_windows("train"),
+                    held_out=data.real_windows("val", "test"), history=data.history(),
+                    assets=data.assets, neural=neural, seed=seed, neural_config=neural_config)

@@ -29,9 +29,11 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from scipy.special import expit, logit
 
-from synthfin.evaluation import facts
+from synthfin.evaluation.evaluate import degenerate
 from synthfin.evaluation.scores import horizon_returns
 from synthfin.io import atomic_write_text
+from synthfin.stats import FACTS_BY_NAME, facts
+from synthfin.stats.catalogue import long_max_lag
 
 if TYPE_CHECKING:
     from synthfin.evaluation.evaluate import Evaluation
@@ -50,8 +52,6 @@ DPI = 90
 REAL_COLOR = "black"
 REAL_BAND_COLOR = "0.82"
 
-CurveFact = Callable[[np.ndarray, int], np.ndarray]
-
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
@@ -68,15 +68,24 @@ figure { margin: 1em 0; } figure img { max-width: 100%; }
 figcaption { font-size: 0.85em; color: #555; }
 """
 
+REFERENCE_QUESTIONS = {
+    "in_sample": "In-sample: against the training windows (floor: two halves of interleaved "
+                 "blocks of them). Answers: did the model learn the period it was trained on?",
+    "out_of_sample": "Out-of-sample: against the validation and test windows, which no model "
+                     "trained on (floor: validation against test). Answers: does the model "
+                     "generalize to data it never saw?",
+}
+
 SUMMARY_LEGEND = (
     "Each <i>/floor</i> cell is the distance between a statistic of the synthetic windows and "
-    "the same statistic of the real windows, divided by the <b>noise floor</b>: that distance "
-    "between the two chronological halves of the real windows. Green (&le; 1x) is as close as "
+    "the same statistic of the reference's real windows, divided by the <b>noise floor</b>: "
+    "that distance between the reference's two disjoint halves. Green (&le; 1x) is as close as "
     "real data is to itself, amber &le; 1.5x, red &gt; 1.5x; about 0.5x is what a perfect model "
     "that draws many windows scores, since then only the real side is noisy. acf_r, acf_abs, "
     "acf_sq: autocorrelation curves of r, |r| and r&sup2;; leverage: correlation of r with "
     "future r&sup2;; tails: extreme quantiles in std units; kurtosis: excess kurtosis of daily "
-    "returns; w1_1d, w1_20d: Wasserstein distance of 1- and 20-day returns in real std units. "
+    "returns; vol_level: log of the daily std (catches mis-scaled sets); w1_1d, w1_20d: "
+    "Wasserstein distance of 1- and 20-day returns in real std units. "
     "<b>memorization</b> = median distance from a sample to its nearest training window divided "
     "by the same for held-out real windows (1 ideal, &lt;&lt; 1 copies); <b>copies</b> = share "
     "of exact copies. Red there means the set is flagged and its fidelity scores are no "
@@ -110,16 +119,15 @@ def write_report(evaluation: Evaluation, directory: Path) -> Path:
 
 
 def _html_report(evaluation: Evaluation) -> str:
-    summary = evaluation.summary()
-    sections = [
-        _header_html(evaluation),
-        _warnings_html(evaluation.warnings),
-        "<h2>Summary: gaps in units of the noise floor</h2>",
-        _html_table(summary, _summary_classes(summary, evaluation.scores.memorization)),
-        f'<p class="legend">{SUMMARY_LEGEND}</p>',
-        _full_tables_html(evaluation),
-        _figures_html(evaluation),
-    ]
+    sections = [_header_html(evaluation), _warnings_html(evaluation.warnings)]
+    for reference in evaluation.scores:
+        summary = evaluation.summary(reference)
+        sections += [f"<h2>Summary, {html.escape(reference)}: gaps in units of the noise "
+                     "floor</h2>",
+                     f'<p class="note">{html.escape(_question(reference))}</p>',
+                     _html_table(summary, _summary_classes(summary, evaluation.memorization))]
+    sections += [f'<p class="legend">{SUMMARY_LEGEND}</p>', _full_tables_html(evaluation),
+                 _figures_html(evaluation)]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>synthfin report</title><style>{STYLE}</style></head>\n<body>\n"
             + "\n".join(sections) + "\n</body></html>\n")
@@ -138,38 +146,59 @@ def _markdown_report(evaluation: Evaluation) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _question(reference: str) -> str:
+    return REFERENCE_QUESTIONS.get(reference, f"Against the real windows of {reference!r}.")
+
+
 def _overview_lines(evaluation: Evaluation) -> list[str]:
     """Window length, window counts and assets, one fact a line."""
     n_samples = ", ".join(f"{name}: {len(x)}" for name, x in evaluation.samples.items())
-    return [f"Window length: {evaluation.real.shape[1]} days",
-            f"Real windows: {len(evaluation.real)}",
-            f"Samples per set: {n_samples}",
-            f"Assets: {', '.join(evaluation.assets)}"]
+    references = ", ".join(
+        f"{name}: {len(ref.windows)} (floor halves {len(ref.first)} / {len(ref.second)})"
+        for name, ref in evaluation.references.items())
+    lines = [f"Window length: {evaluation.real.shape[1]} days",
+             f"Real windows: {references}",
+             f"Samples per set (windows): {n_samples}",
+             f"Assets: {', '.join(evaluation.assets)}"]
+    if evaluation.long_horizon is not None:
+        long = evaluation.long_horizon
+        lines.append(f"Long paths: {long.length} days, against {long.n_segments} real segments")
+    return lines
 
 
 def _full_tables(evaluation: Evaluation) -> list[tuple[str, pd.DataFrame]]:
     """Every table of the report in reading order, with its title; empty ones left out."""
-    scores = evaluation.scores
-    tables = [
-        ("Summary: gaps in units of the noise floor", evaluation.summary()),
-        ("Raw gaps (first row: the noise floor)",
-         pd.concat([scores.floor.to_frame("noise floor").T, scores.gaps])),
-        ("Standardized curve gaps (RMS in units of the real standard error)",
-         scores.standardized),
-        ("Memorization", scores.memorization),
-        ("Secondary scores (discriminative, predictive)", evaluation.secondary),
-    ]
+    tables = [(f"Summary, {name}: gaps in units of the noise floor", evaluation.summary(name))
+              for name in evaluation.scores]
+    for name, scores in evaluation.scores.items():
+        tables += [
+            (f"Raw gaps, {name} (first row: the noise floor)",
+             pd.concat([scores.floor.to_frame("noise floor").T, scores.gaps])),
+            (f"Standardized curve gaps, {name} (RMS in units of the real standard error)",
+             scores.standardized)]
+    tables += [("Memorization", evaluation.memorization),
+               ("Secondary scores (discriminative, predictive)", evaluation.secondary)]
+    if evaluation.long_horizon is not None:
+        tables.append(("Long horizon (share of entries inside the real segments' band)",
+                       evaluation.long_horizon.summary()))
     return [(title, frame) for title, frame in tables if len(frame)]
 
 
 def _full_tables_html(evaluation: Evaluation) -> str:
     notes = {
-        "Standardized curve gaps (RMS in units of the real standard error)":
+        "Standardized curve gaps":
             "Lag-by-lag gap of each curve divided by the standard error of the real curve "
             "(batch means over time): about 1 is as close as sampling error allows.",
         "Memorization":
             "copy_share: exact copies of a training window; close_share: closer to the training "
             "set than 95 % of held-out real windows (0.05 ideal); median_ratio: 1 ideal.",
+        "Long horizon":
+            "Facts of long paths against the real series cut into segments of the same length "
+            "(one starting every year): 'in band' is the share of a fact's entries (lags 1, 5, "
+            "10, 20, 50, 100, 250 of the ACF of |r|; 10/50/90 % quantiles of drawdowns; 1/5/20/"
+            "60-day kurtosis) inside the range of the single segments. beta gap: distance of "
+            "the power-law decay exponent of the ACF of |r| to the whole real series' one. "
+            "vol_drift: median vol of the last year over the first, minus one (0 stationary).",
         "Secondary scores (discriminative, predictive)":
             "These learned scores are secondary: on daily returns a small classifier seldom "
             "tells iid noise from real data, so never rank generators by them alone. "
@@ -177,10 +206,11 @@ def _full_tables_html(evaluation: Evaluation) -> str:
             "train on the set, test on real (the real (TRTR) row trains on real).",
     }
     parts = ["<h2>Full tables</h2>"]
-    for title, frame in _full_tables(evaluation)[1:]:
+    for title, frame in _full_tables(evaluation)[len(evaluation.scores):]:
         parts.append(f"<h3>{html.escape(title)}</h3>")
-        if title in notes:
-            parts.append(f'<p class="note">{html.escape(notes[title])}</p>')
+        note = next((text for key, text in notes.items() if title.startswith(key)), None)
+        if note:
+            parts.append(f'<p class="note">{html.escape(note)}</p>')
         parts.append(_html_table(frame))
     return "\n".join(parts)
 
@@ -192,7 +222,7 @@ def _header_html(evaluation: Evaluation) -> str:
 
 def _warnings_html(warnings: list[str]) -> str:
     if not warnings:
-        return '<p class="no-warnings">No memorization or collapse warnings.</p>'
+        return '<p class="no-warnings">No degenerate, memorization or collapse warnings.</p>'
     lines = "".join(f"<p>&#9888; {html.escape(warning)}</p>" for warning in warnings)
     return f'<div class="warnings"><h2>Warnings</h2>{lines}</div>'
 
@@ -270,6 +300,13 @@ def _figures_html(evaluation: Evaluation) -> str:
         parts.append(f"<h3>{html.escape(asset_name)}</h3>")
         parts += [_figure_html(figure(evaluation, asset, colors), caption)
                   for figure, caption in PER_ASSET_FIGURES]
+    if evaluation.long_horizon is not None:
+        parts.append("<h3>Long horizon</h3>")
+        parts += [_figure_html(_long_acf_figure(evaluation, asset, colors),
+                               f"{name}: ACF of |r| on long paths (log-log): a straight line is "
+                               "a power-law decay; grey = range of the real series' own "
+                               "segments of the same length.")
+                  for asset, name in enumerate(evaluation.assets[:MAX_FIGURE_ASSETS])]
     if n_assets > 1:
         parts.append("<h3>Cross-asset correlation</h3>")
         parts.append(_figure_html(_correlation_figure(evaluation),
@@ -291,9 +328,16 @@ def _set_colors(evaluation: Evaluation) -> dict[str, str]:
     return colors
 
 
+def _plotted_samples(evaluation: Evaluation) -> dict[str, np.ndarray]:
+    """The sample sets that can be drawn (degenerate ones are named in the warnings only)."""
+    real_std = evaluation.real.std(axis=(0, 1))
+    return {name: x for name, x in evaluation.samples.items()
+            if degenerate(x, real_std) is None}
+
+
 def _all_sets(evaluation: Evaluation) -> dict[str, np.ndarray]:
-    """The real windows first, then every sample set."""
-    return {"real": evaluation.real, **evaluation.samples}
+    """The real windows first, then every sample set that can be drawn."""
+    return {"real": evaluation.real, **_plotted_samples(evaluation)}
 
 
 def _new_figure(n_panels: int, height: float = 3.0, columns: int | None = None,
@@ -317,43 +361,60 @@ def _to_base64(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _curve_lags(window_length: int) -> tuple[int, int]:
-    """Largest lag of the linear curves (acf of r, leverage) and of the clustering curves, as in
-    :func:`synthfin.evaluation.scores.fact_statistics`."""
-    return min(20, window_length - 1), max(1, min(100, window_length // 2))
-
-
-def _plot_curve(axes: Axes, fact: CurveFact, evaluation: Evaluation, asset: int, max_lag: int,
+def _plot_curve(axes: Axes, fact_name: str, evaluation: Evaluation, asset: int,
                 colors: dict[str, str], title: str) -> None:
-    """One curve fact: the real halves' min/max band, then every set's curve."""
-    lags = np.arange(1, max_lag + 1)
-    half = len(evaluation.real) // 2
-    halves = [fact(part[:, :, asset], max_lag)
-              for part in (evaluation.real[:half], evaluation.real[half:])]
-    axes.fill_between(lags, np.minimum(*halves), np.maximum(*halves), color=REAL_BAND_COLOR,
-                      label="real halves (min-max)")
-    for name, x in _all_sets(evaluation).items():
-        axes.plot(lags, fact(x[:, :, asset], max_lag), color=colors[name], label=name,
-                  linewidth=2.0 if name == "real" else 1.2, zorder=3 if name == "real" else 2)
+    """One curve fact of the catalogue: the band spanned by the floor halves of every
+    reference, each reference's curve in black, then every set's curve."""
+    fact = FACTS_BY_NAME[fact_name]
+    lags = np.arange(1, fact.lag_rule(evaluation.real.shape[1]) + 1)
+    halves = [fact(ref.windows[part, :, asset]) for ref in evaluation.references.values()
+              for part in (ref.first, ref.second)]
+    axes.fill_between(lags, np.min(halves, axis=0), np.max(halves, axis=0),
+                      color=REAL_BAND_COLOR, label="real floor halves (min-max)")
+    styles = ("-", "--", ":", "-.")
+    for position, (name, reference) in enumerate(evaluation.references.items()):
+        style = styles[position % len(styles)]
+        axes.plot(lags, fact(reference.windows[:, :, asset]), style, color=REAL_COLOR,
+                  label=f"real ({name})", linewidth=2.0, zorder=3)
+    for name, x in _plotted_samples(evaluation).items():
+        axes.plot(lags, fact(x[:, :, asset]), color=colors[name], label=name, linewidth=1.2,
+                  zorder=2)
     axes.axhline(0.0, color="0.5", linewidth=0.6)
     axes.set(title=title, xlabel="lag (days)")
 
 
 def _acf_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
-    linear_lag, clustering_lag = _curve_lags(evaluation.real.shape[1])
     figure, axes = _new_figure(3)
-    _plot_curve(axes[0], facts.acf, evaluation, asset, linear_lag, colors, "ACF of r")
-    _plot_curve(axes[1], facts.acf_abs, evaluation, asset, clustering_lag, colors, "ACF of |r|")
-    _plot_curve(axes[2], facts.acf_sq, evaluation, asset, clustering_lag, colors, "ACF of r²")
+    for panel, (name, title) in zip(axes, (("acf_r", "ACF of r"), ("acf_abs", "ACF of |r|"),
+                                           ("acf_sq", "ACF of r²")), strict=True):
+        _plot_curve(panel, name, evaluation, asset, colors, title)
     axes[0].legend(fontsize="small")
     return _to_base64(figure)
 
 
 def _leverage_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
-    linear_lag, _ = _curve_lags(evaluation.real.shape[1])
     figure, axes = _new_figure(1, panel_width=6.0)
-    _plot_curve(axes[0], facts.leverage_curve, evaluation, asset, linear_lag, colors,
-                "Leverage: corr(r_t, r²_t+k)")
+    _plot_curve(axes[0], "leverage", evaluation, asset, colors, "Leverage: corr(r_t, r²_t+k)")
+    axes[0].legend(fontsize="small")
+    return _to_base64(figure)
+
+
+def _long_acf_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+    """ACF of |r| of long paths on log-log axes, inside the band of the real segments."""
+    long = evaluation.long_horizon
+    max_lag = long_max_lag(long.length)
+    lags = np.arange(1, max_lag + 1)
+    part = slice(asset * max_lag, (asset + 1) * max_lag)
+    figure, axes = _new_figure(1, height=3.6, panel_width=6.0)
+    axes[0].fill_between(lags, long.band_low["acf_abs"][part], long.band_high["acf_abs"][part],
+                         color=REAL_BAND_COLOR, label="real segments (min-max)")
+    for name, values in long.values.items():
+        is_real = name.startswith("real")
+        axes[0].plot(lags, values["acf_abs"][part], "--" if name == "real segments" else "-",
+                     color=REAL_COLOR if is_real else colors.get(name, "0.4"), label=name,
+                     linewidth=2.0 if is_real else 1.2)
+    axes[0].set(xscale="log", yscale="log", title=f"ACF of |r| over {long.length}-day paths",
+                xlabel="lag (days)", ylim=(1e-3, None))
     axes[0].legend(fontsize="small")
     return _to_base64(figure)
 
@@ -407,7 +468,7 @@ def _qq_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> st
     probabilities = expit(np.linspace(logit(outermost), logit(1 - outermost), QQ_POINTS))
     real_quantiles = np.quantile(real, probabilities)
     figure, axes = _new_figure(1, height=3.6, panel_width=4.5)
-    for name, x in evaluation.samples.items():
+    for name, x in _plotted_samples(evaluation).items():
         axes[0].plot(real_quantiles, np.quantile(standardized(x), probabilities), ".",
                      color=colors[name], markersize=3, label=name)
     axes[0].axline((0.0, 0.0), slope=1.0, color=REAL_COLOR, linewidth=1.0, label="real")

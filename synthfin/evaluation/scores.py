@@ -1,12 +1,17 @@
 """Real-versus-synthetic comparisons, each beside its noise floor.
 
-Every fidelity score is a distance between a statistic of the synthetic windows and the same
-statistic of the real windows (the L2 norm of the difference for curves, as the ACF and leverage
-scores of Quant GANs). A raw score means nothing alone, so each comes with a **noise floor**: the
-same distance between two independent sets of real windows, the first and second chronological
-halves of the real set. The floor also carries the non-stationarity between the two halves; a
-model as good as fresh real data scores at or below 1x the floor (about 0.5x when it draws many
-more windows than the real set holds, since then only the real side is noisy).
+Every fidelity score is a distance between a fact (:data:`synthfin.stats.FACTS`) of the synthetic
+windows and the same fact of a **reference** set of real windows (the L2 norm of the difference
+for curves, as the ACF and leverage scores of Quant GANs). A raw score means nothing alone, so each
+comes with a **noise floor**: the same distance between two disjoint halves of the reference
+(:class:`Reference`). A model as good as fresh real data scores at or below 1x the floor (about
+0.5x when it draws many more windows than the reference holds, since then only the real side is
+noisy). Two references answer two questions: *in-sample* (the training windows: did the model
+learn its training period?) and *out-of-sample* (validation + test windows: does it generalize to
+data it never saw?).
+
+A set the facts cannot describe (non-finite values, zero variance) gets infinite gaps rather than
+having its undefined entries dropped: a degenerate set never scores well.
 
 Memorization gates everything: a generator that copies training windows wins most fidelity
 scores, so each sample set's nearest-neighbour distances to the training windows are compared with
@@ -15,18 +20,23 @@ those of held-out real windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from synthfin.errors import DataError
-from synthfin.evaluation import facts
+from synthfin.stats import fact_statistics
+from synthfin.stats.facts import TRADING_DAYS
 
 W1_HORIZONS = (1, 5, 20)
 BATCHES_FOR_SPREAD = 10
+# the in-sample floor interleaves blocks of max(4 x window length, one year) of days
+FLOOR_BLOCK_WINDOW_LENGTHS = 4
+FLOOR_BLOCK_MIN_DAYS = 252
 # memorization flags: more than this share of exact copies, or of windows closer to the training
 # set than the 5 % quantile of held-out real windows (expected share 0.05), or a median
 # nearest-neighbour distance below this fraction of the held-out one
@@ -35,57 +45,72 @@ MAX_CLOSE_SHARE = 0.15
 MIN_MEDIAN_RATIO = 0.8
 
 
-def as_paths(x: np.ndarray, name: str) -> np.ndarray:
-    """``x`` as float64 (n, length, assets); a 2-D array is one asset."""
+def as_paths(x: np.ndarray, name: str, allow_non_finite: bool = False) -> np.ndarray:
+    """``x`` as float64 (n, length, assets); a 2-D array is one asset. Non-finite values raise
+    unless ``allow_non_finite`` (sample sets: they are scored as degenerate instead)."""
     paths = np.asarray(x, dtype=np.float64)
     if paths.ndim == 2:
         paths = paths[..., None]
     if paths.ndim != 3 or paths.shape[0] < 2:
         raise DataError(f"{name} must have shape (n >= 2, length, assets), got {paths.shape}")
-    if not np.isfinite(paths).all():
+    if not allow_non_finite and not np.isfinite(paths).all():
         raise DataError(f"{name} holds {int((~np.isfinite(paths)).sum())} non-finite values")
     return paths
 
 
-def fact_statistics(x: np.ndarray) -> dict[str, np.ndarray]:
-    """The statistics that fidelity scores compare, each a flat vector over assets (and lags).
+@dataclass(frozen=True)
+class Reference:
+    """Real windows to score against, and the two disjoint halves that give the noise floor.
 
-    ``acf_r`` (lags 1..min(20, L-1)), ``acf_abs`` and ``acf_sq`` (lags 1..min(100, L/2)),
-    ``leverage`` (lags 1..min(20, L-1)), ``tails`` (0.5/1/99/99.5 % quantiles in units of std),
-    ``hill`` (left and right 5 % Hill indices), ``skewness``, ``kurtosis`` (excess, of 1-day
-    returns), ``agg_kurtosis`` (5- and 20-day sums, where the window holds them) and, for several
-    assets, ``cross_corr`` (upper triangle of the correlations of r and of |r|).
+    Attributes
+    ----------
+    windows : array (n, length, assets)
+        Unscaled real windows in date order.
+    first, second : int arrays
+        Indices into ``windows`` of the floor's two halves; no window of one half shares a day
+        with a window of the other.
     """
-    paths = as_paths(x, "returns")
-    length = paths.shape[1]
-    linear_lag, clustering_lag = min(20, length - 1), max(1, min(100, length // 2))
-    horizons = [h for h in W1_HORIZONS[1:] if h <= length]
 
-    def per_asset(fact: Callable[..., object], **kwargs) -> np.ndarray:
-        return np.concatenate([np.atleast_1d(v) for v in facts.per_asset(fact, paths, **kwargs)])
+    windows: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
 
-    statistics = {
-        "acf_r": per_asset(facts.acf, max_lag=linear_lag),
-        "acf_abs": per_asset(facts.acf_abs, max_lag=clustering_lag),
-        "acf_sq": per_asset(facts.acf_sq, max_lag=clustering_lag),
-        "leverage": per_asset(facts.leverage_curve, max_lag=linear_lag),
-        "tails": per_asset(facts.tail_quantiles),
-        "hill": np.concatenate([per_asset(facts.hill_tail_index, tail=t)
-                                for t in ("left", "right")]),
-        "skewness": per_asset(facts.skewness),
-        "kurtosis": per_asset(facts.excess_kurtosis),
-        "agg_kurtosis": per_asset(facts.aggregated_kurtosis, horizons=horizons),
-    }
-    if paths.shape[2] > 1:
-        upper = np.triu_indices(paths.shape[2], k=1)
-        statistics["cross_corr"] = np.concatenate(
-            [facts.cross_correlation(paths, absolute=a)[upper] for a in (False, True)])
-    return statistics
+    @classmethod
+    def blocked(cls, windows: np.ndarray, stride: int = 1) -> Reference:
+        """Halves of interleaved blocks of days (even blocks against odd ones).
+
+        Blocks span ``max(4 * length, 252)`` days, so both halves cover the whole period
+        (chronological halves would measure the change of regime between two decades). The last
+        ``ceil(length / stride) - 1`` windows of every block are left out of both halves, so that
+        overlapping windows never sit on both sides.
+        """
+        windows = as_paths(windows, "reference windows")
+        length = windows.shape[1]
+        gap = math.ceil(length / stride) - 1
+        block = max(math.ceil(max(FLOOR_BLOCK_WINDOW_LENGTHS * length, FLOOR_BLOCK_MIN_DAYS)
+                              / stride), gap + 1)
+        index = np.arange(len(windows))
+        kept = index % block < block - gap
+        parity = (index // block) % 2
+        first, second = index[kept & (parity == 0)], index[kept & (parity == 1)]
+        if len(first) < 2 or len(second) < 2:
+            raise DataError(f"{len(windows)} real windows of {length} days at stride {stride} "
+                            f"are too few for a noise floor of blocks of {block} windows; pass "
+                            "the windows' true stride, more history or shorter windows")
+        return cls(windows, first, second)
+
+    @classmethod
+    def split(cls, first: np.ndarray, second: np.ndarray) -> Reference:
+        """Two real sets from disjoint periods (e.g. validation and test): together they are the
+        reference, against each other the floor."""
+        first, second = as_paths(first, "first real set"), as_paths(second, "second real set")
+        return cls(np.concatenate([first, second]), np.arange(len(first)),
+                   np.arange(len(first), len(first) + len(second)))
 
 
 def horizon_returns(x: np.ndarray, horizon_days: int) -> np.ndarray:
     """Non-overlapping ``horizon_days``-day log returns inside each window, (count, assets)."""
-    paths = as_paths(x, "returns")
+    paths = as_paths(x, "returns", allow_non_finite=True)
     n, length, assets = paths.shape
     blocks = length // horizon_days
     return paths[:, :blocks * horizon_days].reshape(n, blocks, horizon_days, assets).sum(axis=2)\
@@ -94,27 +119,38 @@ def horizon_returns(x: np.ndarray, horizon_days: int) -> np.ndarray:
 
 def wasserstein_scores(synthetic: np.ndarray, real: np.ndarray) -> dict[str, float]:
     """W1 between demeaned h-day return distributions, in units of the real h-day std, and the
-    drift gap (difference of mean daily returns, annualized) reported apart."""
+    drift gap (difference of mean daily returns, annualized) reported apart; infinite for a set
+    with non-finite values."""
+    finite = bool(np.isfinite(synthetic).all())
     scores = {}
     for horizon in W1_HORIZONS:
         if horizon > min(synthetic.shape[1], real.shape[1]):
+            continue
+        if not finite:
+            scores[f"w1_{horizon}d"] = math.inf
             continue
         fake, true = horizon_returns(synthetic, horizon), horizon_returns(real, horizon)
         scores[f"w1_{horizon}d"] = float(np.mean([
             stats.wasserstein_distance(fake[:, a] - fake[:, a].mean(), true[:, a] - true[:, a]
                                        .mean()) / true[:, a].std() for a in range(true.shape[1])]))
-    scores["drift_gap"] = float(252 * np.abs(synthetic.mean(axis=(0, 1)) -
-                                            real.mean(axis=(0, 1))).mean())
+    scores["drift_gap"] = (float(TRADING_DAYS * np.abs(synthetic.mean(axis=(0, 1))
+                                                       - real.mean(axis=(0, 1))).mean())
+                           if finite else math.inf)
     return scores
 
 
 def fact_gaps(synthetic: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]
               ) -> dict[str, float]:
-    """L2 norm of the difference of each statistic (NaN entries, e.g. undefined tails, dropped)."""
+    """L2 norm of the difference of each statistic.
+
+    Entries undefined for the reference (e.g. a Hill index of a too short tail) are dropped;
+    an entry defined for the reference but not for the synthetic set (a correlation of a
+    constant, a log of a zero std) makes the gap infinite."""
     gaps = {}
     for key, ref in reference.items():
-        diff = synthetic[key] - ref
-        gaps[key] = float(np.sqrt(np.sum(diff[np.isfinite(diff)] ** 2)))
+        defined = np.isfinite(ref)
+        diff = synthetic[key][defined] - ref[defined]
+        gaps[key] = float(np.sqrt(np.sum(diff ** 2))) if np.isfinite(diff).all() else math.inf
     return gaps
 
 
@@ -134,9 +170,11 @@ def curve_spread(real: np.ndarray) -> dict[str, np.ndarray]:
 
 def standardized_gap(synthetic: np.ndarray, reference: np.ndarray, spread: np.ndarray) -> float:
     """Root mean square of the lag-by-lag gap in units of the real spread: about 1 for a model
-    as close as the real set's own sampling error allows."""
-    z = (synthetic - reference) / spread
-    return float(np.sqrt(np.mean(z[np.isfinite(z)] ** 2)))
+    as close as the real set's own sampling error allows; infinite where the synthetic curve is
+    undefined."""
+    defined = np.isfinite(reference) & np.isfinite(spread) & (spread > 0)
+    z = (synthetic[defined] - reference[defined]) / spread[defined]
+    return float(np.sqrt(np.mean(z ** 2))) if np.isfinite(z).all() else math.inf
 
 
 def nearest_distances(queries: np.ndarray, pool: np.ndarray, chunk: int = 1024) -> np.ndarray:
@@ -190,14 +228,39 @@ def memorization(samples: np.ndarray, train: np.ndarray, held_out: np.ndarray) -
     )
 
 
+def memorization_table(samples: Mapping[str, np.ndarray], train: np.ndarray,
+                       held_out: np.ndarray, *, max_windows: int = 2000, seed: int = 0
+                       ) -> pd.DataFrame:
+    """:func:`memorization` of every sample set, one row each, with a ``flagged`` column.
+
+    Samples and held-out windows are subsampled (seeded) to at most ``max_windows``; a set with
+    non-finite values has no row (it is degenerate, not a copier)."""
+    rng = np.random.default_rng(seed)
+
+    def subsample(a: np.ndarray) -> np.ndarray:
+        keep = min(len(a), max_windows)
+        return a[np.sort(rng.choice(len(a), keep, replace=False))]
+
+    train = as_paths(train, "train")
+    held_out = subsample(as_paths(held_out, "held_out"))
+    rows = {}
+    for name, x in samples.items():
+        x = subsample(as_paths(x, f"samples {name!r}", allow_non_finite=True))
+        if np.isfinite(x).all():
+            rows[name] = vars(memorization(x, train, held_out))
+    table = pd.DataFrame(rows).T
+    if len(table):
+        table["flagged"] = [Memorization(**row).flagged for row in rows.values()]
+    return table
+
+
 @dataclass
 class ScoreTable:
-    """Fidelity scores of several sample sets against one real set, with the noise floor."""
+    """Fidelity scores of several sample sets against one real reference, with its floor."""
 
     gaps: pd.DataFrame          # rows: sample sets; columns: scores (raw distances)
-    floor: pd.Series            # the same scores between two halves of the real set
+    floor: pd.Series            # the same scores between the reference's two halves
     standardized: pd.DataFrame  # curves' RMS gap in units of the real spread (batch means)
-    memorization: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def ratios(self) -> pd.DataFrame:
@@ -205,47 +268,45 @@ class ScoreTable:
         return self.gaps / self.floor.replace(0.0, np.nan)
 
 
-def score_samples(real: np.ndarray, samples: Mapping[str, np.ndarray], *,
-                  train: np.ndarray | None = None, held_out: np.ndarray | None = None,
-                  max_memorization_windows: int = 2000, seed: int = 0) -> ScoreTable:
-    """Score every sample set against the real windows (all unscaled log returns).
+def _set_statistics(x: np.ndarray, like: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The facts of a sample set; all NaN (so every gap is infinite) when it holds non-finite
+    values, which the estimators reject."""
+    if np.isfinite(x).all():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return fact_statistics(x)
+    return {key: np.full_like(value, np.nan) for key, value in like.items()}
+
+
+def score_samples(reference: Reference | np.ndarray, samples: Mapping[str, np.ndarray]
+                  ) -> ScoreTable:
+    """Score every sample set against one real reference (all unscaled log returns).
 
     Parameters
     ----------
-    real : array (n, length, assets)
-        Real windows in chronological order (the noise floor splits them in halves).
+    reference : Reference or array (n, length, assets)
+        The real windows and their floor halves; an array is split by
+        :meth:`Reference.blocked` (stride 1 assumed).
     samples : mapping name -> array (m, length, assets)
-        Synthetic windows of the same length and assets.
-    train, held_out : arrays, optional
-        Training windows and held-out real windows for the memorization check.
-    max_memorization_windows : int
-        Samples and held-out windows are subsampled (seeded) to at most this many.
+        Synthetic windows of the same length and assets; non-finite values allowed (scored as
+        infinite gaps).
     """
-    real = as_paths(real, "real")
-    half = len(real) // 2
-    first, second = real[:half], real[half:]
-    reference, spread = fact_statistics(real), curve_spread(real)
+    if not isinstance(reference, Reference):
+        reference = Reference.blocked(reference)
+    real = reference.windows
+    first, second = real[reference.first], real[reference.second]
+    statistics_real, spread = fact_statistics(real), curve_spread(real)
     floor = {**fact_gaps(fact_statistics(first), fact_statistics(second)),
              **wasserstein_scores(first, second)}
-    rows, standardized, memo = {}, {}, {}
-    rng = np.random.default_rng(seed)
+    rows, standardized = {}, {}
     for name, x in samples.items():
-        x = as_paths(x, f"samples {name!r}")
+        x = as_paths(x, f"samples {name!r}", allow_non_finite=True)
         if x.shape[1:] != real.shape[1:]:
             raise DataError(f"samples {name!r} have shape {x.shape[1:]} per window but the real "
                             f"windows {real.shape[1:]}; compare windows of the same length")
-        statistics = fact_statistics(x)
-        rows[name] = {**fact_gaps(statistics, reference), **wasserstein_scores(x, real)}
-        standardized[name] = {key: standardized_gap(statistics[key], reference[key], spread[key])
+        statistics = _set_statistics(x, statistics_real)
+        rows[name] = {**fact_gaps(statistics, statistics_real), **wasserstein_scores(x, real)}
+        standardized[name] = {key: standardized_gap(statistics[key], statistics_real[key],
+                                                    spread[key])
                               for key in ("acf_r", "acf_abs", "acf_sq", "leverage")}
-        if train is not None and held_out is not None:
-            def subsample(a: np.ndarray) -> np.ndarray:
-                keep = min(len(a), max_memorization_windows)
-                return a[np.sort(rng.choice(len(a), keep, replace=False))]
-            memo[name] = vars(memorization(subsample(x), as_paths(train, "train"),
-                                           subsample(as_paths(held_out, "held_out"))))
-    memo_frame = pd.DataFrame(memo).T
-    if len(memo_frame):
-        memo_frame["flagged"] = [Memorization(**row).flagged for row in memo.values()]
     return ScoreTable(gaps=pd.DataFrame(rows).T, floor=pd.Series(floor),
-                      standardized=pd.DataFrame(standardized).T, memorization=memo_frame)
+                      standardized=pd.DataFrame(standardized).T)

@@ -74,7 +74,6 @@ from synthfin.data.conditions import WindowConditions
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
-from synthfin.evaluation import facts
 from synthfin.models.base import register
 from synthfin.models.training import (
     TorchConfig,
@@ -83,6 +82,7 @@ from synthfin.models.training import (
     autocast,
     batches,
 )
+from synthfin.stats import FACTS_BY_NAME, fact_statistics
 
 logger = logging.getLogger("synthfin.models")
 
@@ -240,22 +240,15 @@ def gated_step(optimizer: torch.optim.Optimizer, gate: torch.Tensor) -> None:
                     value.copy_(torch.where(gate.to(value.device), value, previous))
 
 
+SELECTION_FACTS = tuple(FACTS_BY_NAME[name] for name in ("acf_r", "acf_abs", "leverage", "tails",
+                                                           "vol_level"))
+
+
 def held_out_facts(windows: np.ndarray) -> np.ndarray:
-    """The validation signal's statistics of scaled windows (n, length, assets), concatenated
-    over assets: pooled ACF of r (lags 1..min(20, length-1)) and of |r| (lags 1..length/2),
-    leverage corr(r_t, r_{t+k}^2) (lags
-    1..min(20, length-1)), the 1/5/95/99 % quantiles of the standardized returns and the log
-    of their standard deviation (the quantiles alone are blind to scale)."""
-    length = windows.shape[1]
-    out = []
-    for a in range(windows.shape[2]):
-        r = windows[..., a]
-        standardized = (r - r.mean()) / r.std()
-        out += [facts.acf(r, min(20, length - 1)),
-                facts.acf_abs(r, max(1, length // 2)),
-                facts.leverage_curve(r, min(20, length - 1)),
-                np.quantile(standardized, [0.01, 0.05, 0.95, 0.99]), [np.log(r.std())]]
-    return np.concatenate(out)
+    """The validation signal: the catalogue's ACF of r and of |r|, leverage, tail quantiles and
+    volatility level (the quantiles alone are blind to scale) of windows (n, length, assets),
+    and for several assets their cross-correlations, concatenated."""
+    return np.concatenate(list(fact_statistics(windows, SELECTION_FACTS).values()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 
 from synthfin.evaluation.evaluate import evaluate
 from synthfin.evaluation.report import write_report
+from synthfin.evaluation.scores import Reference
 
 torch.set_num_threads(1)
 
@@ -44,8 +45,10 @@ def _save_report(directory: Path, n_assets: int):
     rng = np.random.default_rng(1)
     samples = {"gaussian": rng.normal(0.0, real.std(), size=(300, WINDOW_LEN, n_assets)),
                "copy": real[:100].copy()}
-    evaluation = evaluate(real, samples, train=real[:MEMORIZATION_TRAIN_WINDOWS],
-                          held_out=real[MEMORIZATION_TRAIN_WINDOWS:], neural=False)
+    train, held_out = real[:MEMORIZATION_TRAIN_WINDOWS], real[MEMORIZATION_TRAIN_WINDOWS:]
+    references = {"in_sample": Reference.blocked(train, stride=WINDOW_LEN),
+                  "out_of_sample": Reference.split(held_out[:25], held_out[25:])}
+    evaluation = evaluate(references, samples, train=train, held_out=held_out, neural=False)
     evaluation.save(directory)
     return evaluation
 
@@ -132,8 +135,8 @@ def test_secondary_scores_are_reported_as_secondary_and_figures_capped_at_four_a
         tmp_path: Path):
     rng = np.random.default_rng(2)
     real = 0.01 * rng.standard_t(4, size=(40, 8, 6))
-    evaluation = evaluate(real, {"gaussian": rng.normal(0.0, 0.01, size=(40, 8, 6))},
-                          neural=False)
+    evaluation = evaluate({"reference": Reference.blocked(real, stride=8)},  # independent
+                          {"gaussian": rng.normal(0.0, 0.01, size=(40, 8, 6))}, neural=False)
     evaluation.secondary = pd.DataFrame({"discriminative": {"gaussian": 0.1},
                                          "predictive_mae": {"gaussian": 0.011,
                                                             "real (TRTR)": 0.010}})

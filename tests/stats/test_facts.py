@@ -1,4 +1,4 @@
-"""Tests of synthfin.evaluation.facts: independent cross-checks, real S&P 500 facts, edge cases."""
+"""Tests of synthfin.stats.facts and the catalogue summary: cross-checks, S&P 500 facts, edges."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from statsmodels.tsa.stattools import acf as statsmodels_acf
 
-from synthfin.evaluation import facts
+from synthfin.stats import facts, stylized_facts
 
 BUNDLED = files("synthfin.data") / "bundled"
 
@@ -135,12 +135,12 @@ def test_one_dimensional_input_is_one_path(sp500):
     np.testing.assert_array_equal(facts.acf_abs(sp500, 10), facts.acf_abs(sp500[None, :], 10))
 
 
-def test_power_law_decay_recovers_exact_exponent_and_skips_non_positive_values():
+def test_power_law_beta_recovers_exact_exponent_and_skips_non_positive_values():
     lags = np.arange(1, 51)
     curve = 0.4 * lags**-0.3
     curve[[10, 20]] = [-0.01, 0.0]
-    assert facts.power_law_decay(curve, lags) == pytest.approx(0.3, abs=1e-12)
-    assert np.isnan(facts.power_law_decay(np.array([0.1, -0.1, 0.0]), np.array([1, 2, 3])))
+    assert facts.power_law_beta(curve, lags) == pytest.approx(0.3, abs=1e-12)
+    assert np.isnan(facts.power_law_beta(np.array([0.1, -0.1, 0.0]), np.array([1, 2, 3])))
 
 
 # ---------------------------------------------------------------- pooling inside windows
@@ -216,7 +216,7 @@ def test_sp500_shows_the_classic_stylized_facts(sp500):
     assert facts.excess_kurtosis(sp500) > 5
     assert np.all(np.diff(facts.aggregated_kurtosis(sp500, (1, 5, 20))) < 0)
     assert 2.0 < facts.hill_tail_index(sp500, 0.05) < 4.0
-    assert 0.2 < facts.power_law_decay(facts.acf_abs(sp500, 100), np.arange(1, 101)) < 0.6
+    assert 0.2 < facts.power_law_beta(facts.acf_abs(sp500, 100), np.arange(1, 101)) < 0.6
 
 
 def test_sp500_coarse_volatility_predicts_fine_volatility_better_than_reverse(sp500):
@@ -284,32 +284,32 @@ def test_per_asset_applies_the_fact_to_each_asset(stocks):
 
 
 def test_stylized_facts_summary_is_json_serializable_with_default_lags(sp500):
-    summary = facts.stylized_facts(_chop(sp500, 64))
+    summary = stylized_facts(_chop(sp500, 64))
     json.dumps(summary)
     assert summary["n_windows"] == len(sp500) // 64 and summary["window_length"] == 64
-    assert len(summary["acf_abs"]) == 32 and len(summary["acf"]) == 20
+    assert len(summary["acf_abs"]) == 32 and len(summary["acf_r"]) == 20
     assert len(summary["leverage"]) == 20
     assert len(summary["coarse_fine_volatility"]["delta_rho"]) == 20
     assert summary["kurtosis_reliable"] is False  # S&P 500 tail index is about 3
 
 
 def test_stylized_facts_flags_gaussian_kurtosis_as_reliable(gaussian_windows):
-    summary = facts.stylized_facts(gaussian_windows, max_lag=10)
+    summary = stylized_facts(gaussian_windows, max_lag=10)
     assert summary["kurtosis_reliable"] is True
-    assert len(summary["acf_abs"]) == len(summary["acf"]) == 10
+    assert len(summary["acf_abs"]) == len(summary["acf_r"]) == 10
 
 
 def test_stylized_facts_short_windows_shrink_the_coarse_fine_lag(sp500):
-    summary = facts.stylized_facts(_chop(sp500, 24))
+    summary = stylized_facts(_chop(sp500, 24))
     assert len(summary["coarse_fine_volatility"]["delta_rho"]) == 19
 
 
 def test_stylized_facts_multi_asset_reports_each_asset_and_cross_correlations(stocks):
     windows = _chop(stocks[:, :3], 64)
-    summary = facts.stylized_facts(windows)
+    summary = stylized_facts(windows)
     json.dumps(summary)
     assert summary["n_assets"] == 3 and len(summary["assets"]) == 3
-    assert summary["assets"][1]["excess_kurtosis"] == pytest.approx(
+    assert summary["assets"][1]["kurtosis"] == pytest.approx(
         facts.excess_kurtosis(windows[:, :, 1])
     )
     assert np.array(summary["cross_correlation"]).shape == (3, 3)
