@@ -21,6 +21,7 @@ from synthfin.evaluation.scores import (
     as_paths,
     memorization_table,
     score_samples,
+    undefined_facts,
 )
 from synthfin.stats import stylized_facts
 
@@ -159,10 +160,9 @@ def degenerate(x: np.ndarray, real_std: np.ndarray) -> str | None:
     bad = int(np.count_nonzero(~np.isfinite(x)))
     if bad:
         return f"holds {bad} non-finite values (NaN or inf) out of {x.size}"
-    std = x.std(axis=(0, 1))
-    if (std == 0).any():
+    if undefined_facts(x):
         return "is constant (zero variance)"
-    ratio = std / real_std
+    ratio = x.std(axis=(0, 1)) / real_std
     if (ratio > MAX_SCALE_RATIO).any() or (ratio < 1 / MAX_SCALE_RATIO).any():
         return (f"is mis-scaled: its daily std is {np.round(ratio, 2).tolist()} x the real one "
                 "(are the returns unscaled log returns?)")
@@ -185,7 +185,7 @@ def finite_json(value: Any) -> Any:
 
 def _facts(x: np.ndarray) -> dict[str, Any]:
     """Stylized facts of a set, or the reason it has none."""
-    if not np.isfinite(x).all() or (x.std(axis=(0, 1)) == 0).any():
+    if undefined_facts(x):
         return {"degenerate": True}
     return stylized_facts(x if x.shape[2] > 1 else x[..., 0])
 

@@ -268,13 +268,18 @@ class ScoreTable:
         return self.gaps / self.floor.replace(0.0, np.nan)
 
 
+def undefined_facts(x: np.ndarray) -> bool:
+    """True when the facts of ``x`` (n, length, assets) are undefined: non-finite values, or an
+    asset whose every value is the same (its std is then zero or rounding noise)."""
+    return not np.isfinite(x).all() or bool((np.ptp(x, axis=(0, 1)) == 0).any())
+
+
 def _set_statistics(x: np.ndarray, like: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The facts of a sample set; all NaN (so every gap is infinite) when it holds non-finite
-    values, which the estimators reject."""
-    if np.isfinite(x).all():
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return fact_statistics(x)
-    return {key: np.full_like(value, np.nan) for key, value in like.items()}
+    """The facts of a sample set; all NaN (so every gap is infinite) where they are undefined."""
+    if undefined_facts(x):
+        return {key: np.full_like(value, np.nan) for key, value in like.items()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return fact_statistics(x)
 
 
 def score_samples(reference: Reference | np.ndarray, samples: Mapping[str, np.ndarray]
