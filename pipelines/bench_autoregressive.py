@@ -15,24 +15,16 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from arch import arch_model
 
 import synthfin as sf
 from synthfin.models.autoregressive import AutoregressiveGenerator
-from synthfin.models.baselines import BlockBootstrap, GarchGenerator, GaussianGenerator
+from synthfin.models.baselines import (
+    BlockBootstrap,
+    GarchGenerator,
+    GaussianGenerator,
+    garch_one_step_log_likelihood,
+)
 from synthfin.stats import facts
-
-
-def garch_t_one_step_log_likelihood(series: np.ndarray, n_train: int) -> np.ndarray:
-    """Per-day GARCH(1,1)-t log density of a series (T,), fitted on its first ``n_train`` days
-    and filtered through all of them (in percent for ``arch``, converted back)."""
-    model = arch_model(series * 100, mean="Constant", vol="GARCH", p=1, q=1, dist="t",
-                       rescale=False)
-    params = model.fit(last_obs=n_train, disp="off").params
-    filtered = model.fix(params)
-    return model.distribution.loglikelihood(
-        [params["nu"]], np.asarray(filtered.resid), np.asarray(filtered.conditional_volatility)
-        ** 2, individual=True) + np.log(100)  # density of x = density of 100x times 100
 
 
 def main() -> None:
@@ -55,7 +47,7 @@ def main() -> None:
     series = data.history()
     n_train, first_test = len(data.train.returns), len(data.train.returns) + len(data.val.returns)
     ar_ll = model.one_step_log_likelihood(series, first_test)
-    garch_ll = garch_t_one_step_log_likelihood(series[:, 0], n_train)[first_test:]
+    garch_ll = garch_one_step_log_likelihood(series[:, 0], n_train)[first_test:]
     print(f"\nheld-out one-day-ahead NLL per day on {len(ar_ll)} test days "
           f"({data.split_dates['test'][0]} .. {data.split_dates['test'][1]}), log-return units:")
     print(f"| model | NLL/day |\n|---|---:|\n| ar | {-ar_ll.mean():.4f} |\n"
@@ -76,7 +68,7 @@ def main() -> None:
                        ("gaussian", GaussianGenerator())]:
         samples[name] = peer.fit(data).sample_returns(args.samples, seed=0)
     result = sf.evaluate_windows(data, samples, neural=False)
-    print("\nnoise floor:", result.scores.floor.round(3).to_dict())
+    print("\nnoise floors:\n" + result.floors().round(3).to_string())
     print(result.summary().round(2).to_string())
     for warning in result.warnings:
         print(warning)

@@ -80,8 +80,8 @@ def main() -> None:
     evaluation = sf.evaluate_windows(data, samples, neural=False)
     print(f"\nbundled S&P 500, window 64: {len(real)} real windows, {args.samples} samples each")
     print(evaluation.summary().round(3).to_string())
-    print("\nnoise floor (first vs second half of the real windows):")
-    print(evaluation.scores.floor.round(4).to_frame("floor").T.to_string())
+    print("\nnoise floors (in-sample: blocks of training windows; out-of-sample: val vs test):")
+    print(evaluation.floors().round(4).to_string())
     for warning in evaluation.warnings:
         print(warning)
 

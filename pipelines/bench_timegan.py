@@ -84,10 +84,11 @@ def main() -> None:
     evaluation = sf.evaluate_windows(data, samples, neural=False)
     print("\n## bundled S&P 500, window 64: gaps in units of the noise floor\n")
     print(evaluation.summary().round(3).to_string())
-    print("\nstandardized curve gaps (RMS in units of the real spread):\n")
-    print(evaluation.scores.standardized.round(2).to_string())
-    print("\nnoise floor:\n")
-    print(evaluation.scores.floor.round(4).to_frame("floor").T.to_string())
+    for reference, table in evaluation.scores.items():
+        print(f"\nstandardized curve gaps, {reference} (RMS in units of the real spread):\n")
+        print(table.standardized.round(2).to_string())
+    print("\nnoise floors:\n")
+    print(evaluation.floors().round(4).to_string())
     for message in evaluation.warnings:
         print("WARNING:", message)
 

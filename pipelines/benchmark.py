@@ -68,26 +68,26 @@ def main() -> None:
                           "peak_mem_mb": peak_memory_mb(device)}
         print(f"{run_name}: trained in {train_seconds:.1f} s", flush=True)
     evaluation = evaluate_windows(data, samples, seed=config.seed, neural=True)
-    table = pd.DataFrame(rows).T
-    ratios = evaluation.scores.ratios
-    for score in SCORES:
-        table[f"{score} /floor"] = ratios[score]
-    table["memorization"] = evaluation.scores.memorization["median_ratio"]
-    table["copies"] = evaluation.scores.memorization["copy_share"]
-    table["discriminative"] = evaluation.secondary["discriminative"]
+    timing = pd.DataFrame(rows).T
+    tables = {reference: evaluation.summary(reference) for reference in evaluation.scores}
     header = (f"benchmark of {args.pipeline} on {', '.join(data.assets)}, window "
               f"{data.window_len}, {args.n} samples per model, device {device}, "
               f"{args.threads} CPU threads")
-    markdown = _markdown(table.round(3))
-    floor = evaluation.scores.floor[SCORES].round(3).to_dict()
-    print(f"\n{header}\n\n{markdown}\nnoise floor: {floor}")
+    text = "\n".join([header, "", _markdown(timing.round(3)),
+                      *[f"gaps over the {reference} noise floor\n\n{_markdown(table.round(3))}"
+                        for reference, table in tables.items()],
+                      "noise floors:", evaluation.floors()[SCORES].round(3).to_string()])
+    print(f"\n{text}")
     for warning in evaluation.warnings:
         print(warning)
     out = Path(args.out)
-    atomic_write_text(out / "benchmark.md", f"{header}\n\n{markdown}\nnoise floor: {floor}\n")
+    atomic_write_text(out / "benchmark.md", text + "\n")
     atomic_write_json(out / "benchmark.json", finite_json({
-        "header": header, "rows": json.loads(table.to_json(orient="index")),
-        "noise_floor": floor, "warnings": evaluation.warnings}))
+        "header": header, "timing": json.loads(timing.to_json(orient="index")),
+        **{reference: json.loads(table.to_json(orient="index"))
+           for reference, table in tables.items()},
+        "noise_floors": json.loads(evaluation.floors().to_json(orient="index")),
+        "warnings": evaluation.warnings}))
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -56,7 +56,7 @@ def test_errors_are_specific(synth, sp500_prices):
         sf.Synthesizer("garch").fit(np.ones(10))
 
 
-def test_evaluate_reports_against_the_real_windows(synth):
+def test_evaluate_reports_against_both_references(synth):
     result = synth.evaluate(500, seed=0)
-    assert list(result.summary().index) == ["garch"]
+    assert list(result.summary().index) == [("in_sample", "garch"), ("out_of_sample", "garch")]
     assert result.real.shape[1] == 32

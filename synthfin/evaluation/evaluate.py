@@ -93,6 +93,10 @@ class Evaluation:
             return tables[reference]
         return pd.concat(tables, names=["reference", "set"])
 
+    def floors(self) -> pd.DataFrame:
+        """The noise floor of every score, one row per reference."""
+        return pd.DataFrame({name: table.floor for name, table in self.scores.items()}).T
+
     @property
     def warnings(self) -> list[str]:
         """Loud messages a reader must not miss (degenerate sets, memorization, collapse)."""

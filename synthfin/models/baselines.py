@@ -37,6 +37,29 @@ def _per_regime(data: WindowData, statistic) -> list[np.ndarray]:
     return results
 
 
+def garch_one_step_log_likelihood(series: np.ndarray, n_train: int, *, gjr: bool = False,
+                                  dist: str = "t") -> np.ndarray:
+    """Per-day one-step-ahead log density of a GARCH(1,1) (GJR with ``gjr``) fitted by ``arch``
+    on the first ``n_train`` days of a univariate series of unscaled log returns (T,), filtered
+    through every day with those parameters.
+
+    The held-out days ``t >= n_train`` (or later) of the result are the out-of-sample
+    likelihood that density models are compared with. ``arch`` works in percent; the density of
+    ``x`` is that of ``100 x`` times 100.
+    """
+    model = arch_model(np.asarray(series, dtype=float) * 100, mean="Constant", vol="GARCH", p=1,
+                       o=int(gjr), q=1, dist=dist, rescale=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit(last_obs=n_train, disp="off")
+    params = result.params
+    filtered = model.fix(params)
+    shape = np.asarray(params.iloc[-model.distribution.num_params:])
+    return model.distribution.loglikelihood(
+        shape, np.asarray(filtered.resid), np.asarray(filtered.conditional_volatility) ** 2,
+        individual=True) + np.log(100)
+
+
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class GarchConfig(GeneratorConfig):

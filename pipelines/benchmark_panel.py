@@ -1,0 +1,187 @@
+"""Panel benchmark: every generator trained on each bundled series separately, one table.
+
+    python pipelines/benchmark_panel.py [--pipeline pipelines/quickstart.yaml]
+        [--series SP500,JPM] [--models ar,garch,gjr] [--n 1000] [--jobs 2] [--threads 1]
+        [--quick] [--out runs/panel]
+
+The models and data settings come from ``--pipeline`` (by default the quickstart: window 64,
+short training); ``--quick`` uses ``pipelines/tiny.yaml`` on two series (seconds, for tests).
+For each series, every model is fitted on that series' training split and sampled, and the
+evaluator scores the samples against both references (in-sample: training windows;
+out-of-sample: validation + test windows). Printed per model, across series: the median and
+inter-quartile range of each main gap in units of the reference's noise floor, memorization,
+and, for density models, the test-period one-day log-likelihood per day minus that of
+GJR-GARCH(1,1)-t fitted by ``arch`` on the same training days (median, and on how many series
+the model wins by more than 2 standard errors). Writes ``panel.md`` and ``panel.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from synthfin.config import load_pipeline_config
+from synthfin.data.sources import BUNDLED_TICKERS
+from synthfin.evaluation import evaluate_windows
+from synthfin.evaluation.evaluate import finite_json
+from synthfin.io import atomic_write_json, atomic_write_text
+from synthfin.models.baselines import garch_one_step_log_likelihood
+from synthfin.pipeline import model_settings, prepare_data
+
+PIPELINES = Path(__file__).parent
+FACTS_SHOWN = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level")
+QUICK_SERIES = ("SP500", "JPM")
+
+
+@runtime_checkable
+class OneStepDensity(Protocol):
+    """A model with a one-day-ahead forecast density of a real series."""
+
+    def one_step_log_likelihood(self, returns: np.ndarray, first_day: int) -> np.ndarray: ...
+
+
+def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: int
+               ) -> dict[str, Any]:
+    """Fit, sample and score every model on one series; per model: the gaps over the floor of
+    both references, memorization, and the likelihood gain over GJR-GARCH-t."""
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    config = load_pipeline_config(pipeline)
+    data = prepare_data(config.data.model_copy(update={"tickers": [ticker]}))
+    series = data.history()
+    n_train = len(data.train.returns)
+    first_test = n_train + len(data.val.returns)
+    gjr = garch_one_step_log_likelihood(series[:, 0], n_train, gjr=True)[first_test:]
+    samples, rows = {}, {}
+    for run_name in models:
+        model_cls, settings = model_settings(run_name, config.models[run_name],
+                                             seed=config.seed, device="cpu")
+        fit_start = time.perf_counter()
+        model = model_cls(**settings).fit(data)
+        rows[run_name] = {"train_s": time.perf_counter() - fit_start}
+        samples[run_name] = model.sample_returns(n, seed=config.seed)
+        if isinstance(model, OneStepDensity):
+            gain = model.one_step_log_likelihood(series, first_test) - gjr
+            rows[run_name].update(ll_gain=gain.mean(),
+                                  ll_se=gain.std(ddof=1) / np.sqrt(len(gain)))
+    evaluation = evaluate_windows(data, samples, neural=False, seed=config.seed)
+    for reference, scores in evaluation.scores.items():
+        for run_name, ratios in scores.ratios.iterrows():
+            rows[run_name].update({f"{reference}:{fact}": ratios[fact] for fact in FACTS_SHOWN})
+    for run_name, memo in evaluation.memorization.iterrows():
+        rows[run_name].update(memorization=memo["median_ratio"], copies=memo["copy_share"])
+    print(f"{ticker}: {time.perf_counter() - start:.0f} s", flush=True)
+    return {"ticker": ticker, "test_days": len(gjr), "rows": rows,
+            "warnings": evaluation.warnings}
+
+
+def _cell(values: pd.Series) -> str:
+    """Median and inter-quartile range across series."""
+    values = values.astype(float)
+    if values.isna().all():
+        return "-"
+    q25, q50, q75 = np.nanquantile(values, [0.25, 0.5, 0.75])
+    return f"{q50:.2f} [{q25:.2f}, {q75:.2f}]"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    lines = ["| model | " + " | ".join(frame.columns) + " |",
+             "|---|" + "---:|" * len(frame.columns)]
+    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+              for name, row in frame.iterrows()]
+    return "\n".join(lines)
+
+
+def grouped_column(grouped: dict[str, pd.DataFrame], models: list[str], column: str
+                   ) -> dict[str, str]:
+    """:func:`_cell` of one column for every model."""
+    return {m: _cell(grouped[m][column]) for m in models}
+
+
+def panel_tables(results: list[dict[str, Any]], models: list[str]) -> dict[str, pd.DataFrame]:
+    """The printed tables: one per reference (median [IQR] across series of each gap over the
+    floor, and memorization), and the likelihood table."""
+    long = pd.DataFrame([{"ticker": r["ticker"], "model": m, **row}
+                         for r in results for m, row in r["rows"].items()])
+    grouped = {model: frame for model, frame in long.groupby("model")}
+    tables = {}
+    for reference in ("in_sample", "out_of_sample"):
+        columns = {fact: grouped_column(grouped, models, f"{reference}:{fact}")
+                   for fact in FACTS_SHOWN}
+        tables[reference] = pd.DataFrame(
+            {**columns, "memorization": grouped_column(grouped, models, "memorization")})
+    likelihood = {}
+    for m in models:
+        frame = grouped[m]
+        if "ll_gain" not in frame or frame["ll_gain"].isna().all():
+            continue
+        wins = int((frame["ll_gain"] > 2 * frame["ll_se"]).sum())
+        losses = int((frame["ll_gain"] < -2 * frame["ll_se"]).sum())
+        likelihood[m] = {"gain over GJR-t (nats/day)": _cell(frame["ll_gain"]),
+                         "median SE": f"{frame['ll_se'].median():.4f}",
+                         "wins > 2 SE": f"{wins} of {len(frame)}",
+                         "losses > 2 SE": f"{losses} of {len(frame)}"}
+    tables["likelihood"] = pd.DataFrame(likelihood).T
+    tables["train_s"] = pd.DataFrame({"train s (median)": {
+        m: f"{grouped[m]['train_s'].median():.1f}" for m in models}})
+    return tables
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pipeline", default=str(PIPELINES / "quickstart.yaml"))
+    parser.add_argument("--series", help="comma-separated bundled tickers (default: all 21)")
+    parser.add_argument("--models", help="comma-separated run names of the pipeline")
+    parser.add_argument("--n", type=int, default=1000, help="sample windows per model")
+    parser.add_argument("--jobs", type=int, default=2, help="series trained in parallel")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument("--quick", action="store_true",
+                        help="pipelines/tiny.yaml on SP500 and JPM with 200 samples")
+    parser.add_argument("--out", default="runs/panel")
+    args = parser.parse_args()
+    if args.quick:
+        args.pipeline, args.n = str(PIPELINES / "tiny.yaml"), 200
+        args.series = args.series or ",".join(QUICK_SERIES)
+    config = load_pipeline_config(args.pipeline)
+    series = args.series.split(",") if args.series else list(BUNDLED_TICKERS)
+    models = args.models.split(",") if args.models else list(config.models)
+    unknown = sorted(set(models) - set(config.models))
+    if unknown:
+        parser.error(f"--models {unknown} are not in {args.pipeline}: {list(config.models)}")
+    start = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(run_series, series, [args.pipeline] * len(series),
+                                [models] * len(series), [args.n] * len(series),
+                                [args.threads] * len(series)))
+    minutes = (time.perf_counter() - start) / 60
+    tables = panel_tables(results, models)
+    header = (f"panel of {len(series)} series ({', '.join(series)}), {args.pipeline}, window "
+              f"{config.data.window}, {args.n} samples per model, {args.jobs} jobs x "
+              f"{args.threads} threads, {minutes:.1f} min")
+    sections = [header, "",
+                "Gaps in units of the noise floor, median [IQR] across series; memorization: "
+                "median nearest-training-window distance ratio (1 ideal, << 1 copies).", ""]
+    for name, title in [("in_sample", "In-sample (reference: training windows)"),
+                        ("out_of_sample", "Out-of-sample (reference: validation + test)"),
+                        ("likelihood", "Test-period one-day log-likelihood minus "
+                                       "GJR-GARCH(1,1)-t's (fitted on the same training days)"),
+                        ("train_s", "Training time per series (s)")]:
+        if len(tables[name]):
+            sections += [f"### {title}", "", _markdown(tables[name]), ""]
+    text = "\n".join(sections)
+    print(text)
+    out = Path(args.out)
+    atomic_write_text(out / "panel.md", text + "\n")
+    atomic_write_json(out / "panel.json", finite_json({"header": header, "series": results}))
+
+
+if __name__ == "__main__":
+    main()
