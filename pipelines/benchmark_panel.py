@@ -12,14 +12,18 @@ out-of-sample: validation + test windows). Printed per model, across series: the
 inter-quartile range of each main gap in units of the reference's noise floor, memorization,
 and, for density models, the test-period one-day log-likelihood per day minus that of
 GJR-GARCH(1,1)-t fitted by ``arch`` on the same training days (median, and on how many series
-the model wins by more than 2 standard errors). Writes ``panel.md`` and ``panel.json``.
+the model wins or loses by more than 2 standard errors; iid standard errors of the mean daily
+difference). Writes ``panel.md``, ``panel.json`` and one ``series/TICKER.json`` per finished
+series, which a rerun with the same settings reuses (a killed run resumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -48,10 +52,18 @@ class OneStepDensity(Protocol):
     def one_step_log_likelihood(self, returns: np.ndarray, first_day: int) -> np.ndarray: ...
 
 
-def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: int
-               ) -> dict[str, Any]:
+def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: int,
+               out: Path) -> dict[str, Any]:
     """Fit, sample and score every model on one series; per model: the gaps over the floor of
-    both references, memorization, and the likelihood gain over GJR-GARCH-t."""
+    both references, memorization, and the likelihood gain over GJR-GARCH-t. The result is saved
+    as ``out/series/TICKER.json`` and reused by a rerun with the same settings."""
+    saved = out / "series" / f"{ticker}.json"
+    settings = {"pipeline": pipeline, "models": models, "n": n}
+    if saved.is_file():
+        result = json.loads(saved.read_text())
+        if result["settings"] == settings:
+            print(f"{ticker}: reused {saved}", flush=True)
+            return result
     torch.set_num_threads(threads)
     start = time.perf_counter()
     config = load_pipeline_config(pipeline)
@@ -79,8 +91,10 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
     for run_name, memo in evaluation.memorization.iterrows():
         rows[run_name].update(memorization=memo["median_ratio"], copies=memo["copy_share"])
     print(f"{ticker}: {time.perf_counter() - start:.0f} s", flush=True)
-    return {"ticker": ticker, "test_days": len(gjr), "rows": rows,
-            "warnings": evaluation.warnings}
+    result = finite_json({"ticker": ticker, "settings": settings, "test_days": len(gjr),
+                          "rows": rows, "warnings": evaluation.warnings})
+    atomic_write_json(saved, result)
+    return result
 
 
 def _cell(values: pd.Series) -> str:
@@ -157,10 +171,10 @@ def main() -> None:
     if unknown:
         parser.error(f"--models {unknown} are not in {args.pipeline}: {list(config.models)}")
     start = time.perf_counter()
+    out = Path(args.out)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        results = list(pool.map(run_series, series, [args.pipeline] * len(series),
-                                [models] * len(series), [args.n] * len(series),
-                                [args.threads] * len(series)))
+        results = list(pool.map(partial(run_series, pipeline=args.pipeline, models=models,
+                                        n=args.n, threads=args.threads, out=out), series))
     minutes = (time.perf_counter() - start) / 60
     tables = panel_tables(results, models)
     header = (f"panel of {len(series)} series ({', '.join(series)}), {args.pipeline}, window "
@@ -178,7 +192,6 @@ def main() -> None:
             sections += [f"### {title}", "", _markdown(tables[name]), ""]
     text = "\n".join(sections)
     print(text)
-    out = Path(args.out)
     atomic_write_text(out / "panel.md", text + "\n")
     atomic_write_json(out / "panel.json", finite_json({"header": header, "series": results}))
 
