@@ -7,6 +7,7 @@ vectorbt rejects pandas' ``"B"`` and ``"C"`` offsets.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import pandas as pd
 
@@ -62,8 +63,10 @@ def _sessions(calendar: str, first_year: int, last_year: int) -> pd.DatetimeInde
     import exchange_calendars as xcals
 
     try:
-        exchange = xcals.get_calendar(calendar, start=f"{first_year}-01-01",
-                                      end=f"{last_year}-12-31")
+        with warnings.catch_warnings():  # exchange_calendars 4.13 under pandas 3.1
+            warnings.filterwarnings("ignore", message="Series.values returning")
+            exchange = xcals.get_calendar(calendar, start=f"{first_year}-01-01",
+                                          end=f"{last_year}-12-31")
     except xcals.errors.InvalidCalendarName:
         raise DataError(f"unknown exchange calendar {calendar!r}: use an exchange_calendars "
                         f"name such as 'XNYS', 'XLON', 'XTKS' (exchange_calendars."

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -95,12 +95,12 @@ class OHLCVModel:
     """
 
     gap_beta: float
-    gap_quantiles: tuple[float, ...]
+    gap_quantiles: tuple[float, ...] = field(repr=False)
     excursion_up: float
     excursion_down: float
     excursion_slope: float
     volume_coefficients: tuple[float, ...]
-    volume_quantiles: tuple[float, ...]
+    volume_quantiles: tuple[float, ...] = field(repr=False)
     log_volume_level: float
     fitted_on: str = ""
 
@@ -270,6 +270,43 @@ def _validated_bars(bars: pd.DataFrame) -> tuple[np.ndarray, ...]:
                         f"(Low <= Open, Close <= High, Volume > 0), first on "
                         f"{bars.index[np.argmax(bad)]}; drop or fix them before fitting")
     return o, h, low, c, v
+
+
+def bar_facts(bars: np.ndarray) -> dict[str, float]:
+    """The facts users check on daily bars, per path of ``bars`` (n, days, 5) and averaged.
+
+    ``range_abs_return_slope`` and ``_corr``: OLS slope and correlation of the log range
+    ``log(H/L)`` on ``|r|``; ``parkinson_ratio``: ``sqrt(mean(log(H/L)^2) / (4 log 2))`` over the
+    close-to-close ``sqrt(mean r^2)``; ``gap_return_corr``: of ``log(O_t / C_{t-1})`` and ``r``;
+    ``volume_abs_return_corr``: of log volume and ``|r|``; ``volume_acf_k``: autocorrelation of
+    log volume (demeaned per path) at lag ``k``.
+    """
+    bars = np.asarray(bars, dtype=np.float64)
+    o, h, low, c, v = np.moveaxis(bars[:, 1:], -1, 0)
+    r = np.diff(np.log(bars[:, :, 3]), axis=1)
+    size, log_range, log_volume = np.abs(r), np.log(h / low), np.log(v)
+    gap = np.log(o / bars[:, :-1, 3])
+
+    def corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+        return np.sum(a * b, axis=1) / np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1))
+
+    def acf(lag: int) -> np.ndarray:
+        x = log_volume - log_volume.mean(axis=1, keepdims=True)
+        return np.sum(x[:, lag:] * x[:, :-lag], axis=1) / np.sum(x * x, axis=1)
+
+    centred = size - size.mean(axis=1, keepdims=True)
+    facts = {
+        "range_abs_return_slope": np.sum(centred * log_range, axis=1)
+        / np.sum(centred**2, axis=1),
+        "range_abs_return_corr": corr(size, log_range),
+        "parkinson_ratio": np.sqrt(np.mean(log_range**2, axis=1) / (4 * np.log(2))
+                                   / np.mean(r**2, axis=1)),
+        "gap_return_corr": corr(gap, r),
+        "volume_abs_return_corr": corr(log_volume, size),
+        **{f"volume_acf_{lag}": acf(lag) for lag in (1, 5, 20)},
+    }
+    return {name: float(np.mean(values)) for name, values in facts.items()}
 
 
 @functools.lru_cache(maxsize=1)
