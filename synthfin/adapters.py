@@ -14,6 +14,7 @@ Each adapter exposes ``name`` and ``scenario_returns(scenarios) -> (n, days)`` d
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,7 +74,7 @@ class BacktestingStrategy:
         returns = []
         with _quiet_backtesting():
             for frame in scenarios.frames(ohlcv=True):
-                stats = Backtest(frame, self.strategy, cash=cash, finalize_trades=True,
+                stats = Backtest(frame, self.strategy, cash=cash,
                                  **self.backtest_options).run()
                 equity = stats["_equity_curve"]["Equity"].to_numpy(dtype=np.float64)
                 returns.append(equity[1:] / equity[:-1] - 1.0)
@@ -82,13 +83,18 @@ class BacktestingStrategy:
 
 @contextlib.contextmanager
 def _quiet_backtesting() -> Iterator[None]:
-    """Silence backtesting.py's per-run progress bar (thousands of runs would flood stderr)."""
+    """Silence backtesting.py's per-run progress bar and its per-run warnings (thousands of
+    runs would flood stderr). Trades left open are not finalized: backtesting.py would close
+    them at the last bar's open, while the equity curve marks them at its close."""
     import backtesting.backtesting as engine
 
     original = getattr(engine, "_tqdm", None)
     engine._tqdm = lambda sequence, **_: sequence
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Some trades remain open")
+            warnings.filterwarnings("ignore", message="DatetimeIndex.dayofweek is deprecated")
+            yield
     finally:
         if original is not None:
             engine._tqdm = original

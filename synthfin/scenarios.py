@@ -240,16 +240,17 @@ class Scenarios:
     @classmethod
     def load(cls, path: str | Path) -> Scenarios:
         """Read :meth:`save` output (no pickle)."""
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"scenario file {path} does not exist")
-        with safe_open(str(path), framework="numpy") as handle:
-            meta = json.loads((handle.metadata() or {}).get("synthfin", "null") or "null")
-            if meta is None:
-                raise DataError(f"{path} is not a file written by Scenarios.save")
-            arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                meta = json.loads((handle.metadata() or {}).get("synthfin", "null"))
+                arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        except (OSError, SafetensorError, ValueError) as error:
+            raise DataError(f"cannot read scenarios from {path}: {error}") from None
+        if meta is None:
+            raise DataError(f"{path} is not a file written by Scenarios.save")
         shock = None if meta["shock"] is None else Shock(tuple(meta["shock"]["size"]),
                                                          meta["shock"]["day"])
         return cls(arrays["returns"], pd.DatetimeIndex(arrays["dates"].astype("datetime64[ns]"),
