@@ -26,6 +26,8 @@ _EXPORTS = {
     "evaluate_windows": "synthfin.evaluation",
     "Synthesizer": "synthfin.synthesizer",
     "Scenarios": "synthfin.scenarios",
+    "OHLCVModel": "synthfin.ohlcv",
+    "signal_strategy": "synthfin.adapters",
     "stress_test": "synthfin.backtest",
     "moving_average_crossover": "synthfin.backtest",
     "volatility_targeting": "synthfin.backtest",
