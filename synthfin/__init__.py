@@ -30,6 +30,8 @@ _EXPORTS = {
     "fact_statistics": "synthfin.stats",
     "Synthesizer": "synthfin.synthesizer",
     "Scenarios": "synthfin.scenarios",
+    "OHLCVModel": "synthfin.ohlcv",
+    "signal_strategy": "synthfin.adapters",
     "stress_test": "synthfin.backtest",
     "moving_average_crossover": "synthfin.backtest",
     "volatility_targeting": "synthfin.backtest",

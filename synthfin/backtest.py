@@ -6,6 +6,10 @@ of all paths' prices (n, days, assets) and returns weights of that shape. The we
 the close of day ``t`` earns the return from ``t`` to ``t + 1``:
 
 ``r^p_{t+1} = sum_a w_{t,a} (P_{t+1,a} / P_{t,a} - 1)``, equity ``E_t = prod_{s<=t} (1 + r^p_s)``.
+
+:func:`stress_test` also takes a backtesting.py ``Strategy`` class, or any object with a
+``scenario_returns(scenarios)`` method, such as the adapters in :mod:`synthfin.adapters`
+(a vectorbt-style signal function wrapped by ``signal_strategy``).
 """
 
 from __future__ import annotations
@@ -104,8 +108,12 @@ def strategy_returns(strategy: Strategy, prices: np.ndarray, dates: pd.DatetimeI
     if weights.shape != prices.shape or not np.isfinite(weights).all():
         raise DataError(f"the strategy must return finite weights of shape {expected} per "
                         f"path, got {weights.shape}")
-    asset_returns = prices[:, 1:] / prices[:, :-1] - 1.0
-    return np.sum(weights[:, :-1] * asset_returns, axis=2)
+    return weighted_returns(weights, prices)
+
+
+def weighted_returns(weights: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """``sum_a w_{t,a} (P_{t+1,a} / P_{t,a} - 1)``: (n, days - 1) from (n, days, assets)."""
+    return np.sum(weights[:, :-1] * (prices[:, 1:] / prices[:, :-1] - 1.0), axis=2)
 
 
 def performance(returns: np.ndarray, levels: tuple[float, ...] = (0.95, 0.99)) -> pd.DataFrame:
@@ -233,29 +241,44 @@ def real_segments(returns: np.ndarray, length: int) -> np.ndarray:
     return returns[len(returns) - k * length:].reshape(k, length, returns.shape[1])
 
 
-def stress_test(strategy: Strategy, scenarios: Mapping[str, Scenarios],
+def stress_test(strategy: Strategy | type, scenarios: Mapping[str, Scenarios],
                 real_returns: np.ndarray) -> StressReport:
     """Run ``strategy`` on every scenario set and on the real history cut into segments of the
-    scenarios' length (all started at the scenarios' start prices)."""
+    scenarios' length (all started at the first set's start prices and dates).
+
+    ``strategy`` is a weight function (module docstring), a backtesting.py ``Strategy`` class
+    (run by backtesting.py on each path's OHLCV frame; the real segments get bars from the same
+    OHLCV layer) or an object with ``scenario_returns(scenarios)``, e.g.
+    ``synthfin.adapters.signal_strategy(signals)``.
+    """
     if not scenarios:
         raise DataError("give at least one scenario set")
     first = next(iter(scenarios.values()))
     length = first.returns.shape[1]
-    name = getattr(strategy, "__name__", repr(strategy))
+    run, name = _runner(strategy)
     metrics, equity = {}, {}
     for label, scen in scenarios.items():
         if scen.returns.shape[1] != length:
             raise DataError(f"scenario set {label!r} has {scen.returns.shape[1]} days, "
                             f"others {length}")
-        pnl = strategy_returns(strategy, scen.prices(), _with_start(scen.dates), scen.assets)
+        pnl = run(scen)
         metrics[label], equity[label] = performance(pnl), np.cumprod(1 + pnl, axis=1)
     real = Scenarios(real_segments(np.asarray(real_returns, dtype=np.float64), length),
-                     first.dates, first.assets, first.start_prices)
-    real_pnl = strategy_returns(strategy, real.prices(), _with_start(real.dates), real.assets)
+                     first.dates, first.assets, first.start_prices, start_date=first.start_date)
+    real_pnl = run(real)
     return StressReport(name, metrics, performance(real_pnl), equity,
                         np.cumprod(1 + real_pnl, axis=1))
 
 
-def _with_start(dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """The path's dates with the start-price day (the business day before) in front."""
-    return dates.insert(0, dates[0] - pd.offsets.BDay(1))
+def _runner(strategy: Strategy | type) -> tuple[Callable[[Scenarios], np.ndarray], str]:
+    """``scenarios -> (n, days)`` daily returns for any accepted strategy style, and its name."""
+    from synthfin.adapters import BacktestingStrategy, is_backtesting_strategy
+
+    if is_backtesting_strategy(strategy):
+        strategy = BacktestingStrategy(strategy)  # type: ignore[arg-type]
+    if hasattr(strategy, "scenario_returns"):
+        return (strategy.scenario_returns,  # type: ignore[union-attr]
+                getattr(strategy, "name", type(strategy).__name__))
+    return (lambda scen: strategy_returns(strategy, scen.prices(), scen.price_dates,
+                                          scen.assets),
+            getattr(strategy, "__name__", repr(strategy)))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthfin.calendars import DEFAULT_CALENDAR, previous_trading_day, trading_days_after
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import validate_prices, wide_prices
 from synthfin.data.windows import WindowData, make_windows
@@ -23,7 +24,7 @@ from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
 from synthfin.io import atomic_write_json
 from synthfin.models import Generator, get_generator
 from synthfin.models.training import TorchGenerator
-from synthfin.scenarios import Scenarios, business_days_after
+from synthfin.scenarios import Scenarios, Shock
 
 
 @dataclasses.dataclass
@@ -90,21 +91,23 @@ class Synthesizer:
         return data.real_windows()
 
     def sample(self, n: int, length: int | None = None, regime: str | None = None,
-               seed: int | None = None, start_date: str | pd.Timestamp | None = None
+               seed: int | None = None, start_date: str | pd.Timestamp | None = None, *,
+               calendar: str = DEFAULT_CALENDAR, start_price: float | np.ndarray | None = None
                ) -> Scenarios:
-        """``n`` scenarios of ``length`` business days (default: the window length) starting the
-        business day after ``start_date`` (default: the last real date), from the last real
-        closes; ``regime`` is ``"calm"``, ``"normal"``, ``"stressed"`` or None."""
+        """``n`` scenarios of ``length`` trading days (default: the window length) on
+        ``calendar`` (an exchange such as ``"XNYS"``, ``"XLON"``, or ``"business"``) after
+        ``start_date`` (default: the last real date), from ``start_price`` (default: the last
+        real closes); ``regime`` is ``"calm"``, ``"normal"``, ``"stressed"`` or None."""
         self._fitted()
         returns = self.generator_.sample_returns(n, condition=regime, seed=seed, length=length)
-        dates = business_days_after(start_date or self.last_date_, returns.shape[1])
-        return Scenarios(returns, dates, list(self.generator_.spec_.assets), self.last_prices_,
-                         regime)
+        return self._scenarios(returns, start_date, calendar, start_price, regime)
 
     def crash(self, n: int, length: int, *, shock: float | np.ndarray = -0.10,
-              shock_day: int = 0, seed: int | None = None) -> Scenarios:
+              shock_day: int = 0, seed: int | None = None, calendar: str = DEFAULT_CALENDAR,
+              start_price: float | np.ndarray | None = None) -> Scenarios:
         """Crash injection: every path takes the log return ``shock`` (per asset, or the same for
-        all) on day ``shock_day`` (0-based) and continues with the model's own dynamics.
+        all) on day ``shock_day`` (0-based) and continues with the model's own dynamics; the
+        scenarios record both (``Scenarios.shock``). Dates and start prices as in :meth:`sample`.
 
         How the model continues depends on what it can condition on:
 
@@ -143,8 +146,16 @@ class Synthesizer:
                 after[paths] = self.generator_.sample_returns(
                     len(paths), condition=int(code), length=rest, seed=int(seeds[2]) + int(code))
         returns = np.concatenate([before, shock_row, after], axis=1)
-        dates = business_days_after(self.last_date_, length)
-        return Scenarios(returns, dates, list(spec.assets), self.last_prices_, "crash")
+        return self._scenarios(returns, None, calendar, start_price, "crash",
+                               Shock(tuple(shock_row[0, 0].tolist()), shock_day))
+
+    def _scenarios(self, returns: np.ndarray, start_date: str | pd.Timestamp | None,
+                   calendar: str, start_price: float | np.ndarray | None,
+                   regime: str | None, shock: Shock | None = None) -> Scenarios:
+        dates = trading_days_after(start_date or self.last_date_, returns.shape[1], calendar)
+        start = self.last_prices_ if start_price is None else start_price
+        return Scenarios(returns, dates, list(self.generator_.spec_.assets), start, regime,
+                         start_date=previous_trading_day(dates[0], calendar), shock=shock)
 
     def evaluate(self, n: int = 2000, *, seed: int = 0, neural: bool = False) -> Evaluation:
         """Evaluate ``n`` unconditional windows against every real window."""
