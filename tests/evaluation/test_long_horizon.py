@@ -4,7 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from synthfin.cli import app
 from synthfin.errors import DataError
 from synthfin.evaluation import evaluate_windows
 from synthfin.evaluation.long_horizon import LONG_MIN_DAYS, long_horizon, real_segments
@@ -72,3 +74,20 @@ def test_evaluate_windows_judges_long_paths_and_saves_them(sp500_windows, tmp_pa
     assert metrics["long_horizon"]["check_lags"] == [1, 5, 10, 20, 50, 100, 250]
     assert "garch" in metrics["long_horizon"]["summary"]
     assert "Long horizon" in (tmp_path / "report.html").read_text()
+
+
+def test_cli_evaluate_takes_long_samples_and_prints_the_long_horizon_table(tmp_path):
+    runner = CliRunner()
+    data, model = tmp_path / "data", tmp_path / "garch"
+    for args in (["prepare", "--tickers", "SP500", "--window", "64", "--out", data],
+                 ["train", "--model", "garch", "--data", data, "--out", model],
+                 ["sample", "--model-dir", model, "--n", 30, "--length", 1260, "--out",
+                  tmp_path / "long.npy"]):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["evaluate", "--data", str(data), "--samples",
+                                 f"garch={tmp_path / 'long.npy'}", "--no-neural", "--out",
+                                 str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert "long horizon (1260-day paths against" in result.output
+    assert "acf_abs in band" in result.output and "out_of_sample" in result.output
