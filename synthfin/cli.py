@@ -151,21 +151,16 @@ def train(
     setting: Annotated[list[str] | None, typer.Option(
         "--set", help="Model setting KEY=VALUE (repeatable), e.g. --set gjr=true.")] = None,
     resume: Annotated[bool, typer.Option(
-        help="Neural models: continue the training checkpointed in OUT/training.")] = False,
+        help="Continue the training checkpointed in OUT/training (a model fitted in one step "
+             "fits again).")] = False,
 ) -> None:
-    """Fit a generator on a prepared data set and save it (neural models also write their loss
-    history, checkpoints and best weights to OUT/training)."""
+    """Fit a generator on a prepared data set and save it (models trained in epochs also write
+    their loss history, checkpoints and best weights to OUT/training)."""
     from synthfin.data.windows import WindowData
     from synthfin.models import get_generator
-    from synthfin.models.training import TorchGenerator
 
     generator = get_generator(model)(seed=seed, **_parse_settings(setting or []))
-    options = {}
-    if isinstance(generator, TorchGenerator):
-        options = {"run_dir": out / "training", "resume": resume}
-    elif resume:
-        raise _fail(f"--resume is for neural models; {model} trains in one step")
-    generator.fit(WindowData.load(data), **options).save(out)
+    generator.fit(WindowData.load(data), run_dir=out / "training", resume=resume).save(out)
     typer.echo(f"trained {model} -> {out}")
 
 

@@ -26,7 +26,6 @@ from synthfin.data.windows import WindowData, make_windows
 from synthfin.evaluation.evaluate import evaluate_windows, finite_json
 from synthfin.io import atomic_write, atomic_write_json
 from synthfin.models import Generator, get_generator
-from synthfin.models.training import TorchGenerator
 
 logger = logging.getLogger("synthfin.pipeline")
 
@@ -145,16 +144,10 @@ class Pipeline:
         def work(reused: bool) -> Generator:
             if reused:
                 return Generator.load(stage.directory / "model")
-            generator = model_cls(**settings)
-            options = {}
-            if isinstance(generator, TorchGenerator):
-                training = stage.directory / "training"
-                options = {"run_dir": training,
-                           "resume": (training / "checkpoint.json").is_file()
-                           and _same_key(training, key)}
-                training.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(training / "key.json", {"key": key})
-            generator.fit(data, **options)
+            training = stage.directory / "training"
+            resume = (training / "checkpoint.json").is_file() and _same_key(training, key)
+            atomic_write_json(training / "key.json", {"key": key})
+            generator = model_cls(**settings).fit(data, run_dir=training, resume=resume)
             generator.save(stage.directory / "model")
             return generator
 

@@ -22,7 +22,6 @@ from synthfin.errors import DataError, ModelError
 from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
 from synthfin.io import atomic_write_json
 from synthfin.models import Generator, get_generator
-from synthfin.models.training import TorchGenerator
 from synthfin.scenarios import Scenarios, business_days_after
 
 
@@ -70,17 +69,15 @@ class Synthesizer:
     def fit(self, prices: pd.DataFrame, *, run_dir: str | Path | None = None,
             resume: bool = False) -> Synthesizer:
         """Prepare ``prices`` (wide: date index x tickers, or long: date, ticker, value) and fit
-        the generator; ``run_dir`` and ``resume`` reach neural generators' training loop."""
+        the generator; ``run_dir`` and ``resume`` go to :meth:`Generator.fit`."""
         if not isinstance(prices, pd.DataFrame):
             raise DataError(f"prices must be a DataFrame, got {type(prices).__name__}")
         prices = validate_prices(wide_prices(prices))
         self.data_ = make_windows(log_returns(prices), **dataclasses.asdict(self.data_settings))
         self.last_date_ = prices.index[-1]
         self.last_prices_ = prices.iloc[-1].to_numpy(dtype=np.float64)
-        options = {}
-        if issubclass(self.generator_cls, TorchGenerator):
-            options = {"run_dir": run_dir, "resume": resume}
-        self.generator_ = self.generator_cls(**self.model_settings).fit(self.data_, **options)
+        self.generator_ = self.generator_cls(**self.model_settings).fit(
+            self.data_, run_dir=run_dir, resume=resume)
         return self
 
     @property
@@ -108,9 +105,10 @@ class Synthesizer:
 
         How the model continues depends on what it can condition on:
 
-        - models with a history sampler (``sample_after``: the autoregressive model) draw the
-          days before the shock after the real history, then continue from that history with
-          the shock appended, so their volatility state reacts to the shock itself;
+        - models that continue a history (:meth:`Generator.context_sampler`: the
+          autoregressive model) draw the
+          days before the shock after the real history, then continue from that history
+          with the shock appended, so their volatility state reacts to the shock itself;
         - every other model draws the days before the shock unconditionally and the days after
           it conditioned on the regime implied by the trailing realized vol up to and including
           the shock (usually ``stressed``): the shock moves the regime, not a hidden state.
@@ -126,11 +124,12 @@ class Synthesizer:
         context = np.broadcast_to(history[-(spec.vol_lookback + spec.window_len):],
                                   (n, spec.vol_lookback + spec.window_len, data.n_assets))
         rest = length - shock_day - 1
-        if hasattr(self.generator_, "sample_after"):
-            before = (self.generator_.sample_after(context[0], n, shock_day, seed=seeds[0])
+        sampler = self.generator_.context_sampler()
+        if sampler is not None:
+            before = (sampler.sample_after(context[0], n, shock_day, seed=seeds[0])
                       if shock_day else np.empty((n, 0, data.n_assets)))
             shocked = np.concatenate([context, before, shock_row], axis=1)
-            after = (self.generator_.sample_after(shocked, n, rest, seed=seeds[1]) if rest
+            after = (sampler.sample_after(shocked, n, rest, seed=seeds[1]) if rest
                      else np.empty((n, 0, data.n_assets)))
         else:
             before = (self.generator_.sample_returns(n, length=shock_day, seed=seeds[0])
@@ -148,8 +147,9 @@ class Synthesizer:
 
     def evaluate(self, n: int = 2000, *, seed: int = 0, neural: bool = False) -> Evaluation:
         """Evaluate ``n`` unconditional windows against every real window."""
+        data = self._fitted()
         samples = self.generator_.sample_returns(n, seed=seed)
-        return evaluate_windows(self._fitted(), {self.model: samples}, neural=neural, seed=seed)
+        return evaluate_windows(data, {self.model: samples}, neural=neural, seed=seed)
 
     def save(self, directory: str | Path) -> Path:
         """``model/`` (the generator), ``data/`` (windows and metadata), ``synthesizer.json``."""

@@ -99,7 +99,7 @@ def test_a_failing_stage_keeps_earlier_outputs(tmp_path, monkeypatch):
     config = load_pipeline_config(TINY, output=str(tmp_path / "out"))
     from synthfin.models.baselines import GaussianGenerator
 
-    def broken(self, data):
+    def broken(self, data, **options):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(GaussianGenerator, "_fit", broken)

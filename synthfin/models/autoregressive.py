@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from synthfin.data.conditions import TRADING_DAYS, WindowConditions, trailing_realized_vol
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
-from synthfin.models.base import register
+from synthfin.models.base import ContextSampler, register
 from synthfin.models.training import (
     TorchConfig,
     TorchGenerator,
@@ -276,7 +276,10 @@ class AutoregressiveGenerator(TorchGenerator):
             cond, state, scaled = cond.expand(n, -1), state.repeat(1, n, 1), scaled.expand(
                 n, -1, -1)
         paths = self._roll(cond, state, scaled[:, -1:], length, rng)
-        return spec.scaler.inverse(paths.double().cpu().numpy())
+        return self._finite(spec.scaler.inverse(paths.double().cpu().numpy()))
+
+    def context_sampler(self) -> ContextSampler:
+        return self
 
     def _roll(self, cond: torch.Tensor, state: torch.Tensor, previous: torch.Tensor,
               length: int, rng: np.random.Generator) -> torch.Tensor:

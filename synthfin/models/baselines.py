@@ -1,6 +1,7 @@
 """Classical peers behind the :class:`Generator` interface: GARCH-t, block bootstrap, iid Gaussian.
 
-They fit on the training split's contiguous scaled returns and simulate paths of any length.
+They fit in one step (``run_dir`` and ``resume`` do not apply) on the training split's
+contiguous scaled returns and simulate paths of any length.
 Conditioning on a regime means *starting in* that regime's volatility state; the models' own
 dynamics take over from there.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from pathlib import Path
 
 import numpy as np
 from arch import arch_model
@@ -69,7 +71,7 @@ class GarchGenerator(Generator):
     name = "garch"
     config_class = GarchConfig
 
-    def _fit(self, data: WindowData) -> None:
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         if self.config.dist not in ("t", "skewt"):
             raise ModelError(f"garch dist must be 't' or 'skewt', got {self.config.dist!r}")
         series = data.train.returns
@@ -176,7 +178,7 @@ class BlockBootstrap(Generator):
     name = "bootstrap"
     config_class = BootstrapConfig
 
-    def _fit(self, data: WindowData) -> None:
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         self.series_ = data.train.returns
         if self.config.block_len < 0:
             raise ModelError(f"block_len must be >= 0, got {self.config.block_len}")
@@ -223,7 +225,7 @@ class GaussianGenerator(Generator):
 
     name = "gaussian"
 
-    def _fit(self, data: WindowData) -> None:
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         series = data.train.returns
 
         def moments(days: np.ndarray) -> np.ndarray:

@@ -276,12 +276,11 @@ class TorchGenerator(Generator):
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
         """Optimize ``self.modules_`` on ``data`` (use :class:`TrainingLoop`)."""
 
-    def _fit(self, data: WindowData, run_dir: str | Path | None = None,
-             resume: bool = False) -> None:
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         self.device_ = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         self.modules_ = {name: m.to(self.device_) for name, m in self._build().items()}
-        self._train(data, None if run_dir is None else Path(run_dir), resume)
+        self._train(data, run_dir, resume)
         for module in self.modules_.values():
             module.eval()
 
