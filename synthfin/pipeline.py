@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from synthfin.config import DataConfig, PipelineConfig
+from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
 from synthfin.data.windows import WindowData, make_windows
@@ -201,7 +202,7 @@ class Pipeline:
         for run_name in samples:
             folder = self.run_dir / "samples" / run_name
             table[run_name] = {regime: float(np.load(folder / f"samples_{regime}.npy").std()
-                                             * np.sqrt(252))
+                                             * np.sqrt(TRADING_DAYS))
                                for regime in self.config.sampling.regimes}
         return table
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from synthfin.data.conditions import TRADING_DAYS, RegimeModel
+from synthfin.data.conditions import RegimeModel, realized_vol
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
@@ -61,9 +61,7 @@ class DataSpec:
         """Annualized realized vol (n,) of the last ``vol_lookback`` days (all days, if fewer)
         of each path of scaled returns (n, days, assets), averaged over assets: the condition
         of the next window when a window model rolls a path forward."""
-        recent = self.scaler.inverse(scaled[:, -self.vol_lookback:])
-        days = recent.shape[1]
-        return np.sqrt(TRADING_DAYS / days * np.sum(recent**2, axis=1)).mean(axis=1)
+        return realized_vol(self.scaler.inverse(scaled[:, -self.vol_lookback:]))
 
     def regime_of(self, scaled: np.ndarray) -> np.ndarray:
         """Regime code after each path, from :meth:`trailing_vol`."""

@@ -18,6 +18,7 @@ from arch.bootstrap import optimal_block_length
 from arch.univariate import SkewStudent, StudentsT
 from scipy import special
 
+from synthfin.data.conditions import trailing_sum_squares
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
 from synthfin.models.base import Generator, GeneratorConfig, register
@@ -94,16 +95,9 @@ class GarchGenerator(Generator):
             normal_scores.append(special.ndtri(np.clip(pits, 1e-12, 1 - 1e-12)))
         self.params_ = np.asarray(params)  # (assets, 7)
         self.copula_corr_ = np.atleast_2d(np.corrcoef(np.asarray(normal_scores)))
+        trailing_var = trailing_sum_squares(series, data.vol_lookback) / data.vol_lookback
         self.regime_var_ = np.asarray(_per_regime(  # (regimes, assets)
-            data, lambda days: self._trailing_var(series, data.vol_lookback)[days].mean(axis=0)))
-
-    @staticmethod
-    def _trailing_var(series: np.ndarray, lookback: int) -> np.ndarray:
-        """Mean squared scaled return of the ``lookback`` days before each day (NaN at first)."""
-        csum = np.concatenate([np.zeros((1, series.shape[1])), np.cumsum(series**2, axis=0)])
-        out = np.full(series.shape, np.nan)
-        out[lookback:] = (csum[lookback:-1] - csum[:-lookback - 1]) / lookback
-        return out
+            data, lambda days: trailing_var[days].mean(axis=0)))
 
     def _distribution(self) -> StudentsT | SkewStudent:
         return SkewStudent() if self.config.dist == "skewt" else StudentsT()
