@@ -6,7 +6,6 @@ generator and the inverse transform, and saves all of it into one directory.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,26 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthfin.config import WindowSettings, validated
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import validate_prices, wide_prices
-from synthfin.data.windows import WindowData, make_windows
+from synthfin.data.windows import WindowData
 from synthfin.errors import DataError, ModelError
 from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
 from synthfin.io import atomic_write_json
 from synthfin.models import Generator, get_generator
 from synthfin.scenarios import Scenarios, business_days_after
-
-
-@dataclasses.dataclass
-class DataSettings:
-    """How prices become windows (see :func:`synthfin.make_windows`)."""
-
-    window_len: int = 64
-    stride: int = 1
-    split: Sequence[float] | Sequence[str] = (0.7, 0.15, 0.15)
-    vol_lookback: int = 21
-    regime_quantiles: Sequence[float] = (0.25, 0.75)
-    gaussianize: bool = False
 
 
 class Synthesizer:
@@ -61,8 +49,10 @@ class Synthesizer:
                  vol_lookback: int = 21, regime_quantiles: Sequence[float] = (0.25, 0.75),
                  gaussianize: bool = False, **model_settings: Any) -> None:
         self.model = model
-        self.data_settings = DataSettings(window_len, stride, split, vol_lookback,
-                                          regime_quantiles, gaussianize)
+        self.data_settings = validated(WindowSettings, {
+            "window_len": window_len, "stride": stride, "split": list(split),
+            "vol_lookback": vol_lookback, "regime_quantiles": list(regime_quantiles),
+            "gaussianize": gaussianize}, "Synthesizer data settings")
         self.model_settings = model_settings
         self.generator_cls = get_generator(model)
 
@@ -73,7 +63,7 @@ class Synthesizer:
         if not isinstance(prices, pd.DataFrame):
             raise DataError(f"prices must be a DataFrame, got {type(prices).__name__}")
         prices = validate_prices(wide_prices(prices))
-        self.data_ = make_windows(log_returns(prices), **dataclasses.asdict(self.data_settings))
+        self.data_ = self.data_settings.make_windows(log_returns(prices))
         self.last_date_ = prices.index[-1]
         self.last_prices_ = prices.iloc[-1].to_numpy(dtype=np.float64)
         self.generator_ = self.generator_cls(**self.model_settings).fit(
@@ -158,7 +148,7 @@ class Synthesizer:
         self.generator_.save(directory / "model")
         data.save(directory / "data")
         atomic_write_json(directory / "synthesizer.json", {
-            "model": self.model, "data_settings": dataclasses.asdict(self.data_settings),
+            "model": self.model, "data_settings": self.data_settings.model_dump(),
             "model_settings": self.model_settings, "last_date": str(self.last_date_.date()),
             "last_prices": self.last_prices_.tolist()})
         return directory
