@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from synthfin.config import WindowSettings, validated
+from synthfin.data.files import wide_prices
 from synthfin.data.returns import log_returns
-from synthfin.data.sources import validate_prices, wide_prices
+from synthfin.data.validation import validate_prices
 from synthfin.data.windows import WindowData
 from synthfin.errors import DataError, ModelError
 from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
