@@ -61,12 +61,16 @@ def module_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
             for name, module in modules.items() for key, value in module.state_dict().items()}
 
 
+# weights saved before the shared ConditionEmbedding (ar, timegan) name its table differently
+_RENAMED = {"regime_embedding.weight": "condition.embed.weight"}
+
+
 def load_module_state(modules: dict[str, nn.Module], state: dict[str, Any]) -> None:
     """Inverse of :func:`module_state`; a missing or unexpected tensor is a clear error."""
     for name, module in modules.items():
         prefix = f"{name}."
-        own = {k[len(prefix):]: torch.as_tensor(np.asarray(v)) for k, v in state.items()
-               if k.startswith(prefix)}
+        own = {_RENAMED.get(k[len(prefix):], k[len(prefix):]): torch.as_tensor(np.asarray(v))
+               for k, v in state.items() if k.startswith(prefix)}
         try:
             module.load_state_dict(own)
         except RuntimeError as error:

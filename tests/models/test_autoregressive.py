@@ -190,3 +190,14 @@ def test_sample_after_refuses_non_finite_draws_and_is_the_declared_context_sampl
             model.sample_after(context, 5, seed=0)
     finally:
         torch.distributions.Distribution.set_default_validate_args(True)
+
+
+def test_weights_saved_before_the_shared_condition_embedding_still_load(tiny, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tiny.save(tmp_path)
+    weights = load_file(str(tmp_path / "weights.safetensors"))
+    weights["net.regime_embedding.weight"] = weights.pop("net.condition.embed.weight")
+    save_file(weights, str(tmp_path / "weights.safetensors"))  # the file as it was written then
+    np.testing.assert_array_equal(Generator.load(tmp_path).sample(4, seed=7),
+                                  tiny.sample(4, seed=7))
