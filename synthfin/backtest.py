@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synthfin.data.conditions import TRADING_DAYS
 from synthfin.errors import DataError, SynthfinError
 from synthfin.io import atomic_write_json, atomic_write_text
 from synthfin.scenarios import Scenarios
 
-TRADING_DAYS = 252
 Strategy = Callable[..., object]
 
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import numpy as np
 import pandas as pd
 import typer
 
@@ -105,20 +104,21 @@ def prepare(
     cache_dir: Annotated[Path | None, typer.Option(help="yfinance cache folder.")] = None,
 ) -> None:
     """Prices -> log returns -> scaled, regime-labelled windows, written to a folder."""
-    from synthfin.data.returns import log_returns
-    from synthfin.data.sources import load_prices
-    from synthfin.data.windows import make_windows
+    from synthfin.config import DataConfig, validated
+    from synthfin.pipeline import prepare_data
 
     split_parts = _split_list(split)
     try:
         split_value: list[float] | list[str] = [float(s) for s in split_parts]
     except ValueError:
         split_value = split_parts
-    prices = load_prices(source, _split_list(tickers) if tickers else None, start, end,
-                         cache_dir=cache_dir, fill_gaps=fill_gaps)
-    data = make_windows(log_returns(prices), window, stride=stride, split=split_value,
-                        vol_lookback=vol_lookback, gaussianize=gaussianize,
-                        regime_quantiles=[float(q) for q in _split_list(regime_quantiles)])
+    config = validated(DataConfig, {
+        "source": source, "tickers": _split_list(tickers) if tickers else None, "start": start,
+        "end": end, "window_len": window, "stride": stride, "split": split_value,
+        "vol_lookback": vol_lookback, "gaussianize": gaussianize, "fill_gaps": fill_gaps,
+        "regime_quantiles": [float(q) for q in _split_list(regime_quantiles)],
+        "cache_dir": None if cache_dir is None else str(cache_dir)}, "synthfin prepare")
+    data = prepare_data(config)
     data.save(out)
     typer.echo(f"prepared {', '.join(data.assets)}: window {window}, stride {stride} -> {out}")
     typer.echo(data.summary().to_string())
@@ -151,21 +151,16 @@ def train(
     setting: Annotated[list[str] | None, typer.Option(
         "--set", help="Model setting KEY=VALUE (repeatable), e.g. --set gjr=true.")] = None,
     resume: Annotated[bool, typer.Option(
-        help="Neural models: continue the training checkpointed in OUT/training.")] = False,
+        help="Continue the training checkpointed in OUT/training (a model fitted in one step "
+             "fits again).")] = False,
 ) -> None:
-    """Fit a generator on a prepared data set and save it (neural models also write their loss
-    history, checkpoints and best weights to OUT/training)."""
+    """Fit a generator on a prepared data set and save it (models trained in epochs also write
+    their loss history, checkpoints and best weights to OUT/training)."""
     from synthfin.data.windows import WindowData
     from synthfin.models import get_generator
-    from synthfin.models.training import TorchGenerator
 
     generator = get_generator(model)(seed=seed, **_parse_settings(setting or []))
-    options = {}
-    if isinstance(generator, TorchGenerator):
-        options = {"run_dir": out / "training", "resume": resume}
-    elif resume:
-        raise _fail(f"--resume is for neural models; {model} trains in one step")
-    generator.fit(WindowData.load(data), **options).save(out)
+    generator.fit(WindowData.load(data), run_dir=out / "training", resume=resume).save(out)
     typer.echo(f"trained {model} -> {out}")
 
 
@@ -180,42 +175,14 @@ def sample(
     length: Annotated[int | None, typer.Option(help="Days per path (default: window).")] = None,
 ) -> None:
     """Draw synthetic paths of unscaled log returns."""
-    from synthfin.io import atomic_write
+    from synthfin.io import save_samples
     from synthfin.models import Generator
 
     generator = Generator.load(model_dir)
     returns = generator.sample_returns(n, condition=regime, seed=seed, length=length)
-    if out.suffix == ".npy":
-        def write_npy(tmp: Path) -> None:
-            with open(tmp, "wb") as handle:  # a path not ending in .npy would get one appended
-                np.save(handle, returns)
-
-        atomic_write(out, write_npy)
-    elif out.suffix == ".parquet":
-        paths, steps, assets = np.meshgrid(np.arange(returns.shape[0]),
-                                           np.arange(returns.shape[1]),
-                                           generator.spec_.assets, indexing="ij")
-        frame = pd.DataFrame({"path": paths.ravel(), "step": steps.ravel(),
-                              "asset": assets.ravel(), "return": returns.ravel()})
-        atomic_write(out, frame.to_parquet)
-    else:
-        raise _fail(f"--out must end in .npy or .parquet, got {out.name!r}")
+    save_samples(out, returns, generator.spec_.assets)
     typer.echo(f"sampled {returns.shape[0]} paths x {returns.shape[1]} days x "
                f"{returns.shape[2]} assets -> {out}")
-
-
-def _load_samples(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise _fail(f"samples file {path} does not exist")
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        cube = frame.pivot_table(index=["path", "step"], columns="asset", values="return",
-                                 sort=False)
-        n_paths, n_steps = frame["path"].nunique(), frame["step"].nunique()
-        return cube.to_numpy().reshape(n_paths, n_steps, -1)
-    raise _fail(f"samples must be .npy or .parquet, got {path.name!r}")
 
 
 @app.command()
@@ -235,6 +202,7 @@ def evaluate(
     report."""
     from synthfin.data.windows import WindowData
     from synthfin.evaluation import evaluate_windows
+    from synthfin.io import load_samples
 
     prepared = WindowData.load(data)
     named = {}
@@ -242,7 +210,7 @@ def evaluate(
         name, sep, file = item.partition("=")
         if not sep:
             raise _fail(f"--samples takes NAME=FILE, got {item!r}")
-        named[name] = _load_samples(Path(file))
+        named[name] = load_samples(file)
     result = evaluate_windows(prepared, named, neural=neural, seed=seed)
     result.save(out)
     with pd.option_context("display.width", 200, "display.max_columns", 30):

@@ -4,31 +4,50 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from synthfin.data.windows import WindowData, make_windows
 from synthfin.errors import SynthfinError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DataConfig(_Strict):
-    """Where prices come from and how they become windows."""
+class WindowSettings(_Strict):
+    """How returns become windows (:func:`synthfin.make_windows`). ``window_len`` is spelled
+    ``window`` in a pipeline YAML and on the command line; dump with ``by_alias=True`` for
+    that spelling."""
 
-    source: str = "bundled"
-    tickers: list[str] | None = None
-    start: date | None = None
-    end: date | None = None
-    window: int = Field(64, ge=2)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    window_len: int = Field(64, ge=2, alias="window")
     stride: int = Field(1, ge=1)
     split: list[float] | list[str] = [0.7, 0.15, 0.15]
     vol_lookback: int = Field(21, ge=2)
     regime_quantiles: list[float] = [0.25, 0.75]
     gaussianize: bool = False
+
+    def make_windows(self, returns: pd.DataFrame) -> WindowData:
+        """Windows of ``returns`` (date index x assets) with these settings."""
+        return make_windows(returns, self.window_len, stride=self.stride, split=self.split,
+                            vol_lookback=self.vol_lookback,
+                            regime_quantiles=self.regime_quantiles, gaussianize=self.gaussianize)
+
+
+class DataConfig(WindowSettings):
+    """Where prices come from, and how they become windows."""
+
+    source: str = "bundled"
+    tickers: list[str] | None = None
+    start: date | None = None
+    end: date | None = None
     fill_gaps: int = Field(0, ge=0)
     cache_dir: str | None = None
 
@@ -88,9 +107,15 @@ def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise SynthfinError(f"{path} must hold a mapping (name:, data:, models:, ...)")
     raw.update({key: value for key, value in overrides.items() if value is not None})
+    return validated(PipelineConfig, raw, str(path))
+
+
+def validated(model: type[M], values: dict[str, Any], origin: str) -> M:
+    """``model`` built from ``values``; a :class:`SynthfinError` naming ``origin`` and each
+    offending key otherwise."""
     try:
-        return PipelineConfig.model_validate(raw)
+        return model.model_validate(values)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
                              for e in error.errors())
-        raise SynthfinError(f"{path}: {problems}") from None
+        raise SynthfinError(f"{origin}: {problems}") from None

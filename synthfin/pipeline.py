@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 
 from synthfin.config import DataConfig, PipelineConfig
+from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
-from synthfin.data.windows import WindowData, make_windows
+from synthfin.data.windows import WindowData
 from synthfin.evaluation.evaluate import evaluate_windows, finite_json
-from synthfin.io import atomic_write, atomic_write_json
+from synthfin.io import atomic_save_npy, atomic_write_json
 from synthfin.models import Generator, get_generator
-from synthfin.models.training import TorchGenerator
 
 logger = logging.getLogger("synthfin.pipeline")
 
@@ -46,13 +46,12 @@ class RunResult:
     stages: list[dict[str, Any]]
 
 
-def prepare_data(spec: DataConfig) -> WindowData:
-    """Prices -> log returns -> windows, as a pipeline's ``data:`` section says."""
-    prices = load_prices(spec.source, spec.tickers, spec.start, spec.end,
-                         cache_dir=spec.cache_dir, fill_gaps=spec.fill_gaps)
-    return make_windows(log_returns(prices), spec.window, stride=spec.stride, split=spec.split,
-                        vol_lookback=spec.vol_lookback, regime_quantiles=spec.regime_quantiles,
-                        gaussianize=spec.gaussianize)
+def prepare_data(config: DataConfig) -> WindowData:
+    """Prices -> log returns -> windows, as a pipeline's ``data:`` section (or ``synthfin
+    prepare``) says."""
+    prices = load_prices(config.source, config.tickers, config.start, config.end,
+                         cache_dir=config.cache_dir, fill_gaps=config.fill_gaps)
+    return config.make_windows(log_returns(prices))
 
 
 def model_settings(run_name: str, settings: dict[str, Any], *, seed: int, device: str
@@ -82,13 +81,6 @@ class _Stage:
         atomic_write_json(self.directory / "stage.json", {"key": self.key, "seconds": seconds})
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:  # np.save on a path would append ".npy" to the temp
-            np.save(handle, array)
-    atomic_write(path, write)
-
-
 class Pipeline:
     """Stages of a validated :class:`PipelineConfig` in ``config.output_dir``."""
 
@@ -99,7 +91,8 @@ class Pipeline:
 
     def run(self) -> RunResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.run_dir / "config.json", self.config.model_dump(mode="json"))
+        atomic_write_json(self.run_dir / "config.json",
+                          self.config.model_dump(mode="json", by_alias=True))
         data, data_key = self._data()
         sample_keys, samples = {}, {}
         for run_name, settings in self.config.models.items():
@@ -121,14 +114,14 @@ class Pipeline:
         return result
 
     def _data(self) -> tuple[WindowData, str]:
-        spec = self.config.data
-        key = _hash("data", spec.model_dump(mode="json"))
+        config = self.config.data
+        key = _hash("data", config.model_dump(mode="json", by_alias=True))
         stage = _Stage(self.run_dir / "data", key)
 
         def work(reused: bool) -> WindowData:
             if reused:
                 return WindowData.load(stage.directory)
-            data = prepare_data(spec)
+            data = prepare_data(config)
             data.save(stage.directory)
             return data
 
@@ -145,16 +138,10 @@ class Pipeline:
         def work(reused: bool) -> Generator:
             if reused:
                 return Generator.load(stage.directory / "model")
-            generator = model_cls(**settings)
-            options = {}
-            if isinstance(generator, TorchGenerator):
-                training = stage.directory / "training"
-                options = {"run_dir": training,
-                           "resume": (training / "checkpoint.json").is_file()
-                           and _same_key(training, key)}
-                training.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(training / "key.json", {"key": key})
-            generator.fit(data, **options)
+            training = stage.directory / "training"
+            resume = (training / "checkpoint.json").is_file() and _same_key(training, key)
+            atomic_write_json(training / "key.json", {"key": key})
+            generator = model_cls(**settings).fit(data, run_dir=training, resume=resume)
             generator.save(stage.directory / "model")
             return generator
 
@@ -162,19 +149,20 @@ class Pipeline:
 
     def _samples(self, run_name: str, model: Generator, model_key: str
                  ) -> tuple[np.ndarray, str]:
-        spec = self.config.sampling
-        key = _hash("samples", model_key, spec.model_dump(mode="json"), self.config.seed)
+        sampling = self.config.sampling
+        key = _hash("samples", model_key, sampling.model_dump(mode="json"), self.config.seed)
         stage = _Stage(self.run_dir / "samples" / run_name, key)
 
         def work(reused: bool) -> np.ndarray:
             main = stage.directory / "samples.npy"
             if reused:
                 return np.load(main, allow_pickle=False)
-            returns = model.sample_returns(spec.n, seed=self.config.seed, length=spec.length)
-            _save_npy(main, returns)
-            for regime in spec.regimes:
-                _save_npy(stage.directory / f"samples_{regime}.npy", model.sample_returns(
-                    spec.n, condition=regime, seed=self.config.seed, length=spec.length))
+            returns = model.sample_returns(sampling.n, seed=self.config.seed,
+                                           length=sampling.length)
+            atomic_save_npy(main, returns)
+            for regime in sampling.regimes:
+                atomic_save_npy(stage.directory / f"samples_{regime}.npy", model.sample_returns(
+                    sampling.n, condition=regime, seed=self.config.seed, length=sampling.length))
             return returns
 
         return self._timed(f"samples {run_name}", stage, work), key
@@ -211,7 +199,7 @@ class Pipeline:
         for run_name in samples:
             folder = self.run_dir / "samples" / run_name
             table[run_name] = {regime: float(np.load(folder / f"samples_{regime}.npy").std()
-                                             * np.sqrt(252))
+                                             * np.sqrt(TRADING_DAYS))
                                for regime in self.config.sampling.regimes}
         return table
 

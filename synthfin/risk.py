@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
 
 from synthfin.errors import DataError, ModelError
+
+if TYPE_CHECKING:  # the models (and torch) are not needed at run time
+    from synthfin.models.base import ContextSampler
 
 LEVELS = (0.95, 0.99)
 Z2_SIMULATIONS = 2000
@@ -439,13 +442,6 @@ def garch_t_forecast_samples(series: np.ndarray, n_train: int, first_day: int,
     nu = float(params["nu"])
     innovations = _rng(seed).standard_t(nu, size=(len(sigma), n_draws)) * np.sqrt((nu - 2) / nu)
     return (params["mu"] + sigma[:, None] * innovations) / 100  # (days, n_draws)
-
-
-class ContextSampler(Protocol):
-    """A fitted generator that continues a real history (e.g. ``AutoregressiveGenerator``)."""
-
-    def sample_after(self, context: np.ndarray, n: int, length: int = 1,
-                     seed: int | None = None) -> np.ndarray: ...
 
 
 def _day_seed(seed: int, day: int) -> int:

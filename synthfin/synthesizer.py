@@ -6,7 +6,6 @@ generator and the inverse transform, and saves all of it into one directory.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,27 +15,16 @@ import numpy as np
 import pandas as pd
 
 from synthfin.calendars import DEFAULT_CALENDAR, previous_trading_day, trading_days_after
+from synthfin.config import WindowSettings, validated
+from synthfin.data.files import wide_prices
 from synthfin.data.returns import log_returns
-from synthfin.data.sources import validate_prices, wide_prices
-from synthfin.data.windows import WindowData, make_windows
+from synthfin.data.validation import validate_prices
+from synthfin.data.windows import WindowData
 from synthfin.errors import DataError, ModelError
 from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
 from synthfin.io import atomic_write_json
 from synthfin.models import Generator, get_generator
-from synthfin.models.training import TorchGenerator
 from synthfin.scenarios import Scenarios, Shock
-
-
-@dataclasses.dataclass
-class DataSettings:
-    """How prices become windows (see :func:`synthfin.make_windows`)."""
-
-    window_len: int = 64
-    stride: int = 1
-    split: Sequence[float] | Sequence[str] = (0.7, 0.15, 0.15)
-    vol_lookback: int = 21
-    regime_quantiles: Sequence[float] = (0.25, 0.75)
-    gaussianize: bool = False
 
 
 class Synthesizer:
@@ -63,25 +51,25 @@ class Synthesizer:
                  vol_lookback: int = 21, regime_quantiles: Sequence[float] = (0.25, 0.75),
                  gaussianize: bool = False, **model_settings: Any) -> None:
         self.model = model
-        self.data_settings = DataSettings(window_len, stride, split, vol_lookback,
-                                          regime_quantiles, gaussianize)
+        self.data_settings = validated(WindowSettings, {
+            "window_len": window_len, "stride": stride, "split": list(split),
+            "vol_lookback": vol_lookback, "regime_quantiles": list(regime_quantiles),
+            "gaussianize": gaussianize}, "Synthesizer data settings")
         self.model_settings = model_settings
         self.generator_cls = get_generator(model)
 
     def fit(self, prices: pd.DataFrame, *, run_dir: str | Path | None = None,
             resume: bool = False) -> Synthesizer:
         """Prepare ``prices`` (wide: date index x tickers, or long: date, ticker, value) and fit
-        the generator; ``run_dir`` and ``resume`` reach neural generators' training loop."""
+        the generator; ``run_dir`` and ``resume`` go to :meth:`Generator.fit`."""
         if not isinstance(prices, pd.DataFrame):
             raise DataError(f"prices must be a DataFrame, got {type(prices).__name__}")
         prices = validate_prices(wide_prices(prices))
-        self.data_ = make_windows(log_returns(prices), **dataclasses.asdict(self.data_settings))
+        self.data_ = self.data_settings.make_windows(log_returns(prices))
         self.last_date_ = prices.index[-1]
         self.last_prices_ = prices.iloc[-1].to_numpy(dtype=np.float64)
-        options = {}
-        if issubclass(self.generator_cls, TorchGenerator):
-            options = {"run_dir": run_dir, "resume": resume}
-        self.generator_ = self.generator_cls(**self.model_settings).fit(self.data_, **options)
+        self.generator_ = self.generator_cls(**self.model_settings).fit(
+            self.data_, run_dir=run_dir, resume=resume)
         return self
 
     @property
@@ -111,9 +99,10 @@ class Synthesizer:
 
         How the model continues depends on what it can condition on:
 
-        - models with a history sampler (``sample_after``: the autoregressive model) draw the
-          days before the shock after the real history, then continue from that history with
-          the shock appended, so their volatility state reacts to the shock itself;
+        - models that continue a history (:meth:`Generator.context_sampler`: the
+          autoregressive model) draw the
+          days before the shock after the real history, then continue from that history
+          with the shock appended, so their volatility state reacts to the shock itself;
         - every other model draws the days before the shock unconditionally and the days after
           it conditioned on the regime implied by the trailing realized vol up to and including
           the shock (usually ``stressed``): the shock moves the regime, not a hidden state.
@@ -129,11 +118,12 @@ class Synthesizer:
         context = np.broadcast_to(history[-(spec.vol_lookback + spec.window_len):],
                                   (n, spec.vol_lookback + spec.window_len, data.n_assets))
         rest = length - shock_day - 1
-        if hasattr(self.generator_, "sample_after"):
-            before = (self.generator_.sample_after(context[0], n, shock_day, seed=seeds[0])
+        sampler = self.generator_.context_sampler()
+        if sampler is not None:
+            before = (sampler.sample_after(context[0], n, shock_day, seed=seeds[0])
                       if shock_day else np.empty((n, 0, data.n_assets)))
             shocked = np.concatenate([context, before, shock_row], axis=1)
-            after = (self.generator_.sample_after(shocked, n, rest, seed=seeds[1]) if rest
+            after = (sampler.sample_after(shocked, n, rest, seed=seeds[1]) if rest
                      else np.empty((n, 0, data.n_assets)))
         else:
             before = (self.generator_.sample_returns(n, length=shock_day, seed=seeds[0])
@@ -158,9 +148,11 @@ class Synthesizer:
                          start_date=previous_trading_day(dates[0], calendar), shock=shock)
 
     def evaluate(self, n: int = 2000, *, seed: int = 0, neural: bool = False) -> Evaluation:
-        """Evaluate ``n`` unconditional windows against every real window."""
+        """Evaluate ``n`` unconditional windows against the in-sample (training) and the
+        out-of-sample (validation + test) real windows."""
+        data = self._fitted()
         samples = self.generator_.sample_returns(n, seed=seed)
-        return evaluate_windows(self._fitted(), {self.model: samples}, neural=neural, seed=seed)
+        return evaluate_windows(data, {self.model: samples}, neural=neural, seed=seed)
 
     def save(self, directory: str | Path) -> Path:
         """``model/`` (the generator), ``data/`` (windows and metadata), ``synthesizer.json``."""
@@ -169,7 +161,7 @@ class Synthesizer:
         self.generator_.save(directory / "model")
         data.save(directory / "data")
         atomic_write_json(directory / "synthesizer.json", {
-            "model": self.model, "data_settings": dataclasses.asdict(self.data_settings),
+            "model": self.model, "data_settings": self.data_settings.model_dump(),
             "model_settings": self.model_settings, "last_date": str(self.last_date_.date()),
             "last_prices": self.last_prices_.tolist()})
         return directory

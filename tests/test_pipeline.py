@@ -12,6 +12,7 @@ from synthfin.cli import app
 from synthfin.config import load_pipeline_config
 from synthfin.errors import SynthfinError
 from synthfin.pipeline import Pipeline
+from synthfin.synthesizer import Synthesizer
 
 TINY = Path(__file__).parents[1] / "pipelines" / "tiny.yaml"
 
@@ -100,7 +101,7 @@ def test_a_failing_stage_keeps_earlier_outputs(tmp_path, monkeypatch):
     config = load_pipeline_config(TINY, output=str(tmp_path / "out"))
     from synthfin.models.baselines import GaussianGenerator
 
-    def broken(self, data):
+    def broken(self, data, **options):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(GaussianGenerator, "_fit", broken)
@@ -118,4 +119,12 @@ def test_a_failing_stage_keeps_earlier_outputs(tmp_path, monkeypatch):
 @pytest.mark.parametrize("path", sorted(TINY.parent.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_pipeline_validates(path):
     config = load_pipeline_config(path)
-    assert config.models and config.data.window >= 2
+    assert config.models and config.data.window_len >= 2
+
+
+def test_the_yaml_window_is_the_window_len_of_the_one_data_settings_type(tmp_path):
+    config = load_pipeline_config(write_config(tmp_path, data={"window": 24}))
+    assert config.data.window_len == 24
+    assert config.data.model_dump(by_alias=True)["window"] == 24
+    with pytest.raises(SynthfinError, match="Synthesizer data settings: window"):
+        Synthesizer("garch", window_len=1)

@@ -60,3 +60,8 @@ def test_evaluate_reports_against_both_references(synth):
     result = synth.evaluate(500, seed=0)
     assert list(result.summary().index) == [("in_sample", "garch"), ("out_of_sample", "garch")]
     assert result.real.shape[1] == 32
+
+
+def test_evaluate_before_fit_is_a_model_error():
+    with pytest.raises(ModelError, match="not fitted"):
+        sf.Synthesizer("garch").evaluate(10)

@@ -8,9 +8,26 @@ from typing import Any
 import numpy as np
 
 from synthfin.errors import DataError
+from synthfin.stats.facts import TRADING_DAYS
 
 REGIME_NAMES: tuple[str, ...] = ("calm", "normal", "stressed")
-TRADING_DAYS = 252
+
+
+def realized_vol(returns: np.ndarray) -> np.ndarray:
+    """Annualized realized vol of each path of unscaled returns (..., days, assets), averaged
+    over assets: ``sqrt(252 / days * sum_t r_t^2)``, shape (...)."""
+    returns = np.asarray(returns, dtype=np.float64)
+    return _annualized(np.sum(np.square(returns), axis=-2), returns.shape[-2])
+
+
+def trailing_sum_squares(returns: np.ndarray, lookback: int) -> np.ndarray:
+    """``sum_{s=t-lookback}^{t-1} r_s^2`` for each day ``t`` of (time, assets) returns; the
+    first ``lookback`` rows are NaN."""
+    squared_sum = np.concatenate([np.zeros((1, returns.shape[1])),
+                                  np.cumsum(np.square(returns), axis=0)])
+    sums = np.full(returns.shape, np.nan)
+    sums[lookback:] = squared_sum[lookback:-1] - squared_sum[:-lookback - 1]  # days lookback..T-1
+    return sums
 
 
 def trailing_realized_vol(returns: np.ndarray, lookback: int) -> np.ndarray:
@@ -30,12 +47,12 @@ def trailing_realized_vol(returns: np.ndarray, lookback: int) -> np.ndarray:
     returns = np.asarray(returns, dtype=np.float64)
     if lookback < 2:
         raise DataError(f"vol_lookback must be >= 2 days, got {lookback}")
-    squared_sum = np.concatenate([np.zeros((1, returns.shape[1])),
-                                  np.cumsum(np.square(returns), axis=0)])
-    vol = np.full(returns.shape[0], np.nan)
-    window_sums = squared_sum[lookback:-1] - squared_sum[:-lookback - 1]  # days lookback..T-1
-    vol[lookback:] = np.sqrt(TRADING_DAYS / lookback * window_sums).mean(axis=1)
-    return vol
+    return _annualized(trailing_sum_squares(returns, lookback), lookback)
+
+
+def _annualized(sum_squares: np.ndarray, days: int) -> np.ndarray:
+    """``sqrt(252 / days * sum of squares)``, averaged over the last (asset) axis."""
+    return np.sqrt(TRADING_DAYS / days * sum_squares).mean(axis=-1)
 
 
 class RegimeModel:

@@ -13,7 +13,6 @@ of any length come from ancestral sampling.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synthfin.data.conditions import TRADING_DAYS, WindowConditions, trailing_realized_vol
+from synthfin.data.conditions import WindowConditions, realized_vol, trailing_realized_vol
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
-from synthfin.models.base import register
+from synthfin.models.base import ContextSampler, register
+from synthfin.models.components import ConditionEmbedding, student_t_log_prob, window_tensors
 from synthfin.models.training import (
     TorchConfig,
     TorchGenerator,
@@ -59,21 +59,10 @@ class AutoregressiveConfig(TorchConfig):
 # -- the density ------------------------------------------------------------------------------
 def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
                                scale: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
-    r"""Log density of a mixture of Student-t components, elementwise over ``x``.
-
-    Notes
-    -----
-    With weights :math:`\pi_k = \mathrm{softmax}(\text{logits})_k`,
-
-    .. math:: \log p(x) = \log \sum_k \pi_k \,
-        \frac{\Gamma(\frac{\nu_k+1}{2})}{\Gamma(\frac{\nu_k}{2}) \sqrt{\nu_k \pi}\, s_k}
-        \Big(1 + \frac{(x-\mu_k)^2}{\nu_k s_k^2}\Big)^{-\frac{\nu_k+1}{2}}
-
-    Shapes: ``x`` (...), parameters (..., K).
-    """
-    z = (x.unsqueeze(-1) - loc) / scale
-    log_t = (torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(df * math.pi)
-             - torch.log(scale) - (df + 1) / 2 * torch.log1p(z**2 / df))
+    r"""Log density of a mixture of Student-t components, elementwise over ``x``:
+    :math:`\log \sum_k \mathrm{softmax}(\text{logits})_k\, t_{\nu_k}(x; \mu_k, s_k)` (see
+    :func:`student_t_log_prob`). Shapes: ``x`` (...), parameters (..., K)."""
+    log_t = student_t_log_prob(x.unsqueeze(-1), loc, scale, df)
     return torch.logsumexp(F.log_softmax(logits, dim=-1) + log_t, dim=-1)
 
 
@@ -83,15 +72,12 @@ class ARNet(nn.Module):
     def __init__(self, n_assets: int, n_regimes: int, config: AutoregressiveConfig) -> None:
         super().__init__()
         self.n_assets, self.components = n_assets, config.components
-        cond_dim = config.regime_embedding + 1
-        self.regime_embedding = nn.Embedding(n_regimes, config.regime_embedding)
+        self.condition = ConditionEmbedding(n_regimes, config.regime_embedding)
+        cond_dim = self.condition.size
         self.initial_state = nn.Linear(cond_dim, config.layers * config.hidden)
         self.gru = nn.GRU(n_assets + cond_dim, config.hidden, config.layers, batch_first=True)
         self.head = nn.Linear(config.hidden, n_assets * config.components * 4)
         self.coupling = nn.Parameter(torch.zeros(n_assets, n_assets))  # used strictly below diag
-
-    def condition(self, regime: torch.Tensor, log_vol: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.regime_embedding(regime), log_vol[:, None]], dim=-1)  # (B, C)
 
     def start(self, cond: torch.Tensor) -> torch.Tensor:
         layers = self.gru.num_layers
@@ -147,11 +133,8 @@ class AutoregressiveGenerator(TorchGenerator):
             torch.as_tensor(log_vol, dtype=torch.float32, device=self.device_))
 
     def _tensors(self, split: WindowSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Windows (n, T, A), regime codes and standardized log vols (n,), on the device."""
-        return (torch.as_tensor(split.windows, dtype=torch.float32, device=self.device_),
-                torch.as_tensor(split.regimes, device=self.device_),
-                torch.as_tensor(self.conditions_.standardize(split.realized_vol),
-                                dtype=torch.float32, device=self.device_))
+        return window_tensors(split.windows, split.regimes,
+                              self.conditions_.standardize(split.realized_vol), self.device_)
 
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
         self.conditions_ = WindowConditions(data.train.regimes, data.train.realized_vol)
@@ -263,8 +246,7 @@ class AutoregressiveGenerator(TorchGenerator):
             raise ModelError(f"n and length must be >= 1, got {n} and {length}")
         rng = np.random.default_rng(seed)
         recent = (context if per_path else context[None])[:, -needed:]  # (m, needed, A)
-        squared = np.square(recent[:, :spec.vol_lookback])
-        vol = np.sqrt(TRADING_DAYS / spec.vol_lookback * squared.sum(axis=1)).mean(axis=1)
+        vol = realized_vol(recent[:, :spec.vol_lookback])
         scaled = torch.as_tensor(spec.scaler.transform(recent[:, spec.vol_lookback:]),
                                  dtype=torch.float32, device=self.device_)
         net = self.modules_["net"]
@@ -276,7 +258,10 @@ class AutoregressiveGenerator(TorchGenerator):
             cond, state, scaled = cond.expand(n, -1), state.repeat(1, n, 1), scaled.expand(
                 n, -1, -1)
         paths = self._roll(cond, state, scaled[:, -1:], length, rng)
-        return spec.scaler.inverse(paths.double().cpu().numpy())
+        return self._finite(spec.scaler.inverse(paths.double().cpu().numpy()))
+
+    def context_sampler(self) -> ContextSampler:
+        return self
 
     def _roll(self, cond: torch.Tensor, state: torch.Tensor, previous: torch.Tensor,
               length: int, rng: np.random.Generator) -> torch.Tensor:

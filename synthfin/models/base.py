@@ -12,12 +12,12 @@ import dataclasses
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from synthfin.data.conditions import TRADING_DAYS, RegimeModel
+from synthfin.data.conditions import RegimeModel, realized_vol
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
@@ -61,9 +61,7 @@ class DataSpec:
         """Annualized realized vol (n,) of the last ``vol_lookback`` days (all days, if fewer)
         of each path of scaled returns (n, days, assets), averaged over assets: the condition
         of the next window when a window model rolls a path forward."""
-        recent = self.scaler.inverse(scaled[:, -self.vol_lookback:])
-        days = recent.shape[1]
-        return np.sqrt(TRADING_DAYS / days * np.sum(recent**2, axis=1)).mean(axis=1)
+        return realized_vol(self.scaler.inverse(scaled[:, -self.vol_lookback:]))
 
     def regime_of(self, scaled: np.ndarray) -> np.ndarray:
         """Regime code after each path, from :meth:`trailing_vol`."""
@@ -84,6 +82,15 @@ class DataSpec:
                    ReturnScaler.from_dict(state["scaler"]), RegimeModel.from_dict(state["regimes"]))
 
 
+class ContextSampler(Protocol):
+    """A fitted generator that continues a given history: ``sample_after(context, n, length,
+    seed)`` returns ``(n, length, assets)`` unscaled log returns after ``context`` (days,
+    assets), or after one context per path (n, days, assets)."""
+
+    def sample_after(self, context: np.ndarray, n: int, length: int = 1,
+                     seed: int | None = None) -> np.ndarray: ...
+
+
 @dataclasses.dataclass
 class GeneratorConfig:
     """Hyper-parameters shared by every generator; each model extends it with its own."""
@@ -96,7 +103,9 @@ class Generator(ABC):
 
     Subclasses set ``name`` and ``config_class`` and implement :meth:`_fit`, :meth:`_sample`,
     :meth:`_state` and :meth:`_load_state`. Hyper-parameters live in ``config`` only; learned
-    state ends in ``_`` (scikit-learn style) and nothing is learned in ``__init__``.
+    state ends in ``_`` (scikit-learn style) and nothing is learned in ``__init__``. A model
+    that can continue a real history declares it by returning itself from
+    :meth:`context_sampler`.
     """
 
     name: ClassVar[str]
@@ -115,14 +124,16 @@ class Generator(ABC):
         self.config = dataclasses.replace(base, **overrides)
 
     # -- the public verbs ---------------------------------------------------------------------
-    def fit(self: G, data: WindowData, **options: Any) -> G:
+    def fit(self: G, data: WindowData, *, run_dir: str | Path | None = None,
+            resume: bool = False) -> G:
         """Fit on the training split (validation split for early stopping); returns ``self``.
 
-        Neural generators take ``run_dir=`` (history, checkpoints, best weights) and
-        ``resume=True`` (continue a killed training from ``run_dir``).
+        ``run_dir`` receives what a model trained in epochs writes as it goes (loss history,
+        checkpoints, best weights) and ``resume=True`` continues a killed training from it; a
+        model fitted in one step writes nothing there and simply fits again.
         """
         self.spec_ = DataSpec.of(data)
-        self._fit(data, **options)
+        self._fit(data, run_dir=None if run_dir is None else Path(run_dir), resume=resume)
         return self
 
     def sample(self, n: int, *, condition: Condition = None, seed: int | None = None,
@@ -148,10 +159,12 @@ class Generator(ABC):
         if length < 1:
             raise ModelError(f"length must be >= 1, got {length}")
         code = None if condition is None else spec.regimes.code(condition)
-        samples = self._sample(n, length, code, np.random.default_rng(seed))
-        if not np.isfinite(samples).all():
-            raise ModelError(f"{self.name} produced non-finite samples; refit or check the data")
-        return samples
+        return self._finite(self._sample(n, length, code, np.random.default_rng(seed)))
+
+    def context_sampler(self) -> ContextSampler | None:
+        """This model as a :class:`ContextSampler` when it can continue a real history (it
+        conditions on past returns), else None: the others start from a regime instead."""
+        return None
 
     def sample_returns(self, n: int, **kwargs: Any) -> np.ndarray:
         """Like :meth:`sample`, but unscaled log returns (the scaler's exact inverse applied)."""
@@ -191,8 +204,9 @@ class Generator(ABC):
 
     # -- what each model implements -----------------------------------------------------------
     @abstractmethod
-    def _fit(self, data: WindowData, **options: Any) -> None:
-        """Learn from ``data``; ``self.spec_`` is already set."""
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
+        """Learn from ``data``; ``self.spec_`` is already set (``run_dir``, ``resume``: see
+        :meth:`fit`)."""
 
     @abstractmethod
     def _sample(self, n: int, length: int, regime: int | None,
@@ -206,6 +220,11 @@ class Generator(ABC):
     @abstractmethod
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_state` returned."""
+
+    def _finite(self, samples: np.ndarray) -> np.ndarray:
+        if not np.isfinite(samples).all():
+            raise ModelError(f"{self.name} produced non-finite samples; refit or check the data")
+        return samples
 
     def _spec(self) -> DataSpec:
         if not hasattr(self, "spec_"):

@@ -1,6 +1,7 @@
 """Classical peers behind the :class:`Generator` interface: GARCH-t, block bootstrap, iid Gaussian.
 
-They fit on the training split's contiguous scaled returns and simulate paths of any length.
+They fit in one step (``run_dir`` and ``resume`` do not apply) on the training split's
+contiguous scaled returns and simulate paths of any length.
 Conditioning on a regime means *starting in* that regime's volatility state; the models' own
 dynamics take over from there.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from pathlib import Path
 
 import numpy as np
 from arch import arch_model
@@ -16,6 +18,7 @@ from arch.bootstrap import optimal_block_length
 from arch.univariate import SkewStudent, StudentsT
 from scipy import special
 
+from synthfin.data.conditions import trailing_sum_squares
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
 from synthfin.models.base import Generator, GeneratorConfig, register
@@ -92,7 +95,7 @@ class GarchGenerator(Generator):
     name = "garch"
     config_class = GarchConfig
 
-    def _fit(self, data: WindowData) -> None:
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         if self.config.dist not in ("t", "skewt"):
             raise ModelError(f"garch dist must be 't' or 'skewt', got {self.config.dist!r}")
         series = data.train.returns
@@ -115,16 +118,9 @@ class GarchGenerator(Generator):
             normal_scores.append(special.ndtri(np.clip(pits, 1e-12, 1 - 1e-12)))
         self.params_ = np.asarray(params)  # (assets, 7)
         self.copula_corr_ = np.atleast_2d(np.corrcoef(np.asarray(normal_scores)))
+        trailing_var = trailing_sum_squares(series, data.vol_lookback) / data.vol_lookback
         self.regime_var_ = np.asarray(_per_regime(  # (regimes, assets)
-            data, lambda days: self._trailing_var(series, data.vol_lookback)[days].mean(axis=0)))
-
-    @staticmethod
-    def _trailing_var(series: np.ndarray, lookback: int) -> np.ndarray:
-        """Mean squared scaled return of the ``lookback`` days before each day (NaN at first)."""
-        csum = np.concatenate([np.zeros((1, series.shape[1])), np.cumsum(series**2, axis=0)])
-        out = np.full(series.shape, np.nan)
-        out[lookback:] = (csum[lookback:-1] - csum[:-lookback - 1]) / lookback
-        return out
+            data, lambda days: trailing_var[days].mean(axis=0)))
 
     def _distribution(self) -> StudentsT | SkewStudent:
         return SkewStudent() if self.config.dist == "skewt" else StudentsT()
@@ -199,7 +195,7 @@ class BlockBootstrap(Generator):
     name = "bootstrap"
     config_class = BootstrapConfig
 
-    def _fit(self, data: WindowData) -> None:
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         self.series_ = data.train.returns
         if self.config.block_len < 0:
             raise ModelError(f"block_len must be >= 0, got {self.config.block_len}")
@@ -246,7 +242,7 @@ class GaussianGenerator(Generator):
 
     name = "gaussian"
 
-    def _fit(self, data: WindowData) -> None:
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         series = data.train.returns
 
         def moments(days: np.ndarray) -> np.ndarray:

@@ -1,17 +1,11 @@
-"""Conditional variational autoencoder for windows of returns, conditioned on the volatility regime.
+"""Conditional variational autoencoder for windows of returns: config, networks, the ELBO, the
+generator, in that order.
 
-Reading order (as nanoGPT): the config, the networks (condition, encoder, decoder), the loss (the
-ELBO), then the generator that trains and samples them.
-
-The model is ``p(x | c) = ∫ p_θ(x | z, c) p(z) dz`` with ``z ~ N(0, I)`` one latent vector per
-window and ``c`` the condition: an embedding of the regime label plus the standardized log of the
-annualized realized vol of the ``vol_lookback`` days before the window. The decoder is
-autoregressive inside the window, ``p_θ(x | z, c) = Π_t p_θ(x_t | x_<t, z, c)``, with a
-Gaussian (default: it reproduced the tails better) or Student-t density whose location and scale
-are emitted at every step, so volatility clustering and leverage inside the window come from the
-decoder and the window's volatility level from ``z`` and ``c``. Paths longer than a window chain
-windows: each next window is conditioned on the regime and realized vol of the path's last
-``vol_lookback`` days.
+``p(x | c) = ∫ p_θ(x | z, c) p(z) dz`` with one latent ``z ~ N(0, I)`` per window and the
+condition ``c`` (:class:`ConditionEmbedding`). The decoder is autoregressive inside the window,
+``p_θ(x | z, c) = Π_t p_θ(x_t | x_<t, z, c)``, Gaussian (default: better tails) or Student-t, so
+clustering and leverage inside a window come from the decoder and its vol level from ``z`` and
+``c``. Longer paths chain windows (:func:`chain_windows`).
 """
 
 from __future__ import annotations
@@ -29,6 +23,12 @@ from synthfin.data.conditions import WindowConditions
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
 from synthfin.models.base import register
+from synthfin.models.components import (
+    ConditionEmbedding,
+    chain_windows,
+    student_t_log_prob,
+    window_tensors,
+)
 from synthfin.models.training import (
     TorchConfig,
     TorchGenerator,
@@ -91,18 +91,6 @@ class CVAEConfig(TorchConfig):
 # ---------------------------------------------------------------------------------------------
 # networks
 # ---------------------------------------------------------------------------------------------
-class Condition(nn.Module):
-    """``c = [embedding(regime), standardized log realized vol]``, shape (B, regime_embedding+1)."""
-
-    def __init__(self, regimes: int, width: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(regimes, width)
-        self.size = width + 1
-
-    def forward(self, regime: torch.Tensor, log_vol: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.embed(regime), log_vol[:, None]], dim=-1)  # (B, C)
-
-
 class ConvStack(nn.Module):
     """Residual dilated 1-d convolutions (kernel 3, dilations 1, 2, 4, ...) covering ``length``
     days; ``causal`` pads on the left only, so output ``t`` sees inputs ``<= t``."""
@@ -209,7 +197,7 @@ class CVAE(nn.Module):
 
     def __init__(self, assets: int, regimes: int, length: int, config: CVAEConfig) -> None:
         super().__init__()
-        self.condition = Condition(regimes, config.regime_embedding)
+        self.condition = ConditionEmbedding(regimes, config.regime_embedding)
         self.encoder = Encoder(assets, self.condition.size, config, length)
         self.decoder = Decoder(assets, self.condition.size, config, length)
         self.raw_df = nn.Parameter(torch.full((assets,), math.log(math.expm1(4.0))))  # nu=6
@@ -235,19 +223,14 @@ def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
 
 def log_likelihood(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
                    df: torch.Tensor | None) -> torch.Tensor:
-    """Log density of every day, shape (B, T, A): Student-t with ``df`` or Gaussian (None).
-
-    Notes
-    -----
-    With ``u = (x - loc) / scale``, Student-t:
-    ``log Γ((ν+1)/2) - log Γ(ν/2) - log(νπ)/2 - log scale - (ν+1)/2 log(1 + u^2/ν)``;
-    Gaussian: ``-log(2π)/2 - log scale - u^2/2``.
+    """Log density of every day, shape (B, T, A): Student-t with ``df``
+    (:func:`student_t_log_prob`) or, with ``df=None``, Gaussian:
+    ``-log(2π)/2 - log scale - u^2/2`` with ``u = (x - loc) / scale``.
     """
+    if df is not None:
+        return student_t_log_prob(x, loc, scale, df)
     u = (x - loc) / scale
-    if df is None:
-        return -0.5 * math.log(2 * math.pi) - scale.log() - 0.5 * u.square()
-    return (torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(df * math.pi)
-            - scale.log() - (df + 1) / 2 * torch.log1p(u.square() / df))
+    return -0.5 * math.log(2 * math.pi) - scale.log() - 0.5 * u.square()
 
 
 def elbo_terms(model: CVAE, x: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor,
@@ -309,11 +292,8 @@ class ConditionalVAE(TorchGenerator):
 
     # -- conditions ---------------------------------------------------------------------------
     def _tensors(self, split: WindowSplit) -> tuple[torch.Tensor, ...]:
-        device = self.device_
-        return (torch.as_tensor(split.windows, dtype=torch.float32, device=device),
-                torch.as_tensor(split.regimes, dtype=torch.long, device=device),
-                torch.as_tensor(self.conditions_.standardize(split.realized_vol),
-                                dtype=torch.float32, device=device))
+        return window_tensors(split.windows, split.regimes,
+                              self.conditions_.standardize(split.realized_vol), self.device_)
 
     # -- training -----------------------------------------------------------------------------
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
@@ -464,15 +444,9 @@ class ConditionalVAE(TorchGenerator):
 
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
-        spec = self._spec()
         codes, vols = self.conditions_.draw(n, regime, rng)
-        windows = [self._decode(codes, vols, rng)]
-        while sum(w.shape[1] for w in windows) < length:  # chain: condition on the path so far
-            path = np.concatenate(windows, axis=1)
-            vols = spec.trailing_vol(path)
-            codes = spec.regimes.label(vols)
-            windows.append(self._decode(codes, vols, rng))
-        return np.concatenate(windows, axis=1)[:, :length]
+        return chain_windows(self._spec(), lambda c, v: self._decode(c, v, rng), codes, vols,
+                             length)
 
     # -- state --------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -1,59 +1,17 @@
 """TimeGAN (Yoon, Jarrett and van der Schaar, NeurIPS 2019), conditional, for windows of returns.
 
-Five recurrent networks, in the order data flow through them:
+Five recurrent networks: embedder ``e`` (x -> latent h), recovery ``r`` (h -> x, linear),
+generator ``g`` (noise z and condition c -> latent), supervisor ``s`` (h_t -> h_{t+1}) and
+discriminator ``d`` (latent and c -> one logit per step). A synthetic window is
+``r(s(g(z, c)))``; ``c`` is a :class:`ConditionEmbedding`, repeated at every step. Training has
+three phases (:class:`TimeGANTraining`); the joint phase keeps the weights with the best
+held-out facts (:func:`held_out_facts`). The networks work on Lambert W gaussianized returns
+with a linear recovery (a sigmoid output would cap crashes at the training extremes); the exact
+inverse transform gives samples back their heavy tails. Longer paths chain windows.
 
-- **embedder** ``e``: real window ``x`` (B, T, A) -> latent ``h`` (B, T, H), sigmoid;
-- **recovery** ``r``: latent ``h`` -> returns ``x~`` (B, T, A), *linear* output;
-- **generator** ``g``: noise ``z`` (B, T, Z) and condition ``c`` -> latent ``e^`` (B, T, H);
-- **supervisor** ``s``: latent ``h_t`` -> next latent ``h_{t+1}`` (B, T, H);
-- **discriminator** ``d``: latent and condition -> one real/fake logit per step (B, T, 1).
-
-A synthetic window is ``x^ = r(s(g(z, c)))``. The condition ``c`` is a learned embedding of the
-window's volatility regime and, by default, the standardized log realized vol of the
-``vol_lookback`` days before the window (the quantities :class:`WindowData` attaches to each
-window); it is repeated at every step of the generator's and the discriminator's inputs.
-
-Training follows the paper and its reference code in three phases (each a :class:`TrainingLoop`
-phase with its own progress bar and loss history):
-
-1. ``autoencoder``: ``e`` and ``r`` minimize ``10 sqrt(MSE(x, r(e(x))))``.
-2. ``supervisor``: ``s`` minimizes ``L_S = MSE(h_{2:T}, s(h)_{1:T-1})`` on real latents.
-3. ``joint``: per step, twice (generator then embedder) and once (discriminator):
-
-   - ``g, s`` minimize ``L_U + gamma L_U,e + eta sqrt(L_S) + moment_weight L_V`` with the
-     non-saturating adversarial losses ``L_U = -E log D(s(g(z)))``, ``L_U,e = -E log D(g(z))``
-     and the moment loss ``L_V = mean|sd(x^) - sd(x)| + mean|mean(x^) - mean(x)|`` (over the
-     batch, per step and asset), to which we add each window's log-std gap to its condition's
-     real window and the W1 distance of the pooled marginals (see :func:`moment_loss`; measured
-     on 100 joint steps: the tails gap fell from 2.3x to 0.8x the noise floor);
-   - ``e, r`` minimize ``10 sqrt(MSE(x, r(e(x)))) + 0.1 L_S``;
-   - ``d`` maximizes ``E log D(h) + E log(1 - D(s(g(z)))) + gamma E log(1 - D(g(z)))``, i.e.
-     minimizes the matching cross-entropy ``L_D``, but only when ``L_D`` on the current batch is
-     above ``d_threshold`` (0.15, as in the reference), so a discriminator that already wins is
-     not pushed further. The test runs on the device: the update is computed and then kept or
-     undone with ``torch.where`` (weights and Adam state), so no step waits for the host.
-
-The joint phase selects its weights on a cheap held-out signal: at each epoch's end a fixed set
-of windows is drawn under the validation windows' own conditions, and the L2 gaps of the pooled
-ACF of ``|r|``, the leverage curve, the standardized tail quantiles and the log std to the
-validation windows are summed (NumPy, a few hundred windows). Early stopping uses the same score.
-
-Output scale: the reference min-max scales the data and ends the recovery in a sigmoid. Our
-returns are standardized and heavy tailed; a sigmoid would need a min-max range fixed by the
-training extremes, so a crash larger than any seen in training could never be generated, and
-the body of the distribution would be squeezed into a small part of (0, 1). The recovery here is
-linear, and the networks work on Lambert W gaussianized returns (Goerg 2015; Wiese et al. 2020
-do the same for Quant GANs), fitted on the training days: the sigmoid latent and a linear
-recovery produce light, Gaussian-like tails, and the exact inverse transform applied to every
-sample gives them back the data's heavy tails.
-
-Long paths (``length`` > window) chain windows: each next window is conditioned on the regime and
-realized vol of the last ``vol_lookback`` days of the path so far.
-
-The defaults (one GRU layer of 24, a few hundred joint steps) fit in a few minutes on one CPU
-core. A configuration for a real (GPU) run, closer to the reference (3 layers): ``hidden=64,
-layers=3, z_dim=16, lr=1e-3, batch_size=256, steps_per_epoch=200, autoencoder_epochs=50,
-supervisor_epochs=25, epochs=250, patience=25``.
+The defaults fit in a few minutes on one CPU core; closer to the reference (a GPU run):
+``hidden=64, layers=3, z_dim=16, lr=1e-3, batch_size=256, steps_per_epoch=200,
+autoencoder_epochs=50, supervisor_epochs=25, epochs=250, patience=25``.
 """
 
 from __future__ import annotations
@@ -75,6 +33,7 @@ from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
 from synthfin.models.base import register
+from synthfin.models.components import ConditionEmbedding, chain_windows, window_tensors
 from synthfin.models.training import (
     TorchConfig,
     TorchGenerator,
@@ -156,20 +115,19 @@ class RecurrentNet(nn.Module):
 
 
 class ConditionedNet(nn.Module):
-    """A :class:`RecurrentNet` whose input at every step is followed by the condition vector
-    ``[embedding(regime), standardized log vol]``."""
+    """A :class:`RecurrentNet` whose input at every step is followed by the condition."""
 
     def __init__(self, input_dim: int, hidden: int, output_dim: int, layers: int, cell: str,
                  sigmoid: bool, n_regimes: int, condition_dim: int) -> None:
         super().__init__()
-        self.regime_embedding = nn.Embedding(n_regimes, condition_dim)
-        self.net = RecurrentNet(input_dim + condition_dim + 1, hidden, output_dim, layers, cell,
-                                sigmoid)
+        self.condition = ConditionEmbedding(n_regimes, condition_dim)
+        self.net = RecurrentNet(input_dim + self.condition.size, hidden, output_dim, layers,
+                                cell, sigmoid)
 
     def forward(self, x: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor
                 ) -> torch.Tensor:
-        condition = torch.cat([self.regime_embedding(regime), log_vol[:, None]], dim=-1)  # (B, C)
-        condition = condition[:, None, :].expand(-1, x.shape[1], -1)                     # (B, T, C)
+        condition = self.condition(regime, log_vol)                    # (B, C)
+        condition = condition[:, None, :].expand(-1, x.shape[1], -1)  # (B, T, C)
         return self.net(torch.cat([x, condition.to(x.dtype)], dim=-1))
 
 
@@ -207,7 +165,8 @@ def moment_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     its days) to the log std of the real window whose condition it was drawn under, and the
     Wasserstein-1 distance between the batch's pooled marginals of each asset (mean absolute gap
     of the sorted values), which carries the shape of the distribution, tails included, where
-    mean and std alone do not."""
+    mean and std alone do not (over 100 joint steps the tails gap fell from 2.3x to 0.8x the
+    noise floor)."""
     fake, real = fake.float(), real.float()
     std_gap = (torch.sqrt(fake.var(0, unbiased=False) + 1e-6)
                - torch.sqrt(real.var(0, unbiased=False) + 1e-6)).abs().mean()
@@ -252,19 +211,158 @@ def held_out_facts(windows: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Training: one method per phase
+# ---------------------------------------------------------------------------------------------
+class TimeGANTraining:
+    """The optimizers and one step method per phase (Yoon et al. and their reference code), on
+    shuffled batches of the training windows ``x`` with their conditions.
+
+    1. :meth:`autoencoder`: ``e, r`` minimize ``10 sqrt(MSE(x, r(e(x))))``.
+    2. :meth:`supervisor`: ``s`` minimizes ``L_S = MSE(h_{2:T}, s(h)_{1:T-1})`` on real latents.
+    3. :meth:`joint`: twice a generator and an embedder update, then one discriminator update.
+    """
+
+    def __init__(self, modules: dict[str, nn.Module], config: TimeGANConfig,
+                 device: torch.device, x: torch.Tensor, regime: torch.Tensor,
+                 log_vol: torch.Tensor) -> None:
+        self.m, self.config, self.device = modules, config, device
+        self.x, self.regime, self.log_vol = x, regime, log_vol
+        self.order = batches(len(x), config.batch_size,
+                             torch.Generator().manual_seed(config.seed))
+        self.noise = torch.Generator(device).manual_seed(config.seed + 1)
+        self.z_shape = (min(config.batch_size, len(x)), x.shape[1], config.z_dim)
+        self.optimizers = {"autoencoder": self._adam("embedder", "recovery"),
+                           "supervisor": self._adam("supervisor"),
+                           "generator": self._adam("generator", "supervisor"),
+                           "embedder": self._adam("embedder", "recovery"),
+                           "discriminator": self._adam("discriminator")}
+
+    @property
+    def steps(self) -> dict[str, Callable[[], dict[str, torch.Tensor]]]:
+        """Phase name -> one optimization step returning its detached losses."""
+        return {"autoencoder": self.autoencoder, "supervisor": self.supervisor,
+                "joint": self.joint}
+
+    # -- the phases -----------------------------------------------------------------------------
+    def autoencoder(self) -> dict[str, torch.Tensor]:
+        x = self._batch()[0]
+        self._trainable("embedder", "recovery")
+        with autocast(self.device):
+            _, loss = self._reconstruction(x)
+        self._update("autoencoder", loss)
+        return {"recon": loss.detach() / 10}  # RMSE in scaled-return units
+
+    def supervisor(self) -> dict[str, torch.Tensor]:
+        x = self._batch()[0]
+        self._trainable("supervisor")
+        with autocast(self.device):
+            with torch.no_grad():
+                h = self.m["embedder"](x)
+            loss = supervised_loss(h, self.m["supervisor"](h))
+        self._update("supervisor", loss)
+        return {"supervised": loss.detach()}
+
+    def joint(self) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        for _ in range(2):  # the generator moves twice per discriminator move
+            x, regime, log_vol, z = self._batch()
+            for key, value in self._generator_update(x, regime, log_vol, z).items():
+                losses[key] = losses.get(key, 0) + value / 2
+            losses["e_recon"] = losses.get("e_recon", 0) + self._embedder_update(x) / 2
+        losses["d_loss"], losses["d_updated"] = self._discriminator_update()
+        return losses
+
+    # -- the joint phase's updates --------------------------------------------------------------
+    def _generator_update(self, x: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor,
+                          z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``g, s`` minimize ``L_U + gamma L_U,e + eta sqrt(L_S) + moment_weight L_V``, with the
+        non-saturating ``L_U = -E log D(s(g(z)))``, ``L_U,e = -E log D(g(z))`` and the moment
+        loss ``L_V`` (:func:`moment_loss`)."""
+        m, cfg = self.m, self.config
+        self._trainable("generator", "supervisor")
+        batch_size = len(x)
+        with autocast(self.device):
+            with torch.no_grad():
+                h = m["embedder"](x)                              # (B, T, H)
+            e_hat = m["generator"](z, regime, log_vol)            # (B, T, H)
+            # one pass of each shared network over stacked batches (fewer recurrent loops)
+            h_hat, h_next = m["supervisor"](torch.cat([e_hat, h])).split(batch_size)
+            x_hat = m["recovery"](h_hat)                          # (B, T, A)
+            logits = m["discriminator"](torch.cat([h_hat, e_hat]), regime.repeat(2),
+                                        log_vol.repeat(2))        # (2B, T, 1)
+            adversarial, adversarial_e = (bce(part, 1.0) for part in logits.split(batch_size))
+            supervised = supervised_loss(h, h_next)
+            moments = moment_loss(x_hat, x)
+            loss = (adversarial + cfg.gamma * adversarial_e
+                    + cfg.eta * torch.sqrt(supervised) + cfg.moment_weight * moments)
+        self._update("generator", loss)
+        return {"g_adversarial": adversarial.detach(), "g_supervised": supervised.detach(),
+                "g_moments": moments.detach(), "g_total": loss.detach()}
+
+    def _embedder_update(self, x: torch.Tensor) -> torch.Tensor:
+        """``e, r`` minimize ``10 sqrt(MSE(x, r(e(x)))) + 0.1 L_S``; returns the RMSE."""
+        self._trainable("embedder", "recovery")
+        with autocast(self.device):
+            h, recon = self._reconstruction(x)
+            loss = recon + 0.1 * supervised_loss(h, self.m["supervisor"](h))
+        self._update("embedder", loss)
+        return recon.detach() / 10
+
+    def _discriminator_update(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``d`` minimizes ``L_D = -E log D(h) - E log(1 - D(s(g(z)))) - gamma E log(1 -
+        D(g(z)))``, kept only when ``L_D > d_threshold`` (a winning discriminator is not pushed
+        further; the test stays on the device, :func:`gated_step`). Returns ``L_D`` and 0/1."""
+        m = self.m
+        x, regime, log_vol, z = self._batch()
+        self._trainable("discriminator")
+        with autocast(self.device):
+            with torch.no_grad():
+                h = m["embedder"](x)                              # (B, T, H)
+                e_hat = m["generator"](z, regime, log_vol)
+                h_hat = m["supervisor"](e_hat)
+            logits = m["discriminator"](torch.cat([h, h_hat, e_hat]), regime.repeat(3),
+                                        log_vol.repeat(3))        # (3B, T, 1)
+            real, fake, fake_e = logits.split(len(x))
+            loss = bce(real, 1.0) + bce(fake, 0.0) + self.config.gamma * bce(fake_e, 0.0)
+        optimizer = self.optimizers["discriminator"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gate = loss.detach() > self.config.d_threshold
+        gated_step(optimizer, gate)
+        return loss.detach(), gate.float()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _batch(self) -> tuple[torch.Tensor, ...]:
+        """Windows, regimes, log vols of the next batch, and fresh noise z (B, T, Z)."""
+        index = next(self.order).to(self.device)
+        return (self.x[index], self.regime[index], self.log_vol[index],
+                torch.randn(self.z_shape, generator=self.noise, device=self.device))
+
+    def _adam(self, *names: str) -> torch.optim.Optimizer:
+        params = [p for name in names for p in self.m[name].parameters()]
+        return torch.optim.Adam(params, lr=self.config.lr,
+                                capturable=self.device.type == "cuda")
+
+    def _trainable(self, *names: str) -> None:
+        for name, module in self.m.items():
+            module.requires_grad_(name in names)
+
+    def _reconstruction(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.m["embedder"](x)                                 # (B, T, H)
+        return h, 10 * torch.sqrt(F.mse_loss(self.m["recovery"](h).float(), x))
+
+    def _update(self, optimizer: str, loss: torch.Tensor) -> None:
+        self.optimizers[optimizer].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[optimizer].step()
+
+
+# ---------------------------------------------------------------------------------------------
 # The generator
 # ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class TrainingSteps:
-    """One optimization step per phase, the optimizers they use and the training tensors."""
-
-    steps: dict[str, Callable[[], dict[str, torch.Tensor]]]
-    optimizers: dict[str, torch.optim.Optimizer]
-
-
 @register
 class TimeGAN(TorchGenerator):
-    """Conditional TimeGAN; see the module docstring for the networks, losses and phases.
+    """Conditional TimeGAN; see the module docstring and :class:`TimeGANTraining`.
 
     After :meth:`fit`, ``history_`` holds one row of losses per phase and epoch and
     ``diversity_`` the samples' mean per-step spread relative to the training windows' (about 1
@@ -315,156 +413,34 @@ class TimeGAN(TorchGenerator):
             return np.zeros(len(realized_vol))
         return self.conditions_.standardize(realized_vol)
 
-    def _set_conditions(self, data: WindowData) -> None:
-        """Remember the training windows' (regime, vol) pairs: unconditional samples draw from
-        them, so regimes come at their training frequencies; fit the Lambert W transform of the
-        training days that the networks work behind."""
-        self.conditions_ = WindowConditions(data.train.regimes, data.train.realized_vol)
-        self.tails_ = ReturnScaler(gaussianize=True).fit(data.train.returns)
-
     # -- training ------------------------------------------------------------------------------
-    def _tensors(self, windows: np.ndarray, regimes: np.ndarray, log_vol: np.ndarray
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        device = self.device_
-        return (torch.as_tensor(windows, dtype=torch.float32, device=device),
-                torch.as_tensor(regimes, dtype=torch.long, device=device),
-                torch.as_tensor(log_vol, dtype=torch.float32, device=device))
-
-    def training_steps(self, data: WindowData) -> TrainingSteps:
-        """Optimizers and the step function of each phase on ``data.train`` (networks must be
-        built: :meth:`fit` does it; the benchmark calls this directly)."""
-        cfg, device = self.config, self.device_
-        m = self.modules_
-        x_all, regime_all, vol_all = self._tensors(
-            self.tails_.transform(data.train.windows), data.train.regimes,
-            self._condition_vol(data.train.realized_vol))
-        order = batches(len(x_all), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
-        noise = torch.Generator(device).manual_seed(cfg.seed + 1)
-        z_shape = (min(cfg.batch_size, len(x_all)), x_all.shape[1], cfg.z_dim)
-
-        def batch() -> tuple[torch.Tensor, ...]:
-            index = next(order).to(device)
-            return (x_all[index], regime_all[index], vol_all[index],
-                    torch.randn(z_shape, generator=noise, device=device))
-
-        def adam(*names: str) -> torch.optim.Optimizer:
-            params = [p for name in names for p in m[name].parameters()]
-            return torch.optim.Adam(params, lr=cfg.lr, capturable=device.type == "cuda")
-
-        optimizers = {"autoencoder": adam("embedder", "recovery"),
-                      "supervisor": adam("supervisor"),
-                      "generator": adam("generator", "supervisor"),
-                      "embedder": adam("embedder", "recovery"),
-                      "discriminator": adam("discriminator")}
-
-        def trainable(*names: str) -> None:
-            for name, module in m.items():
-                module.requires_grad_(name in names)
-
-        def reconstruction(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            h = m["embedder"](x)                                     # (B, T, H)
-            return h, 10 * torch.sqrt(F.mse_loss(m["recovery"](h).float(), x))
-
-        def autoencoder_step() -> dict[str, torch.Tensor]:
-            x = batch()[0]
-            trainable("embedder", "recovery")
-            with autocast(device):
-                _, loss = reconstruction(x)
-            optimizers["autoencoder"].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers["autoencoder"].step()
-            return {"recon": loss.detach() / 10}  # RMSE in scaled-return units
-
-        def supervisor_step() -> dict[str, torch.Tensor]:
-            x = batch()[0]
-            trainable("supervisor")
-            with autocast(device):
-                with torch.no_grad():
-                    h = m["embedder"](x)
-                loss = supervised_loss(h, m["supervisor"](h))
-            optimizers["supervisor"].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers["supervisor"].step()
-            return {"supervised": loss.detach()}
-
-        def generator_update(x, regime, vol, z) -> dict[str, torch.Tensor]:
-            trainable("generator", "supervisor")
-            batch_size = len(x)
-            with autocast(device):
-                with torch.no_grad():
-                    h = m["embedder"](x)                              # (B, T, H)
-                e_hat = m["generator"](z, regime, vol)                # (B, T, H)
-                # one pass of each shared network over stacked batches (fewer recurrent loops)
-                h_hat, h_next = m["supervisor"](torch.cat([e_hat, h])).split(batch_size)
-                x_hat = m["recovery"](h_hat)                          # (B, T, A)
-                logits = m["discriminator"](torch.cat([h_hat, e_hat]), regime.repeat(2),
-                                            vol.repeat(2))            # (2B, T, 1)
-                adversarial, adversarial_e = (bce(part, 1.0) for part in logits.split(batch_size))
-                supervised = supervised_loss(h, h_next)
-                moments = moment_loss(x_hat, x)
-                loss = (adversarial + cfg.gamma * adversarial_e
-                        + cfg.eta * torch.sqrt(supervised) + cfg.moment_weight * moments)
-            optimizers["generator"].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers["generator"].step()
-            return {"g_adversarial": adversarial.detach(), "g_supervised": supervised.detach(),
-                    "g_moments": moments.detach(), "g_total": loss.detach()}
-
-        def embedder_update(x: torch.Tensor) -> torch.Tensor:
-            trainable("embedder", "recovery")
-            with autocast(device):
-                h, recon = reconstruction(x)
-                loss = recon + 0.1 * supervised_loss(h, m["supervisor"](h))
-            optimizers["embedder"].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers["embedder"].step()
-            return recon.detach() / 10
-
-        def discriminator_update() -> tuple[torch.Tensor, torch.Tensor]:
-            x, regime, vol, z = batch()
-            trainable("discriminator")
-            with autocast(device):
-                with torch.no_grad():
-                    h = m["embedder"](x)                              # (B, T, H)
-                    e_hat = m["generator"](z, regime, vol)
-                    h_hat = m["supervisor"](e_hat)
-                logits = m["discriminator"](torch.cat([h, h_hat, e_hat]), regime.repeat(3),
-                                            vol.repeat(3))            # (3B, T, 1)
-                real, fake, fake_e = logits.split(len(x))
-                loss = bce(real, 1.0) + bce(fake, 0.0) + cfg.gamma * bce(fake_e, 0.0)
-            optimizers["discriminator"].zero_grad(set_to_none=True)
-            loss.backward()
-            gate = loss.detach() > cfg.d_threshold
-            gated_step(optimizers["discriminator"], gate)
-            return loss.detach(), gate.float()
-
-        def joint_step() -> dict[str, torch.Tensor]:
-            losses: dict[str, torch.Tensor] = {}
-            for _ in range(2):  # the generator moves twice per discriminator move
-                x, regime, vol, z = batch()
-                for key, value in generator_update(x, regime, vol, z).items():
-                    losses[key] = losses.get(key, 0) + value / 2
-                losses["e_recon"] = losses.get("e_recon", 0) + embedder_update(x) / 2
-            losses["d_loss"], losses["d_updated"] = discriminator_update()
-            return losses
-
-        return TrainingSteps({"autoencoder": autoencoder_step, "supervisor": supervisor_step,
-                              "joint": joint_step}, optimizers)
+    def training_steps(self, data: WindowData) -> TimeGANTraining:
+        """Fresh optimizers and the step of each phase on ``data.train``, for this fitted
+        model's networks (a model fitted with zero epochs in every phase has untrained ones; the
+        benchmark times the steps that way)."""
+        self._spec()
+        x, regime, log_vol = window_tensors(self.tails_.transform(data.train.windows),
+                                            data.train.regimes,
+                                            self._condition_vol(data.train.realized_vol),
+                                            self.device_)
+        return TimeGANTraining(self.modules_, self.config, self.device_, x, regime, log_vol)
 
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
         self._check_config()
         cfg = self.config
         if data.train.windows.shape[1] < 2:
             raise ModelError("timegan needs windows of at least 2 days")
-        self._set_conditions(data)
+        # unconditional samples draw training (regime, vol) pairs, so regimes come at their
+        # training frequencies; the networks work behind the training days' Lambert W transform
+        self.conditions_ = WindowConditions(data.train.regimes, data.train.realized_vol)
+        self.tails_ = ReturnScaler(gaussianize=True).fit(data.train.returns)
         training = self.training_steps(data)
         loop = TrainingLoop(self.modules_, training.optimizers, run_dir=run_dir, resume=resume,
                             progress=cfg.progress)
-        loop.run("autoencoder", cfg.autoencoder_epochs, training.steps["autoencoder"],
+        loop.run("autoencoder", cfg.autoencoder_epochs, training.autoencoder,
                  cfg.steps_per_epoch)
-        loop.run("supervisor", cfg.supervisor_epochs, training.steps["supervisor"],
-                 cfg.steps_per_epoch)
-        loop.run("joint", cfg.epochs, training.steps["joint"], cfg.steps_per_epoch,
+        loop.run("supervisor", cfg.supervisor_epochs, training.supervisor, cfg.steps_per_epoch)
+        loop.run("joint", cfg.epochs, training.joint, cfg.steps_per_epoch,
                  validate=self._held_out_validator(data), patience=cfg.patience)
         for module in self.modules_.values():
             module.requires_grad_(True)
@@ -522,17 +498,11 @@ class TimeGAN(TorchGenerator):
 
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
-        spec = self._spec()
         regimes, vols = self.conditions_.draw(n, regime, rng)
-        log_vol = self._condition_vol(vols)
         noise = self._torch_generator(rng)
-        path = self._generate(regimes, log_vol, noise)
-        while path.shape[1] < length:  # chain: condition on the path's last vol_lookback days
-            vol = spec.trailing_vol(path)
-            path = np.concatenate(
-                [path, self._generate(spec.regimes.label(vol), self._condition_vol(vol), noise)],
-                axis=1)
-        return path[:, :length]
+        return chain_windows(self._spec(),
+                             lambda r, v: self._generate(r, self._condition_vol(v), noise),
+                             regimes, vols, length)
 
     # -- state ---------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -61,12 +61,16 @@ def module_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
             for name, module in modules.items() for key, value in module.state_dict().items()}
 
 
+# weights saved before the shared ConditionEmbedding (ar, timegan) name its table differently
+_RENAMED = {"regime_embedding.weight": "condition.embed.weight"}
+
+
 def load_module_state(modules: dict[str, nn.Module], state: dict[str, Any]) -> None:
     """Inverse of :func:`module_state`; a missing or unexpected tensor is a clear error."""
     for name, module in modules.items():
         prefix = f"{name}."
-        own = {k[len(prefix):]: torch.as_tensor(np.asarray(v)) for k, v in state.items()
-               if k.startswith(prefix)}
+        own = {_RENAMED.get(k[len(prefix):], k[len(prefix):]): torch.as_tensor(np.asarray(v))
+               for k, v in state.items() if k.startswith(prefix)}
         try:
             module.load_state_dict(own)
         except RuntimeError as error:
@@ -276,12 +280,11 @@ class TorchGenerator(Generator):
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
         """Optimize ``self.modules_`` on ``data`` (use :class:`TrainingLoop`)."""
 
-    def _fit(self, data: WindowData, run_dir: str | Path | None = None,
-             resume: bool = False) -> None:
+    def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         self.device_ = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         self.modules_ = {name: m.to(self.device_) for name, m in self._build().items()}
-        self._train(data, None if run_dir is None else Path(run_dir), resume)
+        self._train(data, run_dir, resume)
         for module in self.modules_.values():
             module.eval()
 

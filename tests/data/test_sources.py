@@ -14,13 +14,11 @@ import pytest
 import yfinance
 from yfinance.exceptions import YFRateLimitError
 
-from synthfin.data import sources
-from synthfin.data.sources import (
-    BUNDLED_TICKERS,
-    download_prices,
-    load_prices,
-    validate_prices,
-)
+from synthfin.data import yahoo as yahoo_source
+from synthfin.data.bundled import BUNDLED_TICKERS
+from synthfin.data.sources import load_prices
+from synthfin.data.validation import validate_prices
+from synthfin.data.yahoo import download_prices
 from synthfin.errors import DataError, DownloadError
 
 RATE_LIMIT_LOG = "['SPY']: YFRateLimitError('Too Many Requests. Rate limited. Try after a while.')"
@@ -82,7 +80,7 @@ def sleeps(monkeypatch, tmp_path) -> list[float]:
     monkeypatch.setattr(yfinance, "download", refuse)
     monkeypatch.setenv("SYNTHFIN_CACHE_DIR", str(tmp_path / "env-cache"))
     recorded: list[float] = []
-    monkeypatch.setattr(sources, "_sleep", recorded.append)
+    monkeypatch.setattr(yahoo_source, "_sleep", recorded.append)
     return recorded
 
 
@@ -378,7 +376,7 @@ def test_yahoo_unreachable_without_cache_raises_download_error(yahoo, tmp_path, 
 def test_yahoo_unreachable_falls_back_to_a_cache_covering_the_settled_days(
     yahoo, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(sources, "_last_settled_day", lambda: pd.Timestamp("2024-01-31"))
+    monkeypatch.setattr(yahoo_source, "_last_settled_day", lambda: pd.Timestamp("2024-01-31"))
     fake = yahoo()
     load_prices("yfinance", "SPY", "2024-01-02", "2024-01-31", cache_dir=tmp_path)
     fake.failures, fake.error = 99, YFRateLimitError()

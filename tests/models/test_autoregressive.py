@@ -174,3 +174,30 @@ def test_trained_model_beats_garch_t_on_held_out_likelihood(trained, sp500_windo
     difference = ar_ll - garch_ll
     standard_error = difference.std(ddof=1) / np.sqrt(len(difference))
     assert difference.mean() > 2 * standard_error
+
+
+def test_sample_after_refuses_non_finite_draws_and_is_the_declared_context_sampler(
+        two_asset_windows):
+    model = AutoregressiveGenerator(**TINY).fit(two_asset_windows)
+    assert model.context_sampler() is model
+    assert GaussianGenerator().fit(two_asset_windows).context_sampler() is None
+    context = two_asset_windows.history()[-200:]
+    with torch.no_grad():
+        model.modules_["net"].head.bias[1::4] = float("nan")  # every location parameter
+    torch.distributions.Distribution.set_default_validate_args(False)  # let the NaN through
+    try:
+        with pytest.raises(ModelError, match="non-finite samples"):
+            model.sample_after(context, 5, seed=0)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(True)
+
+
+def test_weights_saved_before_the_shared_condition_embedding_still_load(tiny, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tiny.save(tmp_path)
+    weights = load_file(str(tmp_path / "weights.safetensors"))
+    weights["net.regime_embedding.weight"] = weights.pop("net.condition.embed.weight")
+    save_file(weights, str(tmp_path / "weights.safetensors"))  # the file as it was written then
+    np.testing.assert_array_equal(Generator.load(tmp_path).sample(4, seed=7),
+                                  tiny.sample(4, seed=7))

@@ -1,0 +1,68 @@
+"""Parts the neural window models share: the condition they read, their training tensors, the
+Student-t log density, and window chaining for paths longer than a window."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthfin.models.base import DataSpec
+
+
+class ConditionEmbedding(nn.Module):
+    """``c = [embedding(regime), standardized log realized vol]``, shape (B, width + 1).
+
+    The standardized log vol comes from :meth:`WindowConditions.standardize`.
+    """
+
+    def __init__(self, n_regimes: int, width: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(n_regimes, width)
+        self.size = width + 1
+
+    def forward(self, regime: torch.Tensor, log_vol: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.embed(regime), log_vol[:, None]], dim=-1)  # (B, C)
+
+
+def window_tensors(windows: np.ndarray, regimes: np.ndarray, log_vol: np.ndarray,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Windows (n, T, A) and standardized log vols (n,) as float32, regime codes (n,) as long,
+    on ``device``."""
+    return (torch.as_tensor(windows, dtype=torch.float32, device=device),
+            torch.as_tensor(regimes, dtype=torch.long, device=device),
+            torch.as_tensor(log_vol, dtype=torch.float32, device=device))
+
+
+def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                       df: torch.Tensor) -> torch.Tensor:
+    r"""Elementwise log density of a Student-t with location, scale and degrees of freedom.
+
+    Notes
+    -----
+    With :math:`z = (x - \mu) / s`,
+
+    .. math:: \log p(x) = \log\Gamma(\tfrac{\nu+1}{2}) - \log\Gamma(\tfrac{\nu}{2})
+        - \tfrac12 \log(\nu\pi) - \log s - \tfrac{\nu+1}{2} \log(1 + z^2/\nu)
+    """
+    z = (x - loc) / scale
+    return (torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(df * math.pi)
+            - torch.log(scale) - (df + 1) / 2 * torch.log1p(z**2 / df))
+
+
+def chain_windows(spec: DataSpec, window: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                  regimes: np.ndarray, realized_vol: np.ndarray, length: int) -> np.ndarray:
+    """Paths of ``length`` scaled days (n, length, assets) from a model of one window.
+
+    ``window(regimes, realized_vol)`` draws one window (n, window_len, assets) per condition;
+    the first window gets the given conditions, each next one the regime and realized vol of the
+    last ``vol_lookback`` days of the path so far.
+    """
+    path = window(regimes, realized_vol)
+    while path.shape[1] < length:
+        vol = spec.trailing_vol(path)
+        path = np.concatenate([path, window(spec.regimes.label(vol), vol)], axis=1)
+    return path[:, :length]
