@@ -178,7 +178,7 @@ def main() -> None:
     minutes = (time.perf_counter() - start) / 60
     tables = panel_tables(results, models)
     header = (f"panel of {len(series)} series ({', '.join(series)}), {args.pipeline}, window "
-              f"{config.data.window}, {args.n} samples per model, {args.jobs} jobs x "
+              f"{config.data.window_len}, {args.n} samples per model, {args.jobs} jobs x "
               f"{args.threads} threads, {minutes:.1f} min")
     sections = [header, "",
                 "Gaps in units of the noise floor, median [IQR] across series; memorization: "
