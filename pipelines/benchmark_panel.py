@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from synthfin.config import load_pipeline_config
-from synthfin.data.sources import BUNDLED_TICKERS
+from synthfin.data.bundled import BUNDLED_TICKERS
 from synthfin.evaluation import evaluate_windows
 from synthfin.evaluation.evaluate import finite_json
 from synthfin.io import atomic_write_json, atomic_write_text
