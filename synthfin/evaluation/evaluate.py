@@ -194,7 +194,7 @@ def _facts(x: np.ndarray) -> dict[str, Any]:
     return stylized_facts(x if x.shape[2] > 1 else x[..., 0])
 
 
-def as_windows(x: np.ndarray, length: int, name: str) -> np.ndarray:
+def cut_windows(x: np.ndarray, length: int, name: str) -> np.ndarray:
     """Paths (n, days, assets) cut into consecutive windows of ``length`` days (the rest of a
     path is dropped): (n * (days // length), length, assets)."""
     n, days, assets = x.shape
@@ -239,7 +239,7 @@ def evaluate(references: Mapping[str, Reference] | np.ndarray, samples: Mapping[
     length = next(iter(references.values())).windows.shape[1]
     paths = {name: as_paths(x, f"samples {name!r}", allow_non_finite=True)
              for name, x in samples.items()}
-    windows = {name: as_windows(x, length, name) for name, x in paths.items()}
+    windows = {name: cut_windows(x, length, name) for name, x in paths.items()}
     scores = {name: score_samples(reference, windows) for name, reference in references.items()}
     memo = (memorization_table(windows, train, held_out, seed=seed)
             if train is not None and held_out is not None else pd.DataFrame())
