@@ -51,8 +51,8 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
-            raise _fail("interrupted; run the same command again to continue from the last "
-                        "checkpoint and the finished stages", code=130) from None
+            raise _fail("interrupted; `synthfin run` again (or `train --resume`) continues "
+                    "from the finished stages and the last checkpoint", code=130) from None
         except Exception as error:
             message = _user_message(error)
             if message is None:
@@ -61,6 +61,13 @@ def user_errors(command: F) -> F:
                 traceback.print_exc()
             raise _fail(message) from None
     return wrapper  # type: ignore[return-value]
+
+
+def _folder(path: Path) -> Path:
+    """``path`` if it can become a folder (before any work is done), else a one-line error."""
+    if path.exists() and not path.is_dir():
+        raise _fail(f"{path} is a file; --out takes a folder (a new or an existing one)")
+    return path
 
 
 def _split_list(text: str) -> list[str]:
@@ -152,6 +159,7 @@ def prepare(
         "vol_lookback": vol_lookback, "gaussianize": gaussianize, "fill_gaps": fill_gaps,
         "regime_quantiles": [float(q) for q in _split_list(regime_quantiles)],
         "cache_dir": None if cache_dir is None else str(cache_dir)}, "synthfin prepare")
+    _folder(out)
     data = prepare_data(config)
     data.save(out)
     typer.echo(f"prepared {', '.join(data.assets)}: window {window}, stride {stride} -> {out}")
@@ -194,7 +202,8 @@ def train(
     from synthfin.models import get_generator
 
     generator = get_generator(model)(seed=seed, **_parse_settings(setting or []))
-    generator.fit(WindowData.load(data), run_dir=out / "training", resume=resume).save(out)
+    generator.fit(WindowData.load(data), run_dir=_folder(out) / "training",
+                  resume=resume).save(out)
     typer.echo(f"trained {model} -> {out}")
 
 
@@ -245,6 +254,7 @@ def evaluate(
     from synthfin.evaluation import evaluate_windows
     from synthfin.io import load_samples
 
+    _folder(out)
     prepared = WindowData.load(data)
     named = {}
     for item in samples:

@@ -14,7 +14,7 @@ from synthfin.data.validation import (
     _listed,
     _naive_dates,
 )
-from synthfin.errors import DataError
+from synthfin.errors import DataError, first_line
 
 _DATE_NAMES = ("date", "datetime", "timestamp")
 _TICKER_NAMES = ("ticker", "symbol", "asset")
@@ -81,8 +81,13 @@ def _pick(by_name: dict[str, Hashable], candidates: tuple[str, ...]) -> Hashable
 def _parse_dates(values: pd.Series, path: Path | str) -> pd.DatetimeIndex:
     try:
         dates = _naive_dates(pd.to_datetime(values))
-    except (ValueError, TypeError) as error:
-        raise DataError(f"cannot read the dates in {path}: {error}") from error
+    except (ValueError, TypeError, OverflowError) as error:
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        unreadable = (parsed.isna() & values.notna()).to_numpy()
+        where = (f"{values.iloc[int(unreadable.argmax())]!r} in row {int(unreadable.argmax()) + 1}"
+                 if unreadable.any() else f"({first_line(error)})")
+        raise DataError(f"{path}: cannot read the date {where}; write dates as YYYY-MM-DD"
+                        ) from None
     if dates.hasnans:
         raise DataError(f"{path} has {dates.isna().sum()} rows without a date")
     return dates

@@ -222,7 +222,7 @@ class Generator(ABC):
             Days per path; defaults to the training window length.
         """
         return next(self.sample_chunks(n, condition=condition, seed=seed, length=length,
-                                       chunk_size=max(1, n), scaled=True))
+                                       chunk_size=n, scaled=True))
 
     def sample_chunks(self, n: int, *, condition: Condition = None, seed: int | None = None,
                       length: int | None = None, chunk_size: int | None = None,
