@@ -90,8 +90,14 @@ def main(
 ) -> None:
     """Realistic synthetic financial time series."""
     _options["verbose"] = verbose
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    logger = logging.getLogger("synthfin")  # third-party output is re-logged under it (INFO)
+    for handler in [h for h in logger.handlers if getattr(h, "synthfin_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler()  # the stderr of this invocation
+    handler.synthfin_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @app.command()
