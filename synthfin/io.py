@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from numpy.lib.format import open_memmap
 from safetensors import SafetensorError
 
 from synthfin.errors import DataError, SynthfinError, first_line
@@ -106,11 +105,11 @@ class SampleWriter:
     """Write samples (n, length, assets) chunk by chunk to ``.npy`` or ``.parquet``, atomically,
     with memory bounded by one chunk.
 
-    ``.npy`` is a memory map of the final array (:func:`numpy.lib.format.open_memmap`); a
-    ``.parquet`` file is a long table with columns ``path, step, asset, return``, one row group
-    per chunk (:class:`pyarrow.parquet.ParquetWriter`). Both go to a temporary file in the
-    destination's folder that replaces ``path`` only when every path was written; use as a
-    context manager::
+    ``.npy`` is the header of the final shape followed by each chunk's bytes, appended (no
+    memory map, whose written pages would count as resident memory); ``.parquet`` is a long table
+    with columns ``path, step, asset, return``, one row group per chunk
+    (:class:`pyarrow.parquet.ParquetWriter`). Both go to a temporary file in the destination's
+    folder that replaces ``path`` only when every path was written; use as a context manager::
 
         with SampleWriter(path, n, length, assets) as writer:
             for chunk in chunks:            # (k, length, assets) each, k paths at a time
@@ -131,7 +130,10 @@ class SampleWriter:
         os.close(handle)
         self._temp = Path(name)
         if self.path.suffix == ".npy":
-            self._array = open_memmap(self._temp, mode="w+", dtype=np.float64, shape=self.shape)
+            self._npy = open(self._temp, "wb")  # closed in __exit__
+            np.lib.format.write_array_header_2_0(self._npy, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.float64)),
+                "fortran_order": False, "shape": self.shape})
         else:
             self._parquet = pq.ParquetWriter(self._temp, _LONG_SCHEMA)
         return self
@@ -143,7 +145,7 @@ class SampleWriter:
             raise DataError(f"chunk of shape {chunk.shape} does not fit samples of shape "
                             f"{self.shape} after {self.written} paths")
         if self.path.suffix == ".npy":
-            self._array[self.written:self.written + k] = chunk
+            self._npy.write(np.ascontiguousarray(chunk, dtype=np.float64).tobytes())
         else:
             n_steps, n_assets = self.shape[1:]
             paths = np.repeat(np.arange(self.written, self.written + k), n_steps * n_assets)
@@ -159,8 +161,7 @@ class SampleWriter:
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         try:
             if self.path.suffix == ".npy":
-                self._array.flush()
-                del self._array
+                self._npy.close()
             else:
                 self._parquet.close()
             if kind is None:
@@ -175,7 +176,7 @@ class SampleWriter:
 
 _LONG_SCHEMA = pa.schema([("path", pa.int64()), ("step", pa.int64()), ("asset", pa.string()),
                           ("return", pa.float64())])
-CHUNK_VALUES = 2**22  # values per chunk of samples written or drawn (32 MB of float64)
+CHUNK_VALUES = 2**20  # values per chunk of samples written or drawn (8 MB of float64)
 
 
 def save_samples(path: str | os.PathLike, returns: np.ndarray, assets: list[str]) -> Path:

@@ -231,7 +231,7 @@ class Generator(ABC):
         at a time, so that memory stays bounded however large ``n`` is.
 
         The chunks draw from one random stream seeded by ``seed``; the default ``chunk_size``
-        holds about 4 million values (32 MB), and when it covers ``n`` the one chunk equals
+        holds about a million values (8 MB), and when it covers ``n`` the one chunk equals
         :meth:`sample_returns` with the same arguments.
         """
         spec = self._spec()
