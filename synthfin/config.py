@@ -117,9 +117,11 @@ def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     if not path.is_file():
         raise SynthfinError(f"no such pipeline file: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(error)}") from None
+    except (UnicodeDecodeError, OSError) as error:
+        raise ConfigError(f"cannot read {path} as UTF-8 text ({first_line(error)})") from None
     if not isinstance(raw, dict):
         raise SynthfinError(f"{path} must hold a mapping (name:, data:, models:, ...)")
     raw.update({key: value for key, value in overrides.items() if value is not None})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Hashable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from synthfin.data.validation import (
     _SHOWN,
@@ -32,8 +34,10 @@ def read_file(path: Path) -> pd.DataFrame:
         raise DataError(f"no such file: {path}")
     try:
         raw = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {path}: {error}") from error
+    except (OSError, ValueError, EOFError, zlib.error, NotImplementedError,
+            pa.ArrowException) as error:  # what truncated or garbage files raise
+        raise DataError(f"cannot read {path} ({type(error).__name__}: {first_line(error)}); "
+                        "is it a complete price file?") from None
     return wide_prices(raw, origin=str(path))
 
 
