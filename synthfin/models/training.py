@@ -229,12 +229,12 @@ class TrainingLoop:
         improvement and the best weights are restored at the end. A non-finite loss or
         validation score restores the last good weights and raises :class:`ModelError`.
 
-        Returns the best validation score (NaN without ``validate``).
+        Returns the best validation score (infinity without ``validate``).
         """
         start = self._done.get(phase, 0)
         best_score, best_epoch = self._resumed_best.get(phase, (math.inf, start))
         if self._finished.get(phase, -1) >= epochs:  # a resumed run: this phase is over
-            return best_score if validate is not None else math.nan
+            return best_score
         best_state = self._read_best() if math.isfinite(best_score) else None
         bar = tqdm(range(start, epochs), desc=phase, disable=not self.progress, leave=False,
                    initial=start, total=epochs)
