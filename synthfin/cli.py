@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -18,22 +19,55 @@ from synthfin.errors import SynthfinError
 app = typer.Typer(help="Realistic synthetic financial time series.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 F = TypeVar("F", bound=Callable[..., Any])
+_options = {"verbose": False}  # set by the global -v
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {' '.join(message.split())}", err=True)  # always one line
+    return typer.Exit(code=code)
+
+
+def _user_message(error: BaseException) -> str | None:
+    """The one line a user-caused failure deserves, or None for a bug (which keeps its
+    traceback)."""
+    if isinstance(error, SynthfinError):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return ("out of memory; ask for less at once (fewer or shorter paths, a smaller model) "
+                "or free memory")
+    if isinstance(error, OSError):  # the user's files and disk: missing, a folder, full...
+        where = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
+        return (f"{error.strerror or error}{f': {where}' if where else ''}; check the path, "
+                "its permissions and the free disk space")
+    return None
 
 
 def user_errors(command: F) -> F:
-    """Turn a :class:`SynthfinError` into a one-line message on stderr and exit code 2."""
+    """A failure the user caused (:class:`SynthfinError`, their files, disk or memory) becomes
+    one line on stderr and exit code 2; Ctrl-C one line and exit code 130. ``-v`` also prints
+    the traceback."""
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except SynthfinError as error:
-            raise _fail(str(error)) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; `synthfin run` again (or `train --resume`) continues "
+                    "from the finished stages and the last checkpoint", code=130) from None
+        except Exception as error:
+            message = _user_message(error)
+            if message is None:
+                raise
+            if _options["verbose"]:
+                traceback.print_exc()
+            raise _fail(message) from None
     return wrapper  # type: ignore[return-value]
+
+
+def _folder(path: Path) -> Path:
+    """``path`` if it can become a folder (before any work is done), else a one-line error."""
+    if path.exists() and not path.is_dir():
+        raise _fail(f"{path} is a file; --out takes a folder (a new or an existing one)")
+    return path
 
 
 def _split_list(text: str) -> list[str]:
@@ -50,11 +84,20 @@ def _version(value: bool) -> None:
 def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log progress and third-party messages; print tracebacks.")
+    ] = False,
 ) -> None:
     """Realistic synthetic financial time series."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _options["verbose"] = verbose
+    logger = logging.getLogger("synthfin")  # third-party output is re-logged under it (INFO)
+    for handler in [h for h in logger.handlers if getattr(h, "synthfin_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler()  # the stderr of this invocation
+    handler.synthfin_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @app.command()
@@ -66,12 +109,16 @@ def download(
     interval: Annotated[str, typer.Option(help="Bar interval.")] = "1d",
     cache_dir: Annotated[Path | None, typer.Option(
         help="Cache folder (default: $SYNTHFIN_CACHE_DIR or ~/.cache/synthfin).")] = None,
+    retries: Annotated[int, typer.Option(
+        help="Retries after a rate limit or a dropped connection (not after a DNS "
+                    "failure, a 404 or an unknown ticker).")] = 4,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for Yahoo.")] = 10.0,
 ) -> None:
     """Download daily closes from Yahoo Finance into the local cache."""
     from synthfin.data.sources import load_prices
 
     prices = load_prices("yfinance", _split_list(tickers), start, end, interval=interval,
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, retries=retries, timeout=timeout)
     typer.echo(_describe_prices(prices).to_string())
 
 
@@ -118,6 +165,7 @@ def prepare(
         "vol_lookback": vol_lookback, "gaussianize": gaussianize, "fill_gaps": fill_gaps,
         "regime_quantiles": [float(q) for q in _split_list(regime_quantiles)],
         "cache_dir": None if cache_dir is None else str(cache_dir)}, "synthfin prepare")
+    _folder(out)
     data = prepare_data(config)
     data.save(out)
     typer.echo(f"prepared {', '.join(data.assets)}: window {window}, stride {stride} -> {out}")
@@ -160,7 +208,8 @@ def train(
     from synthfin.models import get_generator
 
     generator = get_generator(model)(seed=seed, **_parse_settings(setting or []))
-    generator.fit(WindowData.load(data), run_dir=out / "training", resume=resume).save(out)
+    generator.fit(WindowData.load(data), run_dir=_folder(out) / "training",
+                  resume=resume).save(out)
     typer.echo(f"trained {model} -> {out}")
 
 
@@ -172,17 +221,24 @@ def sample(
     n: Annotated[int, typer.Option(help="Number of paths.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     regime: Annotated[str | None, typer.Option(help="calm, normal or stressed.")] = None,
-    length: Annotated[int | None, typer.Option(help="Days per path (default: window).")] = None,
+    length: Annotated[int | None, typer.Option(
+        help="Days per path (default: window).")] = None,
 ) -> None:
-    """Draw synthetic paths of unscaled log returns."""
-    from synthfin.io import save_samples
+    """Draw synthetic paths of unscaled log returns, written chunk by chunk (bounded memory)."""
+    from tqdm.auto import tqdm
+
+    from synthfin.io import SampleWriter
     from synthfin.models import Generator
 
     generator = Generator.load(model_dir)
-    returns = generator.sample_returns(n, condition=regime, seed=seed, length=length)
-    save_samples(out, returns, generator.spec_.assets)
-    typer.echo(f"sampled {returns.shape[0]} paths x {returns.shape[1]} days x "
-               f"{returns.shape[2]} assets -> {out}")
+    length = length or generator.spec_.window_len
+    assets = generator.spec_.assets
+    with SampleWriter(out, n, length, assets) as writer, tqdm(
+            total=n, unit="path", desc="sample", disable=None, leave=False) as bar:
+        for chunk in generator.sample_chunks(n, condition=regime, seed=seed, length=length):
+            writer.write(chunk)
+            bar.update(len(chunk))
+    typer.echo(f"sampled {n} paths x {length} days x {len(assets)} assets -> {out}")
 
 
 @app.command()
@@ -204,12 +260,15 @@ def evaluate(
     from synthfin.evaluation import evaluate_windows
     from synthfin.io import load_samples
 
+    _folder(out)
     prepared = WindowData.load(data)
     named = {}
     for item in samples:
         name, sep, file = item.partition("=")
-        if not sep:
+        if not sep or not name:
             raise _fail(f"--samples takes NAME=FILE, got {item!r}")
+        if name in named:
+            raise _fail(f"--samples names {name!r} twice; give each set its own NAME")
         named[name] = load_samples(file)
     result = evaluate_windows(prepared, named, neural=neural, seed=seed)
     result.save(out)
@@ -243,10 +302,7 @@ def run(
     config = load_pipeline_config(pipeline, seed=seed, device=device,
                                   output=None if out is None else str(out))
     start = time.perf_counter()
-    result = Pipeline(config).run()
-    for stage in result.stages:
-        typer.echo(f"{stage['stage']:<24} {'reused' if stage['reused'] else 'ran':<7}"
-                   f"{stage['seconds']:>9.1f} s")
+    result = Pipeline(config, progress=typer.echo).run()
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.summary.astype(float).round(3).to_string())
     for warning in result.warnings:
@@ -312,3 +368,7 @@ def models() -> None:
     from synthfin.models import available_generators
 
     typer.echo("\n".join(available_generators()))
+
+
+if __name__ == "__main__":
+    app()

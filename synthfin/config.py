@@ -10,8 +10,9 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from synthfin.data.conditions import REGIME_NAMES
 from synthfin.data.windows import WindowData, make_windows
-from synthfin.errors import SynthfinError
+from synthfin.errors import ConfigError, SynthfinError, first_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -59,6 +60,15 @@ class SamplingConfig(_Strict):
     length: int | None = Field(None, ge=1)
     regimes: list[str] = []
 
+    @field_validator("regimes")
+    @classmethod
+    def _known_regimes(cls, regimes: list[str]) -> list[str]:
+        unknown = [name for name in regimes if name not in REGIME_NAMES]
+        if unknown:
+            raise ValueError(f"unknown regime(s) {', '.join(map(repr, unknown))}; "
+                             f"choose among {', '.join(REGIME_NAMES)}")
+        return regimes
+
 
 class EvaluationConfig(_Strict):
     neural: bool = True
@@ -69,7 +79,7 @@ class PipelineConfig(_Strict):
     registered generator (default: the run name itself), every other key is a model setting."""
 
     name: str
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: str = "auto"
     output: str | None = None
     data: DataConfig = DataConfig()
@@ -80,13 +90,19 @@ class PipelineConfig(_Strict):
     @field_validator("models")
     @classmethod
     def _known_models(cls, models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from synthfin.models import available_generators
+        from synthfin.models import available_generators, get_generator
 
         for run_name, settings in models.items():
-            kind = (settings or {}).get("model", run_name)
+            settings = dict(settings or {})
+            kind = settings.pop("model", run_name)
             if kind not in available_generators():
                 raise ValueError(f"model {run_name!r}: unknown generator {kind!r}; available: "
                                  f"{', '.join(available_generators())} (set `model:` to one)")
+            try:  # every setting's type and range, before any data is read
+                get_generator(kind)(**settings)
+            except SynthfinError as error:
+                raise ValueError(str(error) if kind == run_name else f"{run_name}: {error}"
+                                 ) from None
         return {name: dict(settings or {}) for name, settings in models.items()}
 
     @property
@@ -101,13 +117,22 @@ def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     if not path.is_file():
         raise SynthfinError(f"no such pipeline file: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise SynthfinError(f"{path} is not valid YAML: {error}") from None
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(error)}") from None
+    except (UnicodeDecodeError, OSError) as error:
+        raise ConfigError(f"cannot read {path} as UTF-8 text ({first_line(error)})") from None
     if not isinstance(raw, dict):
         raise SynthfinError(f"{path} must hold a mapping (name:, data:, models:, ...)")
     raw.update({key: value for key, value in overrides.items() if value is not None})
     return validated(PipelineConfig, raw, str(path))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a YAML syntax error, on one line."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or first_line(error)
+    return problem if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def validated(model: type[M], values: dict[str, Any], origin: str) -> M:
@@ -116,6 +141,6 @@ def validated(model: type[M], values: dict[str, Any], origin: str) -> M:
     try:
         return model.model_validate(values)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
-                             for e in error.errors())
-        raise SynthfinError(f"{origin}: {problems}") from None
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: "
+                             f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
+        raise ConfigError(f"{origin}: {problems}") from None

@@ -17,3 +17,13 @@ class DownloadError(DataError):
 
 class ModelError(SynthfinError):
     """A generator cannot do what was asked (not fitted, unknown regime, non-finite loss...)."""
+
+
+class ConfigError(SynthfinError, ValueError):
+    """A setting has the wrong type or is out of range (model settings, pipeline YAML)."""
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-empty line of a (third-party) error message, for a one-line report."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

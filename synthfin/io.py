@@ -8,17 +8,25 @@ file system. Caches, checkpoints, samples and reports all write through here.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from safetensors import SafetensorError
 
-from synthfin.errors import DataError
+from synthfin.errors import DataError, SynthfinError, first_line
 
 SAMPLE_SUFFIXES = (".npy", ".parquet")
 
@@ -93,33 +101,210 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
+class SampleWriter:
+    """Write samples (n, length, assets) chunk by chunk to ``.npy`` or ``.parquet``, atomically,
+    with memory bounded by one chunk.
+
+    ``.npy`` is the header of the final shape followed by each chunk's bytes, appended (no
+    memory map, whose written pages would count as resident memory); ``.parquet`` is a long table
+    with columns ``path, step, asset, return``, one row group per chunk
+    (:class:`pyarrow.parquet.ParquetWriter`). Both go to a temporary file in the destination's
+    folder that replaces ``path`` only when every path was written; use as a context manager::
+
+        with SampleWriter(path, n, length, assets) as writer:
+            for chunk in chunks:            # (k, length, assets) each, k paths at a time
+                writer.write(chunk)
+    """
+
+    def __init__(self, path: str | os.PathLike, n: int, length: int, assets: list[str]) -> None:
+        self.path = Path(path)
+        if self.path.suffix not in SAMPLE_SUFFIXES:
+            raise DataError(f"a samples file must end in {' or '.join(SAMPLE_SUFFIXES)}, "
+                            f"got {self.path.name!r}")
+        self.shape, self.assets, self.written = (n, length, len(assets)), list(assets), 0
+
+    def __enter__(self) -> SampleWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                        suffix=".tmp")
+        os.close(handle)
+        self._temp = Path(name)
+        if self.path.suffix == ".npy":
+            self._npy = open(self._temp, "wb")  # closed in __exit__
+            np.lib.format.write_array_header_2_0(self._npy, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.float64)),
+                "fortran_order": False, "shape": self.shape})
+        else:
+            self._parquet = pq.ParquetWriter(self._temp, _LONG_SCHEMA)
+        return self
+
+    def write(self, chunk: np.ndarray) -> None:
+        """Append the next ``len(chunk)`` paths, shape (k, length, assets)."""
+        k = len(chunk)
+        if chunk.shape[1:] != self.shape[1:] or self.written + k > self.shape[0]:
+            raise DataError(f"chunk of shape {chunk.shape} does not fit samples of shape "
+                            f"{self.shape} after {self.written} paths")
+        if self.path.suffix == ".npy":
+            self._npy.write(np.ascontiguousarray(chunk, dtype=np.float64).tobytes())
+        else:
+            n_steps, n_assets = self.shape[1:]
+            paths = np.repeat(np.arange(self.written, self.written + k), n_steps * n_assets)
+            steps = np.tile(np.repeat(np.arange(n_steps), n_assets), k)
+            assets = pa.DictionaryArray.from_arrays(
+                np.tile(np.arange(n_assets, dtype=np.int32), k * n_steps), self.assets)
+            self._parquet.write_table(pa.table(
+                [paths, steps, assets.cast(pa.string()),
+                 np.ascontiguousarray(chunk, dtype=np.float64).ravel()],
+                schema=_LONG_SCHEMA))
+        self.written += k
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        try:
+            if self.path.suffix == ".npy":
+                self._npy.close()
+            else:
+                self._parquet.close()
+            if kind is None:
+                if self.written != self.shape[0]:
+                    raise DataError(f"only {self.written} of {self.shape[0]} paths were written "
+                                    f"to {self.path}")
+                os.chmod(self._temp, 0o666 & ~_umask())
+                os.replace(self._temp, self.path)
+        finally:
+            self._temp.unlink(missing_ok=True)
+
+
+_LONG_SCHEMA = pa.schema([("path", pa.int64()), ("step", pa.int64()), ("asset", pa.string()),
+                          ("return", pa.float64())])
+CHUNK_VALUES = 2**20  # values per chunk of samples written or drawn (8 MB of float64)
+
+
 def save_samples(path: str | os.PathLike, returns: np.ndarray, assets: list[str]) -> Path:
     """Write samples (n, length, assets) atomically: ``.npy`` as the array, ``.parquet`` as a
-    long table with columns ``path, step, asset, return``."""
-    path = Path(path)
-    if path.suffix == ".npy":
-        return atomic_save_npy(path, returns)
-    if path.suffix == ".parquet":
-        paths, steps, names = np.meshgrid(np.arange(returns.shape[0]),
-                                          np.arange(returns.shape[1]), assets, indexing="ij")
-        frame = pd.DataFrame({"path": paths.ravel(), "step": steps.ravel(),
-                              "asset": names.ravel(), "return": returns.ravel()})
-        return atomic_write(path, frame.to_parquet)
-    raise DataError(f"a samples file must end in {' or '.join(SAMPLE_SUFFIXES)}, "
-                    f"got {path.name!r}")
+    long table with columns ``path, step, asset, return`` (see :class:`SampleWriter`)."""
+    returns = np.asarray(returns)
+    chunk = max(1, CHUNK_VALUES // max(1, returns[0].size if len(returns) else 1))
+    with SampleWriter(path, *returns.shape[:2], assets) as writer:
+        for lo in range(0, len(returns), chunk):
+            writer.write(returns[lo:lo + chunk])
+    return Path(path)
 
 
 def load_samples(path: str | os.PathLike) -> np.ndarray:
-    """Read samples (n, length, assets) written by :func:`save_samples`."""
+    """Read samples (n, length, assets) written by :func:`save_samples`; any file that is not
+    such samples is a :class:`DataError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"samples file {path} does not exist")
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        cube = frame.pivot_table(index=["path", "step"], columns="asset", values="return",
-                                 sort=False)
-        n_paths, n_steps = frame["path"].nunique(), frame["step"].nunique()
-        return cube.to_numpy().reshape(n_paths, n_steps, -1)
-    raise DataError(f"samples must be {' or '.join(SAMPLE_SUFFIXES)}, got {path.name!r}")
+    if path.suffix not in SAMPLE_SUFFIXES:
+        raise DataError(f"samples must be {' or '.join(SAMPLE_SUFFIXES)}, got {path.name!r}")
+    try:
+        samples = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _read_long(path)
+    except (OSError, ValueError, EOFError, KeyError, pa.ArrowException) as error:
+        raise DataError(f"{path} is not a samples file ({first_line(error)}); write it with "
+                        "`synthfin sample` or an (n, length, assets) float array") from None
+    if samples.ndim != 3 or not np.issubdtype(samples.dtype, np.number) or not samples.size:
+        raise DataError(f"{path} holds a {samples.dtype} array of shape {samples.shape}; samples "
+                        "are a non-empty numeric array (n, length, assets)")
+    return samples
+
+
+def _read_long(path: Path) -> np.ndarray:
+    """The (n, length, assets) cube of a long ``path, step, asset, return`` parquet table."""
+    table = pq.read_table(path, columns=[field.name for field in _LONG_SCHEMA])
+    _, path_code = np.unique(table["path"].to_numpy(), return_inverse=True)
+    _, step_code = np.unique(table["step"].to_numpy(), return_inverse=True)
+    asset_code, names = pd.factorize(table["asset"].to_numpy(zero_copy_only=False))
+    shape = (path_code.max() + 1, step_code.max() + 1, len(names))
+    if len(table) != np.prod(shape):
+        raise ValueError(f"{len(table)} rows do not make a full grid of {shape} paths, steps "
+                         "and assets")
+    order = np.lexsort((asset_code, step_code, path_code))
+    return table["return"].to_numpy()[order].reshape(shape)
+
+
+# -- reading a folder of files --------------------------------------------------------------
+# what a truncated, garbage or hand-edited file makes the readers (json, numpy, zipfile,
+# safetensors) and our constructors raise
+FILE_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, EOFError,
+               zipfile.BadZipFile, SafetensorError)
+
+
+class FileReading:
+    """Context for reading the files of a saved folder: any error a damaged file causes becomes
+    one ``error_type`` naming ``self.file`` (the file being read, set by the caller) and how to
+    fix it (``hint``)::
+
+        with FileReading(ModelError, "train the model again") as reading:
+            reading.file = directory / "config.json"
+            header = json.loads(reading.file.read_text())
+    """
+
+    def __init__(self, error_type: type[SynthfinError], hint: str) -> None:
+        self.error_type, self.hint, self.file = error_type, hint, Path()
+
+    def __enter__(self) -> FileReading:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 *rest: object) -> None:
+        if isinstance(error, SynthfinError):
+            raise self.error_type(f"{self.file}: {first_line(error)}") from None
+        if isinstance(error, FILE_ERRORS):
+            raise self.error_type(f"{self.file} is damaged ({type(error).__name__}: "
+                                  f"{first_line(error)}); {self.hint}") from None
+
+
+# -- a folder written as a unit ---------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a whole folder atomically: yields a temporary sibling folder to fill, which then
+    replaces ``path`` as a unit.
+
+    The old folder is renamed aside, the new one renamed into place, then the old one removed;
+    entries of the old folder that the new one lacks (say a ``training/`` subfolder) are moved
+    into the new one first. A kill at any moment leaves ``path`` holding the old or the new
+    complete folder, or no folder and the old one aside, which :func:`recover_directory` (run
+    here and by loaders) puts back.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path} is a file; give the folder to write a new path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(path)
+    temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield temp
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    aside = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+    if path.exists():
+        os.replace(path, aside)
+    os.replace(temp, path)
+    _merge_aside(path, aside)
+
+
+def recover_directory(path: str | os.PathLike) -> None:
+    """Finish or undo an :func:`atomic_directory` that was killed: put the old folder back if
+    no new one took its place, carry over its extra entries, drop unfinished temporary ones."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")):
+        if not path.exists():
+            os.replace(leftover, path)
+        else:
+            _merge_aside(path, leftover)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _merge_aside(path: Path, aside: Path) -> None:
+    """Move the entries of ``aside`` that ``path`` lacks into it, then remove ``aside``."""
+    if not aside.exists():
+        return
+    for entry in aside.iterdir():
+        if not (path / entry.name).exists():
+            os.replace(entry, path / entry.name)
+    shutil.rmtree(aside)

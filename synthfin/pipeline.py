@@ -1,9 +1,11 @@
 """Run a pipeline: data -> one model per entry -> samples -> evaluation, in a run directory.
 
-Each stage writes its outputs, then ``stage.json`` holding the hash of its inputs. A re-run reuses
-every stage whose inputs did not change (editing one model's settings retrains that model only);
-a stage killed by Ctrl-C or an error has no ``stage.json``, so it alone runs again, and a neural
-model resumes from its training checkpoint.
+Each stage writes its outputs, then ``stage.json`` holding the hash of its inputs and the SHA-256
+of every output file (as DVC does). A re-run reuses every stage whose inputs did not change and
+whose outputs are all still there, unchanged (editing one model's settings retrains that model
+only; a deleted or damaged output reruns its stage); a stage killed by Ctrl-C or an error has no
+``stage.json``, so it alone runs again, and a neural model resumes from its training checkpoint
+exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from synthfin.data.windows import WindowData
 from synthfin.evaluation.evaluate import evaluate_windows, finite_json
 from synthfin.io import atomic_save_npy, atomic_write_json
 from synthfin.models import Generator, get_generator
+from synthfin.models.training import CHECKPOINT
 
 logger = logging.getLogger("synthfin.pipeline")
 
@@ -66,28 +70,61 @@ def model_settings(run_name: str, settings: dict[str, Any], *, seed: int, device
     return model_cls, settings
 
 
-class _Stage:
-    """A directory whose ``stage.json`` records the input hash it was completed for."""
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    def __init__(self, directory: Path, key: str) -> None:
-        self.directory, self.key = directory, key
+
+class _Stage:
+    """A directory whose ``stage.json`` records the input hash it was completed for and the
+    SHA-256 of each output file in it (except ``stage.json`` and the ``scratch`` subfolder,
+    such as a model's ``training/`` checkpoints). It is done while both still hold."""
+
+    def __init__(self, directory: Path, key: str, scratch: str | None = None) -> None:
+        self.directory, self.key, self.scratch = directory, key, scratch
+
+    def _outputs(self) -> dict[str, str]:
+        files = sorted(path for path in self.directory.rglob("*") if path.is_file())
+        return {path.relative_to(self.directory).as_posix(): file_sha256(path) for path in files
+                if path.name != "stage.json" and not path.name.startswith(".")
+                and path.relative_to(self.directory).parts[0] != self.scratch}
 
     @property
     def done(self) -> bool:
-        marker = self.directory / "stage.json"
-        return marker.is_file() and json.loads(marker.read_text()).get("key") == self.key
+        try:
+            marker = json.loads((self.directory / "stage.json").read_text())
+        except (OSError, ValueError):  # missing or damaged: not done
+            return False
+        if not isinstance(marker, dict) or marker.get("key") != self.key:
+            return False
+        outputs = marker.get("outputs")
+        if not isinstance(outputs, dict) or not outputs:
+            return False
+        for name, digest in outputs.items():
+            path = self.directory / name
+            if not path.is_file() or file_sha256(path) != digest:
+                logger.info("%s changed or missing: its stage runs again", path)
+                return False
+        return True
 
     def complete(self, seconds: float) -> None:
-        atomic_write_json(self.directory / "stage.json", {"key": self.key, "seconds": seconds})
+        atomic_write_json(self.directory / "stage.json", {
+            "key": self.key, "seconds": seconds, "outputs": self._outputs()})
 
 
 class Pipeline:
     """Stages of a validated :class:`PipelineConfig` in ``config.output_dir``."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, *,
+                 progress: Callable[[str], object] | None = None) -> None:
         self.config = config
         self.run_dir = config.output_dir
         self.stages: list[dict[str, Any]] = []
+        self.progress = progress or (lambda line: None)  # told when each stage starts and ends
 
     def run(self) -> RunResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,13 +141,15 @@ class Pipeline:
 
     def _timed(self, name: str, stage: _Stage, work) -> Any:
         reused = stage.done
+        if not reused:
+            self.progress(f"{name}: running")
         start = time.perf_counter()
         result = work(reused)
         seconds = time.perf_counter() - start
         if not reused:
             stage.complete(seconds)
         self.stages.append({"stage": name, "reused": reused, "seconds": round(seconds, 2)})
-        logger.info("%s: %s in %.1f s", name, "reused" if reused else "done", seconds)
+        self.progress(f"{name}: {'reused' if reused else 'done'} in {seconds:.1f} s")
         return result
 
     def _data(self) -> tuple[WindowData, str]:
@@ -133,13 +172,13 @@ class Pipeline:
         model_cls, settings = model_settings(run_name, settings, seed=self.config.seed,
                                              device=self.config.device)
         key = _hash("model", data_key, model_cls.name, settings)
-        stage = _Stage(self.run_dir / "models" / run_name, key)
+        stage = _Stage(self.run_dir / "models" / run_name, key, scratch="training")
 
         def work(reused: bool) -> Generator:
             if reused:
                 return Generator.load(stage.directory / "model")
             training = stage.directory / "training"
-            resume = (training / "checkpoint.json").is_file() and _same_key(training, key)
+            resume = (training / CHECKPOINT).is_file() and _same_key(training, key)
             atomic_write_json(training / "key.json", {"key": key})
             generator = model_cls(**settings).fit(data, run_dir=training, resume=resume)
             generator.save(stage.directory / "model")
@@ -205,5 +244,7 @@ class Pipeline:
 
 
 def _same_key(training: Path, key: str) -> bool:
-    marker = training / "key.json"
-    return marker.is_file() and json.loads(marker.read_text()).get("key") == key
+    try:
+        return json.loads((training / "key.json").read_text()).get("key") == key
+    except (OSError, ValueError, AttributeError):  # missing or damaged: train afresh
+        return False

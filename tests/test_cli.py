@@ -1,14 +1,17 @@
 """The command line end to end on bundled data: prepare, train, sample, evaluate."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from synthfin import __version__
 from synthfin.cli import app
+from synthfin.io import load_samples
 
 runner = CliRunner()
 
@@ -80,3 +83,141 @@ def test_unknown_regime_is_a_clear_error(prepared, tmp_path):
     result = invoke("sample", "--model-dir", tmp_path / "g", "--regime", "panic", "--out",
                     tmp_path / "s.npy")
     assert result.exit_code == 2 and "calm, normal, stressed" in result.output
+
+
+# -- every failure a user can cause: one line, exit 2 (issue 17) -----------------------------
+@pytest.fixture(scope="module")
+def gaussian_model(prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "gaussian"
+    assert invoke("train", "--model", "gaussian", "--data", prepared[0], "--out", out
+                  ).exit_code == 0
+    return out
+
+
+def one_line_error(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("error: "), result.output
+    return result.output
+
+
+def truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize("damage", ["truncate config.json", "truncate data.json",
+                                    "truncate weights.safetensors", "garbage weights.safetensors",
+                                    "extra key in config.json"])
+def test_a_damaged_model_folder_is_one_line_naming_the_file(gaussian_model, tmp_path, damage):
+    folder = tmp_path / "model"
+    shutil.copytree(gaussian_model, folder)
+    action, _, name = damage.partition(" ")
+    if action == "truncate":
+        truncate(folder / name)
+    elif action == "garbage":
+        (folder / name).write_bytes(b"not a safetensors file" * 3)
+    else:
+        header = json.loads((folder / "config.json").read_text())
+        header["config"]["extra"] = 1
+        (folder / "config.json").write_text(json.dumps(header))
+        name = "config.json"
+    output = one_line_error(invoke("sample", "--model-dir", folder, "--out", tmp_path / "s.npy"))
+    assert name in output
+
+
+@pytest.mark.parametrize("name", ["meta.json", "windows.npz"])
+def test_a_damaged_data_folder_is_one_line_naming_the_file(prepared, tmp_path, name):
+    folder = tmp_path / "data"
+    shutil.copytree(prepared[0], folder)
+    truncate(folder / name)
+    output = one_line_error(invoke("train", "--model", "gaussian", "--data", folder, "--out",
+                                   tmp_path / "m"))
+    assert name in output and "synthfin prepare" in output
+
+
+def test_samples_that_are_not_numbers_are_one_line(prepared, tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
+    for file in ("objects.npy", "junk.npy"):
+        output = one_line_error(invoke("evaluate", "--data", prepared[0], "--samples",
+                                       f"x={tmp_path / file}", "--no-neural", "--out",
+                                       tmp_path / "r"))
+        assert file in output
+
+
+def test_out_on_a_file_a_negative_seed_and_a_repeated_name_are_one_line(
+        prepared, gaussian_model, tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in one_line_error(invoke("train", "--model", "gaussian", "--data",
+                                                prepared[0], "--out", tmp_path / "file"))
+    assert "seed" in one_line_error(invoke("sample", "--model-dir", gaussian_model, "--seed",
+                                           -1, "--out", tmp_path / "s.npy"))
+    np.save(tmp_path / "s.npy", np.zeros((4, 32, 1)))
+    assert "'a' twice" in one_line_error(invoke(
+        "evaluate", "--data", prepared[0], "--samples", f"a={tmp_path / 's.npy'}",
+        "--samples", f"a={tmp_path / 's.npy'}", "--no-neural", "--out", tmp_path / "r"))
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("epochs=abc", "epochs='abc' must be an integer"), ("epochs=0", "epochs=0 must be >= 1"),
+    ("lr=-1", "lr=-1.0 must be > 0"), ("hidden=0", "hidden=0 must be >= 1"),
+])
+def test_model_settings_are_checked_for_type_and_range_before_training(
+        prepared, tmp_path, setting, message):
+    output = one_line_error(invoke("train", "--model", "ar", "--data", prepared[0], "--out",
+                                   tmp_path / "m", "--set", setting))
+    assert message in output and not (tmp_path / "m").exists()
+
+
+def test_out_of_memory_is_one_line_and_verbose_adds_the_traceback(
+        gaussian_model, tmp_path, monkeypatch):
+    from synthfin.models import Generator
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+        yield
+
+    monkeypatch.setattr(Generator, "sample_chunks", exhausted)
+    args = ("sample", "--model-dir", gaussian_model, "--n", 2_000_000, "--length", 252,
+            "--out", tmp_path / "s.npy")
+    assert "out of memory" in one_line_error(invoke(*args))
+    assert not (tmp_path / "s.npy").exists() and not list(tmp_path.iterdir())
+    verbose = invoke("-v", *args)
+    assert verbose.exit_code == 2 and "Traceback" in verbose.output
+
+
+def test_ctrl_c_is_one_line_and_exit_130(gaussian_model, tmp_path, monkeypatch):
+    from synthfin.models import Generator
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Generator, "load", interrupted)
+    output = one_line_error(invoke("sample", "--model-dir", gaussian_model, "--out",
+                                   tmp_path / "s.npy"), code=130)
+    assert "interrupted" in output
+
+
+def test_a_bad_date_in_a_price_file_is_one_line_naming_value_and_row(tmp_path):
+    (tmp_path / "bad.csv").write_text("date,X\n2020-01-02,100\n2020-13-45,101\n")
+    output = one_line_error(invoke("prepare", "--source", tmp_path / "bad.csv", "--out",
+                                   tmp_path / "p"))
+    assert "'2020-13-45' in row 2" in output
+
+
+def test_samples_are_written_in_chunks_that_equal_one_draw(gaussian_model, tmp_path,
+                                                           monkeypatch):
+    from synthfin.models import Generator
+
+    monkeypatch.setattr("synthfin.models.base.CHUNK_VALUES", 32 * 50)  # 50 paths a chunk
+    for suffix in (".npy", ".parquet"):
+        assert invoke("sample", "--model-dir", gaussian_model, "--n", 120, "--seed", 3,
+                      "--out", tmp_path / f"s{suffix}").exit_code == 0
+    generator = Generator.load(gaussian_model)
+    chunks = list(generator.sample_chunks(120, seed=3))
+    assert [len(c) for c in chunks] == [50, 50, 20]
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.concatenate(chunks))
+    assert pq.ParquetFile(tmp_path / "s.parquet").metadata.num_row_groups == 3
+    np.testing.assert_array_equal(load_samples(tmp_path / "s.parquet"), np.concatenate(chunks))
+    one = next(generator.sample_chunks(40, seed=3))
+    np.testing.assert_array_equal(one, generator.sample_returns(40, seed=3))

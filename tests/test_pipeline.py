@@ -128,3 +128,47 @@ def test_the_yaml_window_is_the_window_len_of_the_one_data_settings_type(tmp_pat
     assert config.data.model_dump(by_alias=True)["window"] == 24
     with pytest.raises(SynthfinError, match="Synthesizer data settings: window"):
         Synthesizer("garch", window_len=1)
+
+
+# -- issue 17: settings checked before any work, outputs hashed, progress lines --------------
+@pytest.mark.parametrize("changes, message", [
+    ({"models": {"ar": {"epochs": "abc"}}}, "epochs='abc' must be an integer"),
+    ({"models": {"ar": {"epochs": 0}}}, "epochs=0 must be >= 1"),
+    ({"models": {"fast": {"model": "cvae", "lr": -1}}}, "fast: model 'cvae': setting lr=-1.0"),
+    ({"sampling": {"regimes": ["panic"]}}, "unknown regime(s) 'panic'"),
+    ({"seed": -1}, "seed"),
+])
+def test_bad_settings_fail_at_load_before_the_data_stage(tmp_path, changes, message):
+    path = write_config(tmp_path, **changes)
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert result.output.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_deleted_or_damaged_output_reruns_its_stage(first_run):
+    config, _ = first_run
+    Pipeline(config).run()  # back to this config after the test that edits gjr
+    run = config.output_dir
+    (run / "samples" / "gjr" / "samples_calm.npy").unlink()
+    weights = run / "models" / "gaussian" / "model" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:20])
+    again = Pipeline(config).run()
+    ran = {stage["stage"] for stage in again.stages if not stage["reused"]}
+    assert ran == {"samples gjr", "model gaussian"}
+    assert (run / "samples" / "gjr" / "samples_calm.npy").is_file()
+    marker = json.loads((run / "models" / "gaussian" / "stage.json").read_text())
+    assert set(marker["outputs"]) == {"model/config.json", "model/data.json",
+                                      "model/weights.safetensors"}
+    assert all(len(digest) == 64 for digest in marker["outputs"].values())
+
+
+def test_run_prints_a_line_when_each_stage_starts_and_ends(tmp_path):
+    path = write_config(tmp_path, models={"gaussian": {}}, sampling={"n": 50})
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
+    lines = result.output.splitlines()
+    assert result.exit_code == 0, result.output
+    for stage in ("data", "model gaussian", "samples gaussian", "evaluation"):
+        assert lines.index(f"{stage}: running") < next(
+            i for i, line in enumerate(lines) if line.startswith(f"{stage}: done in "))
+    again = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert "model gaussian: reused in" in again.output and "running" not in again.output

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Hashable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from synthfin.data.validation import (
     _SHOWN,
@@ -14,7 +16,7 @@ from synthfin.data.validation import (
     _listed,
     _naive_dates,
 )
-from synthfin.errors import DataError
+from synthfin.errors import DataError, first_line
 
 _DATE_NAMES = ("date", "datetime", "timestamp")
 _TICKER_NAMES = ("ticker", "symbol", "asset")
@@ -32,8 +34,10 @@ def read_file(path: Path) -> pd.DataFrame:
         raise DataError(f"no such file: {path}")
     try:
         raw = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {path}: {error}") from error
+    except (OSError, ValueError, EOFError, zlib.error, NotImplementedError,
+            pa.ArrowException) as error:  # what truncated or garbage files raise
+        raise DataError(f"cannot read {path} ({type(error).__name__}: {first_line(error)}); "
+                        "is it a complete price file?") from None
     return wide_prices(raw, origin=str(path))
 
 
@@ -81,8 +85,13 @@ def _pick(by_name: dict[str, Hashable], candidates: tuple[str, ...]) -> Hashable
 def _parse_dates(values: pd.Series, path: Path | str) -> pd.DatetimeIndex:
     try:
         dates = _naive_dates(pd.to_datetime(values))
-    except (ValueError, TypeError) as error:
-        raise DataError(f"cannot read the dates in {path}: {error}") from error
+    except (ValueError, TypeError, OverflowError) as error:
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        unreadable = (parsed.isna() & values.notna()).to_numpy()
+        where = (f"{values.iloc[int(unreadable.argmax())]!r} in row {int(unreadable.argmax()) + 1}"
+                 if unreadable.any() else f"({first_line(error)})")
+        raise DataError(f"{path}: cannot read the date {where}; write dates as YYYY-MM-DD"
+                        ) from None
     if dates.hasnans:
         raise DataError(f"{path} has {dates.isna().sum()} rows without a date")
     return dates

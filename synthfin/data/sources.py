@@ -40,6 +40,8 @@ def load_prices(
     cache_dir: str | os.PathLike | None = None,
     fill_gaps: int = 0,
     max_nan_run: int = 5,
+    retries: int = 4,
+    timeout: float = 10.0,
 ) -> pd.DataFrame:
     """Load a validated price frame from the bundled data, Yahoo Finance or a file.
 
@@ -64,6 +66,9 @@ def load_prices(
         Yahoo Finance cache folder; see :func:`download_prices`.
     fill_gaps, max_nan_run : int
         Gap handling; see :func:`validate_prices`.
+    retries, timeout : int, float
+        Yahoo Finance retries after a transient failure, and seconds to wait for an answer;
+        see :func:`download_prices`.
 
     Returns
     -------
@@ -89,7 +94,8 @@ def load_prices(
         if tickers is None or first is None:
             raise DataError("source='yfinance' needs tickers and start, e.g. "
                             "load_prices('yfinance', ['SPY'], start='2010-01-01')")
-        frame = download_prices(tickers, first, last, interval=interval, cache_dir=cache_dir)
+        frame = download_prices(tickers, first, last, interval=interval, cache_dir=cache_dir,
+                                retries=retries, timeout=timeout)
         wanted, origin = list(frame.columns), "Yahoo Finance"
     else:
         path = Path(source)

@@ -13,6 +13,7 @@ import pandas as pd
 from synthfin.errors import DataError
 
 _SHOWN = 5  # how many offending dates an error message lists
+MAX_DAILY_RATIO = 100.0  # a price 100 times the day before's (or a hundredth of it) is a typo
 _ONE_DAY = pd.Timedelta(days=1)
 
 
@@ -45,7 +46,8 @@ def validate_prices(
     ------
     DataError
         Duplicate, unsorted or missing dates; a non-numeric, empty or all-NaN column;
-        infinite or non-positive prices; a gap longer than ``fill_gaps``; histories that do
+        infinite or non-positive prices; a price more than 100 times (or under a
+        hundredth of) the day before's; a gap longer than ``fill_gaps``; histories that do
         not overlap; fewer than ``min_rows`` rows; or bad ``fill_gaps``/``max_nan_run``.
     """
     _check_gap_arguments(fill_gaps, max_nan_run)
@@ -111,6 +113,15 @@ def _check_values(prices: pd.DataFrame) -> None:
                 first_bad = column[bad].head(_SHOWN).items()
                 shown = ", ".join(f"{_day(day)} ({value})" for day, value in first_bad)
                 raise DataError(f"{ticker} has {_count(bad.sum(), problem + ' price')}: {shown}")
+        known = column.dropna()
+        ratio = (known / known.shift()).iloc[1:]
+        jumps = ratio[(ratio > MAX_DAILY_RATIO) | (ratio < 1 / MAX_DAILY_RATIO)]
+        if len(jumps):
+            day = jumps.index[0]
+            before = known.iloc[known.index.get_loc(day) - 1]
+            raise DataError(f"{ticker} jumps from {before:.6g} to {known[day]:.6g} on {_day(day)} "
+                            f"(more than {MAX_DAILY_RATIO:g}-fold in a day): a typo, a unit "
+                            "change or a split? fix the price or use split-adjusted prices")
 
 
 def _common_range(prices: pd.DataFrame) -> pd.DataFrame:

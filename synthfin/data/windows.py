@@ -20,7 +20,7 @@ import pandas as pd
 from synthfin.data.conditions import RegimeModel, trailing_realized_vol
 from synthfin.data.scaling import ReturnScaler
 from synthfin.errors import DataError
-from synthfin.io import atomic_write, atomic_write_json
+from synthfin.io import FileReading, atomic_directory, atomic_write_json, recover_directory
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -129,40 +129,43 @@ class WindowData:
         return digest.hexdigest()
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``windows.npz`` (arrays, no pickle) and ``meta.json`` atomically into a folder."""
+        """Write ``windows.npz`` (arrays, no pickle) and ``meta.json`` into a folder, as a unit
+        (:func:`~synthfin.io.atomic_directory`)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        arrays = self._arrays()
-
-        def write_npz(tmp: Path) -> None:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
-
-        atomic_write(directory / "windows.npz", write_npz)
-        atomic_write_json(directory / "meta.json", {**self.metadata(),
-                                                    "fingerprint": self.fingerprint()})
+        with atomic_directory(directory) as temp:
+            np.savez(temp / "windows.npz", **self._arrays())
+            atomic_write_json(temp / "meta.json", {**self.metadata(),
+                                                   "fingerprint": self.fingerprint()})
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> WindowData:
         """Read a folder written by :meth:`save` (``allow_pickle=False``)."""
         directory = Path(directory)
+        recover_directory(directory)
         meta_path, npz_path = directory / "meta.json", directory / "windows.npz"
         if not meta_path.is_file() or not npz_path.is_file():
             raise DataError(f"{directory} is not a prepared data set (needs meta.json and "
                             f"windows.npz); create one with `synthfin prepare --out {directory}`")
-        meta = json.loads(meta_path.read_text())
-        with np.load(npz_path, allow_pickle=False) as arrays:
-            splits = {name: WindowSplit(
-                windows=arrays[f"{name}_windows"],
-                start_dates=pd.DatetimeIndex(arrays[f"{name}_start_dates"]),
-                regimes=arrays[f"{name}_regimes"], realized_vol=arrays[f"{name}_realized_vol"],
-                returns=arrays[f"{name}_returns"]) for name in SPLIT_NAMES}
-        return cls(**splits, assets=list(meta["assets"]), window_len=int(meta["window_len"]),
-                   stride=int(meta["stride"]), vol_lookback=int(meta["vol_lookback"]),
-                   scaler=ReturnScaler.from_dict(meta["scaler"]),
-                   regimes=RegimeModel.from_dict(meta["regimes"]),
-                   split_dates={k: list(v) for k, v in meta["split_dates"].items()})
+        hint = f"prepare the data again with `synthfin prepare --out {directory}`"
+        with FileReading(DataError, hint) as reading:
+            reading.file = meta_path
+            meta = json.loads(meta_path.read_text())
+            reading.file = npz_path
+            with np.load(npz_path, allow_pickle=False) as arrays:
+                splits = {name: WindowSplit(
+                    windows=arrays[f"{name}_windows"],
+                    start_dates=pd.DatetimeIndex(arrays[f"{name}_start_dates"]),
+                    regimes=arrays[f"{name}_regimes"],
+                    realized_vol=arrays[f"{name}_realized_vol"],
+                    returns=arrays[f"{name}_returns"]) for name in SPLIT_NAMES}
+            reading.file = meta_path
+            return cls(**splits, assets=list(meta["assets"]),
+                       window_len=int(meta["window_len"]), stride=int(meta["stride"]),
+                       vol_lookback=int(meta["vol_lookback"]),
+                       scaler=ReturnScaler.from_dict(meta["scaler"]),
+                       regimes=RegimeModel.from_dict(meta["regimes"]),
+                       split_dates={k: list(v) for k, v in meta["split_dates"].items()})
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {}

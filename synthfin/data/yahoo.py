@@ -3,6 +3,8 @@ seam, and a fall-back to the cache when Yahoo is unreachable."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import re
@@ -32,6 +34,12 @@ _TRANSIENT_PHRASES = (
     "rate limit", "too many requests", "failed to perform", "timed out", "timeout",
     "connectionerror",
 )
+# Failures that a retry cannot fix: no name resolution (offline), a missing page or ticker.
+_OFFLINE_PHRASES = (
+    "could not resolve", "name or service not known", "nodename nor servname",
+    "name resolution", "getaddrinfo failed", "no address associated",
+)
+_PERMANENT_PHRASES = (*_OFFLINE_PHRASES, "404", "not found")
 
 _sleep = time.sleep  # between download retries; tests replace it so they do not wait
 
@@ -45,6 +53,7 @@ def download_prices(
     cache_dir: str | os.PathLike | None = None,
     retries: int = 4,
     backoff: float = 1.0,
+    timeout: float = 10.0,
 ) -> pd.DataFrame:
     """Adjusted closes from Yahoo Finance, through an on-disk cache that grows as needed.
 
@@ -63,10 +72,13 @@ def download_prices(
         Cache folder; defaults to ``$SYNTHFIN_CACHE_DIR``, then ``~/.cache/synthfin``. Each
         (ticker, interval) has one file, ``{cache_dir}/yfinance/{TICKER}_{interval}.parquet``.
     retries : int, default 4
-        Extra attempts after a rate limit or network failure, sleeping ``backoff * 2**k``
-        seconds before retry ``k + 1``.
+        Extra attempts after a rate limit or a transient network failure, sleeping
+        ``backoff * 2**k`` seconds before retry ``k + 1``. Permanent failures (no name
+        resolution, HTTP 404, unknown ticker) are not retried.
     backoff : float, default 1.0
         First sleep, in seconds.
+    timeout : float, default 10.0
+        Seconds to wait for each answer from Yahoo.
 
     Returns
     -------
@@ -94,6 +106,9 @@ def download_prices(
     used with a warning.
     """
     symbols = [ticker.upper() for ticker in _ticker_list(tickers)]
+    if not (retries >= 0 and backoff >= 0 and timeout > 0):
+        raise DataError(f"retries={retries} and backoff={backoff} must be >= 0 and "
+                        f"timeout={timeout} > 0")
     first = _to_day(start, "start")
     last = _to_day(end, "end") if end is not None else pd.Timestamp.today().normalize()
     if first is None:
@@ -110,7 +125,7 @@ def download_prices(
     fresh: dict[str, list[pd.Series]] = {}
     for (low, high), group in needed.items():
         try:
-            raw = _download_with_retries(group, low, high, interval, retries, backoff)
+            raw = _download_with_retries(group, low, high, interval, retries, backoff, timeout)
         except _YahooUnavailable as error:
             _fall_back_to_cache(group, caches, first, last, root, error)
             continue
@@ -161,16 +176,21 @@ def _download_with_retries(
     interval: str,
     retries: int,
     backoff: float,
+    timeout: float,
 ) -> pd.DataFrame:
-    """``_call_yahoo`` with up to ``retries`` retries after exponentially growing sleeps."""
+    """``_call_yahoo`` with up to ``retries`` retries after exponentially growing sleeps; a
+    permanent failure (see ``_PERMANENT_PHRASES``) is raised at once."""
     from yfinance.exceptions import YFRateLimitError
 
     attempt = 0
     while True:
         try:
-            return _call_yahoo(symbols, low, high, interval)
+            return _call_yahoo(symbols, low, high, interval, timeout)
         except (YFRateLimitError, OSError, _YahooUnavailable) as error:  # OSError: network
             reason = error if isinstance(error, _YahooUnavailable) else repr(error)
+            if _has_phrase(str(reason), _PERMANENT_PHRASES):
+                raise _YahooUnavailable(f"({reason}; not retried: the network is down or the "
+                                        "address is wrong)") from error
             if attempt == retries:
                 raise _YahooUnavailable(f"after {attempt + 1} attempts: {reason}") from error
             delay = backoff * 2**attempt
@@ -180,10 +200,18 @@ def _download_with_retries(
             attempt += 1
 
 
+def _has_phrase(message: str, phrases: tuple[str, ...]) -> bool:
+    return any(phrase in message.lower() for phrase in phrases)
+
+
 def _call_yahoo(
-    symbols: list[str], low: pd.Timestamp, high: pd.Timestamp, interval: str
+    symbols: list[str], low: pd.Timestamp, high: pd.Timestamp, interval: str, timeout: float
 ) -> pd.DataFrame:
-    """One ``yfinance.download`` call for the days ``low`` to ``high``, both inclusive."""
+    """One ``yfinance.download`` call for the days ``low`` to ``high``, both inclusive.
+
+    What yfinance and pandas print, log or warn meanwhile is kept out of the user's terminal
+    and logged at INFO level (shown by ``synthfin -v``); the errors it logs decide a retry.
+    """
     import yfinance  # here, not at the top: the bundled data and files must not need it
 
     logger.info("downloading %s from Yahoo Finance, %s to %s",
@@ -191,16 +219,28 @@ def _call_yahoo(
     errors = _ErrorLog()
     yfinance_logger = logging.getLogger("yfinance")
     yfinance_logger.addHandler(errors)
+    propagate, yfinance_logger.propagate = yfinance_logger.propagate, False
+    printed = io.StringIO()
     try:
-        raw = yfinance.download(
-            tickers=symbols, start=_day(low), end=_day(high + _ONE_DAY),  # Yahoo's end is exclusive
-            interval=interval, auto_adjust=True, actions=False, progress=False, threads=False,
-        )
+        with (warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(printed),
+              contextlib.redirect_stderr(printed)):
+            warnings.simplefilter("always")
+            raw = yfinance.download(
+                tickers=symbols, start=_day(low), end=_day(high + _ONE_DAY),  # end: exclusive
+                interval=interval, auto_adjust=True, actions=False, progress=False,
+                threads=False, timeout=timeout,
+            )
     finally:
         yfinance_logger.removeHandler(errors)
-    transient = [m for m in errors.messages if any(p in m.lower() for p in _TRANSIENT_PHRASES)]
-    if transient:
-        raise _YahooUnavailable(transient[-1])
+        yfinance_logger.propagate = propagate
+    for line in [*errors.messages, *printed.getvalue().splitlines(),
+                 *(str(w.message) for w in caught)]:
+        if line.strip():
+            logger.info("yfinance: %s", line.strip())
+    unreachable = [m for m in errors.messages
+                   if _has_phrase(m, _TRANSIENT_PHRASES + _OFFLINE_PHRASES)]
+    if unreachable:
+        raise _YahooUnavailable(unreachable[-1])
     return raw
 
 

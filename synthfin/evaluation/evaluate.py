@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from synthfin.data.windows import WindowData
 from synthfin.errors import DataError
@@ -253,7 +254,8 @@ def evaluate(references: Mapping[str, Reference] | np.ndarray, samples: Mapping[
         real = np.concatenate([reference.windows for reference in references.values()])
         rows = {}
         test = held_out if held_out is not None else real
-        for name, x in windows.items():
+        bar = tqdm(windows.items(), desc="neural scores", unit="set", disable=None, leave=False)
+        for name, x in bar:  # the long part: a bar on a terminal, silent elsewhere
             if not np.isfinite(x).all():
                 continue
             mean, std = discriminative_score(real, x, seed=seed, config=neural_config)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -23,14 +24,14 @@ from torch.nn import functional as F
 from synthfin.data.conditions import WindowConditions, realized_vol, trailing_realized_vol
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
-from synthfin.models.base import ContextSampler, register
+from synthfin.models.base import ContextSampler, Limit, register
 from synthfin.models.components import ConditionEmbedding, student_t_log_prob, window_tensors
 from synthfin.models.training import (
+    BatchOrder,
     TorchConfig,
     TorchGenerator,
     TrainingLoop,
     autocast,
-    batches,
 )
 
 # Degrees of freedom stay above 4: the conditional kurtosis is finite (heavier unconditional
@@ -54,6 +55,9 @@ class AutoregressiveConfig(TorchConfig):
     lr: float = 3e-3
     patience: int = 6
     weight_decay: float = 1e-5
+    limits: ClassVar[dict[str, Limit]] = {"hidden": ">= 1", "layers": ">= 1",
+                                          "components": ">= 1", "regime_embedding": ">= 0",
+                                          "weight_decay": ">= 0"}
 
 
 # -- the density ------------------------------------------------------------------------------
@@ -143,8 +147,7 @@ class AutoregressiveGenerator(TorchGenerator):
                                       weight_decay=self.config.weight_decay)
         train_x, train_regime, train_log_vol = self._tensors(data.train)
         val_x, val_regime, val_log_vol = self._tensors(data.val)
-        order = batches(len(train_x), self.config.batch_size,
-                        torch.Generator().manual_seed(self.config.seed))
+        order = BatchOrder(len(train_x), self.config.batch_size, self.config.seed)
 
         def step() -> dict[str, torch.Tensor]:
             idx = next(order).to(self.device_)
@@ -166,7 +169,7 @@ class AutoregressiveGenerator(TorchGenerator):
             return nll
 
         loop = TrainingLoop(self.modules_, {"net": optimizer}, run_dir=run_dir, resume=resume,
-                            progress=self.config.progress)
+                            progress=self.config.progress, streams={"order": order})
         steps = max(1, len(train_x) // self.config.batch_size)
         self.val_nll_ = loop.run("mle", self.config.epochs, step, steps, validate=validate,
                                  patience=self.config.patience)

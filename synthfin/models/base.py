@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+import operator
+import types
+import typing
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -20,13 +25,20 @@ from safetensors.numpy import load_file, save_file
 from synthfin.data.conditions import RegimeModel, realized_vol
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
-from synthfin.errors import ModelError
-from synthfin.io import atomic_write, atomic_write_json
+from synthfin.errors import ConfigError, ModelError
+from synthfin.io import (
+    CHUNK_VALUES,
+    FileReading,
+    atomic_directory,
+    atomic_write_json,
+    recover_directory,
+)
 
 G = TypeVar("G", bound="Generator")
 Condition = str | int | None
 
 _REGISTRY: dict[str, type[Generator]] = {}
+MODEL_FILES = ("config.json", "data.json", "weights.safetensors")
 
 
 def register(cls: type[G]) -> type[G]:
@@ -91,11 +103,65 @@ class ContextSampler(Protocol):
                      seed: int | None = None) -> np.ndarray: ...
 
 
+Limit = str | tuple[str, ...]  # a bound such as ">= 1" or "> 0", or the allowed values
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
 @dataclasses.dataclass
 class GeneratorConfig:
-    """Hyper-parameters shared by every generator; each model extends it with its own."""
+    """Hyper-parameters shared by every generator; each model extends it with its own.
+
+    Every setting is checked when a config is made (so before any data is read or any network
+    built): against its annotated type (``int``, ``float``, ``bool``, ``str``; an int is accepted
+    for a float) and against ``limits``, which each subclass extends with its own fields. A bad
+    setting raises :class:`~synthfin.errors.ConfigError` naming it.
+    """
 
     seed: int = 0
+    limits: ClassVar[dict[str, Limit]] = {"seed": ">= 0"}
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        limits = {name: limit for klass in reversed(type(self).__mro__)
+                  for name, limit in vars(klass).get("limits", {}).items()}
+        for field in dataclasses.fields(self):
+            value = _typed(field.name, getattr(self, field.name), hints.get(field.name))
+            object.__setattr__(self, field.name, value)
+            if field.name in limits and value is not None:
+                _check_limit(field.name, value, limits[field.name])
+
+
+def _typed(name: str, value: Any, expected: Any) -> Any:
+    """``value`` if it is of the ``expected`` scalar type (int -> float widened), else raise."""
+    union = typing.get_origin(expected) in (typing.Union, types.UnionType)
+    options = typing.get_args(expected) if union else (expected,)
+    if value is None and type(None) in options:
+        return value
+    for kind in options:
+        if kind is bool and isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        if kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    scalar = [k for k in options if k in (bool, int, float, str)]
+    if not scalar:  # a type this check does not know: left to the model
+        return value
+    wanted = " or ".join({bool: "true/false", int: "an integer", float: "a number",
+                          str: "a string"}[k] for k in scalar)
+    raise ConfigError(f"setting {name}={value!r} must be {wanted}")
+
+
+def _check_limit(name: str, value: Any, limit: Limit) -> None:
+    if isinstance(limit, tuple):
+        if value not in limit:
+            raise ConfigError(f"setting {name}={value!r} must be one of {', '.join(limit)}")
+        return
+    op, bound = limit.split()
+    if not _COMPARE[op](value, float(bound)):
+        raise ConfigError(f"setting {name}={value!r} must be {limit}")
 
 
 class Generator(ABC):
@@ -121,7 +187,10 @@ class Generator(ABC):
         if unknown:
             raise ModelError(f"unknown setting(s) {unknown} for model {self.name!r}; "
                              f"valid: {sorted(fields)}")
-        self.config = dataclasses.replace(base, **overrides)
+        try:
+            self.config = dataclasses.replace(base, **overrides)
+        except ConfigError as error:
+            raise ConfigError(f"model {self.name!r}: {error}") from None
 
     # -- the public verbs ---------------------------------------------------------------------
     def fit(self: G, data: WindowData, *, run_dir: str | Path | None = None,
@@ -152,14 +221,33 @@ class Generator(ABC):
         length : int or None
             Days per path; defaults to the training window length.
         """
+        return next(self.sample_chunks(n, condition=condition, seed=seed, length=length,
+                                       chunk_size=n, scaled=True))
+
+    def sample_chunks(self, n: int, *, condition: Condition = None, seed: int | None = None,
+                      length: int | None = None, chunk_size: int | None = None,
+                      scaled: bool = False) -> Iterator[np.ndarray]:
+        """:meth:`sample_returns` (or :meth:`sample` with ``scaled=True``) ``chunk_size`` paths
+        at a time, so that memory stays bounded however large ``n`` is.
+
+        The chunks draw from one random stream seeded by ``seed``; the default ``chunk_size``
+        holds about a million values (8 MB), and when it covers ``n`` the one chunk equals
+        :meth:`sample_returns` with the same arguments.
+        """
         spec = self._spec()
-        if n < 1:
-            raise ModelError(f"n must be >= 1, got {n}")
+        if not isinstance(n, numbers.Integral) or n < 1:
+            raise ModelError(f"n must be an integer >= 1, got {n!r}")
         length = spec.window_len if length is None else int(length)
         if length < 1:
             raise ModelError(f"length must be >= 1, got {length}")
+        if seed is not None and (not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ModelError(f"seed must be a non-negative integer, got {seed!r}")
         code = None if condition is None else spec.regimes.code(condition)
-        return self._finite(self._sample(n, length, code, np.random.default_rng(seed)))
+        chunk_size = chunk_size or max(1, CHUNK_VALUES // (length * len(spec.assets)))
+        rng = np.random.default_rng(seed)
+        for lo in range(0, n, chunk_size):
+            chunk = self._finite(self._sample(min(chunk_size, n - lo), length, code, rng))
+            yield chunk if scaled else spec.scaler.inverse(chunk)
 
     def context_sampler(self) -> ContextSampler | None:
         """This model as a :class:`ContextSampler` when it can continue a real history (it
@@ -171,15 +259,17 @@ class Generator(ABC):
         return self._spec().scaler.inverse(self.sample(n, **kwargs))
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``data.json`` and ``weights.safetensors`` atomically."""
+        """Write ``config.json``, ``data.json`` and ``weights.safetensors`` into ``directory``
+        as a unit (:func:`~synthfin.io.atomic_directory`): a kill at any moment leaves the
+        previous model or this one, complete."""
         spec = self._spec()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         state = {key: np.ascontiguousarray(value) for key, value in self._state().items()}
-        atomic_write(directory / "weights.safetensors", lambda tmp: save_file(state, str(tmp)))
-        atomic_write_json(directory / "data.json", spec.to_dict())
-        atomic_write_json(directory / "config.json",
-                          {"model": self.name, "config": dataclasses.asdict(self.config)})
+        with atomic_directory(directory) as temp:
+            save_file(state, str(temp / "weights.safetensors"))
+            atomic_write_json(temp / "data.json", spec.to_dict())
+            atomic_write_json(temp / "config.json",
+                              {"model": self.name, "config": dataclasses.asdict(self.config)})
         return directory
 
     @classmethod
@@ -189,17 +279,21 @@ class Generator(ABC):
         Called on the base class, it dispatches on the model name stored in ``config.json``.
         """
         directory = Path(directory)
-        missing = [f for f in ("config.json", "data.json", "weights.safetensors")
-                   if not (directory / f).is_file()]
+        recover_directory(directory)
+        missing = [f for f in MODEL_FILES if not (directory / f).is_file()]
         if missing:
             raise ModelError(f"{directory} is not a saved model: missing {', '.join(missing)}")
-        header = json.loads((directory / "config.json").read_text())
-        model_cls = get_generator(header["model"])
-        if cls is not Generator and model_cls is not cls:
-            raise ModelError(f"{directory} holds a {header['model']!r} model, not {cls.name!r}")
-        model = model_cls(model_cls.config_class(**header["config"]))
-        model.spec_ = DataSpec.from_dict(json.loads((directory / "data.json").read_text()))
-        model._load_state(load_file(str(directory / "weights.safetensors")))
+        with FileReading(ModelError, "save or train the model again") as reading:
+            reading.file = directory / "config.json"
+            header = json.loads(reading.file.read_text())
+            model_cls = get_generator(header["model"])
+            if cls is not Generator and model_cls is not cls:
+                raise ModelError(f"it holds a {header['model']!r} model, not {cls.name!r}")
+            model = model_cls(**header["config"])
+            reading.file = directory / "data.json"
+            model.spec_ = DataSpec.from_dict(json.loads(reading.file.read_text()))
+            reading.file = directory / "weights.safetensors"
+            model._load_state(load_file(str(reading.file)))
         return model
 
     # -- what each model implements -----------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from arch import arch_model
@@ -21,7 +22,7 @@ from scipy import special
 from synthfin.data.conditions import trailing_sum_squares
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
-from synthfin.models.base import Generator, GeneratorConfig, register
+from synthfin.models.base import Generator, GeneratorConfig, Limit, register
 
 
 def _regime_days(data: WindowData, regime: int) -> np.ndarray:
@@ -71,6 +72,7 @@ class GarchConfig(GeneratorConfig):
     gjr: bool = False
     dist: str = "t"
     burn_in: int = 500
+    limits: ClassVar[dict[str, Limit]] = {"dist": ("t", "skewt"), "burn_in": ">= 0"}
 
 
 @register
@@ -96,8 +98,6 @@ class GarchGenerator(Generator):
     config_class = GarchConfig
 
     def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
-        if self.config.dist not in ("t", "skewt"):
-            raise ModelError(f"garch dist must be 't' or 'skewt', got {self.config.dist!r}")
         series = data.train.returns
         params, normal_scores = [], []
         for a, asset in enumerate(data.assets):
@@ -174,6 +174,7 @@ class BootstrapConfig(GeneratorConfig):
     """``block_len``: expected block length in days; 0 chooses it from the data."""
 
     block_len: float = 0.0
+    limits: ClassVar[dict[str, Limit]] = {"block_len": ">= 0"}
 
 
 @register
@@ -197,8 +198,6 @@ class BlockBootstrap(Generator):
 
     def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         self.series_ = data.train.returns
-        if self.config.block_len < 0:
-            raise ModelError(f"block_len must be >= 0, got {self.config.block_len}")
         block_len = self.config.block_len
         if block_len == 0:
             block_len = float(optimal_block_length(self.series_**2)["stationary"].mean())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from torch.nn import functional as F
 from synthfin.data.conditions import WindowConditions
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ModelError
-from synthfin.models.base import register
+from synthfin.models.base import Limit, register
 from synthfin.models.components import (
     ConditionEmbedding,
     chain_windows,
@@ -30,11 +31,11 @@ from synthfin.models.components import (
     window_tensors,
 )
 from synthfin.models.training import (
+    BatchOrder,
     TorchConfig,
     TorchGenerator,
     TrainingLoop,
     autocast,
-    batches,
     logger,
 )
 
@@ -86,6 +87,10 @@ class CVAEConfig(TorchConfig):
     batch_size: int = 128
     lr: float = 2e-3
     patience: int = 8
+    limits: ClassVar[dict[str, Limit]] = {
+        "network": NETWORKS, "likelihood": LIKELIHOODS, "hidden": ">= 1", "latent_dim": ">= 1",
+        "regime_embedding": ">= 0", "beta": ">= 0", "warmup_epochs": ">= 0",
+        "free_bits": ">= 0", "grad_clip": "> 0"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,13 +281,6 @@ class ConditionalVAE(TorchGenerator):
 
     def _build(self) -> dict[str, nn.Module]:
         config, spec = self.config, self.spec_
-        if config.network not in NETWORKS:
-            raise ModelError(f"cvae network must be one of {NETWORKS}, got {config.network!r}")
-        if config.likelihood not in LIKELIHOODS:
-            raise ModelError(f"cvae likelihood must be one of {LIKELIHOODS}, "
-                             f"got {config.likelihood!r}")
-        if config.hidden < 1 or config.latent_dim < 1:
-            raise ModelError("cvae hidden and latent_dim must be >= 1")
         return {"cvae": CVAE(len(spec.assets), len(spec.regimes.names), spec.window_len,
                              config)}
 
@@ -306,15 +304,11 @@ class ConditionalVAE(TorchGenerator):
         x_val, regime_val, cond_vol_val = self._tensors(data.val)
         model = self._model
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        order = BatchOrder(len(x), config.batch_size, config.seed)
         loop = TrainingLoop({"cvae": model}, {"cvae": optimizer}, run_dir=run_dir,
-                            resume=resume, progress=config.progress)
+                            resume=resume, progress=config.progress, streams={"order": order})
         steps_per_epoch = max(1, len(x) // config.batch_size)
-        order = batches(len(x), config.batch_size,
-                        torch.Generator().manual_seed(config.seed))
-        done_steps = steps_per_epoch * sum(row["phase"] == "elbo" for row in loop.history)
-        for _ in range(done_steps):  # a resumed run continues the same data order
-            next(order)
-        counter = {"step": done_steps}
+        counter = {"step": steps_per_epoch * loop.completed("elbo")}  # KL warm-up position
 
         def step() -> dict[str, torch.Tensor]:
             epoch = counter["step"] / steps_per_epoch

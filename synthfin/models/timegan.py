@@ -22,6 +22,7 @@ import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,14 +33,14 @@ from synthfin.data.conditions import WindowConditions
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
-from synthfin.models.base import register
+from synthfin.models.base import Limit, register
 from synthfin.models.components import ConditionEmbedding, chain_windows, window_tensors
 from synthfin.models.training import (
+    BatchOrder,
     TorchConfig,
     TorchGenerator,
     TrainingLoop,
     autocast,
-    batches,
 )
 from synthfin.stats import FACTS_BY_NAME, fact_statistics
 
@@ -84,6 +85,13 @@ class TimeGANConfig(TorchConfig):
     stabilizer: str = "none"
     validation_samples: int = 512
     collapse_ratio: float = 0.1
+    # epochs may be 0 in every phase: built, untrained networks (bench_timegan times steps so)
+    limits: ClassVar[dict[str, Limit]] = {
+        "cell": CELLS, "stabilizer": STABILIZERS, "hidden": ">= 1", "layers": ">= 1",
+        "z_dim": ">= 1", "condition_dim": ">= 1", "steps_per_epoch": ">= 1",
+        "validation_samples": ">= 1", "autoencoder_epochs": ">= 0",
+        "supervisor_epochs": ">= 0", "epochs": ">= 0", "gamma": ">= 0", "eta": ">= 0",
+        "moment_weight": ">= 0", "collapse_ratio": ">= 0"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,8 +235,7 @@ class TimeGANTraining:
                  log_vol: torch.Tensor) -> None:
         self.m, self.config, self.device = modules, config, device
         self.x, self.regime, self.log_vol = x, regime, log_vol
-        self.order = batches(len(x), config.batch_size,
-                             torch.Generator().manual_seed(config.seed))
+        self.order = BatchOrder(len(x), config.batch_size, config.seed)
         self.noise = torch.Generator(device).manual_seed(config.seed + 1)
         self.z_shape = (min(config.batch_size, len(x)), x.shape[1], config.z_dim)
         self.optimizers = {"autoencoder": self._adam("embedder", "recovery"),
@@ -391,21 +398,6 @@ class TimeGAN(TorchGenerator):
             "discriminator": discriminator,
         }
 
-    def _check_config(self) -> None:
-        cfg = self.config
-        if cfg.cell not in CELLS:
-            raise ModelError(f"timegan cell must be one of {CELLS}, got {cfg.cell!r}")
-        if cfg.stabilizer not in STABILIZERS:
-            raise ModelError(f"timegan stabilizer must be one of {STABILIZERS}, "
-                             f"got {cfg.stabilizer!r}")
-        for field in ("hidden", "layers", "z_dim", "condition_dim", "steps_per_epoch",
-                      "batch_size", "validation_samples"):
-            if getattr(cfg, field) < 1:
-                raise ModelError(f"timegan {field} must be >= 1, got {getattr(cfg, field)}")
-        for field in ("autoencoder_epochs", "supervisor_epochs", "epochs"):
-            if getattr(cfg, field) < 0:
-                raise ModelError(f"timegan {field} must be >= 0, got {getattr(cfg, field)}")
-
     # -- conditions ----------------------------------------------------------------------------
     def _condition_vol(self, realized_vol: np.ndarray) -> np.ndarray:
         """The standardized log vol the networks read (zeros when ``condition_vol`` is off)."""
@@ -426,7 +418,6 @@ class TimeGAN(TorchGenerator):
         return TimeGANTraining(self.modules_, self.config, self.device_, x, regime, log_vol)
 
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
-        self._check_config()
         cfg = self.config
         if data.train.windows.shape[1] < 2:
             raise ModelError("timegan needs windows of at least 2 days")
@@ -436,7 +427,8 @@ class TimeGAN(TorchGenerator):
         self.tails_ = ReturnScaler(gaussianize=True).fit(data.train.returns)
         training = self.training_steps(data)
         loop = TrainingLoop(self.modules_, training.optimizers, run_dir=run_dir, resume=resume,
-                            progress=cfg.progress)
+                            progress=cfg.progress,
+                            streams={"order": training.order, "noise": training.noise})
         loop.run("autoencoder", cfg.autoencoder_epochs, training.autoencoder,
                  cfg.steps_per_epoch)
         loop.run("supervisor", cfg.supervisor_epochs, training.supervisor, cfg.steps_per_epoch)

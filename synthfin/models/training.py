@@ -1,10 +1,13 @@
 """Shared pieces of every neural generator's training: device, seeding, the loop with early
-stopping, a NaN guard, a progress bar, loss history, checkpoints and resume.
+stopping, a NaN guard, a progress bar, loss history, checkpoints and exact resume.
 
 A run directory (optional) receives ``history.json`` (one row per epoch and phase),
-``checkpoint.safetensors`` + ``checkpoint.json`` (the latest epoch, with optimizer state, for
-resuming a killed run) and ``best.safetensors`` (the weights with the best validation score).
-Everything is written atomically, so a crash never leaves a half-written file.
+``checkpoint.safetensors`` (the latest epoch: weights, optimizer state, every random state and,
+in its JSON header, the loop's position and history, one file written at once, for resuming a
+killed run) and ``best.safetensors`` (the weights with the best
+validation score). Everything is written atomically, so a crash never leaves a half-written file,
+and a run killed at any moment and resumed ends with the same weights, bit for bit on a CPU, as
+one never interrupted.
 """
 
 from __future__ import annotations
@@ -15,23 +18,26 @@ import dataclasses
 import json
 import logging
 import math
+import random
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from synthfin.data.windows import WindowData
-from synthfin.errors import ModelError
-from synthfin.io import atomic_write, atomic_write_json
-from synthfin.models.base import Generator, GeneratorConfig
+from synthfin.errors import ModelError, first_line
+from synthfin.io import FileReading, atomic_write, atomic_write_json
+from synthfin.models.base import Generator, GeneratorConfig, Limit
 
 logger = logging.getLogger("synthfin.models")
+CHECKPOINT = "checkpoint.safetensors"  # a run directory's latest checkpoint
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -73,8 +79,12 @@ def load_module_state(modules: dict[str, nn.Module], state: dict[str, Any]) -> N
                for k, v in state.items() if k.startswith(prefix)}
         try:
             module.load_state_dict(own)
-        except RuntimeError as error:
-            raise ModelError(f"weights do not fit network {name!r}: {error}") from None
+        except RuntimeError as error:  # torch lists every mismatch; the first one says enough
+            details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+            raise ModelError(f"weights do not fit network {name!r} ("
+                             f"{details[0] if details else first_line(error)}): the settings "
+                             "in config.json are not those the weights were trained with"
+                             ) from None
 
 
 def _optimizer_state(optimizers: dict[str, torch.optim.Optimizer]
@@ -99,6 +109,75 @@ def _load_optimizer_state(optimizers: dict[str, torch.optim.Optimizer],
         optimizer.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
 
 
+class BatchOrder:
+    """Endless shuffled index batches of ``range(n)`` (a new permutation each pass), seeded.
+
+    Resumable: :meth:`state` holds the generator, the current permutation and the position in
+    it, so a :class:`TrainingLoop` given this order continues the same batches after a resume.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order, self.position = torch.empty(0, dtype=torch.long), 0
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        last_start = max(0, self.n - self.batch_size)  # every batch full, unless n < batch_size
+        if not len(self.order) or self.position > last_start:
+            self.order, self.position = torch.randperm(self.n, generator=self.generator), 0
+        batch = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return batch
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state(), "order": self.order,
+                "position": torch.tensor([self.position])}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"].long(), int(state["position"][0])
+
+
+Stream = BatchOrder | torch.Generator  # a random stream a model's training draws from
+
+
+def _stream_state(stream: Stream) -> dict[str, torch.Tensor]:
+    return {"state": stream.get_state()} if isinstance(stream, torch.Generator) else stream.state()
+
+
+def _load_stream_state(stream: Stream, state: dict[str, torch.Tensor]) -> None:
+    if isinstance(stream, torch.Generator):
+        stream.set_state(state["state"])
+    else:
+        stream.load_state(state)
+
+
+def _global_random_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """torch (CPU and every CUDA device), NumPy's and Python's global random states, as
+    tensors and plain JSON."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    return tensors, {"numpy": numpy_state, "python": random.getstate()}
+
+
+def _set_global_random_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k[9:]))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+    numpy_state = meta["numpy"]
+    numpy_state["state"]["key"] = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state)
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
 class TrainingLoop:
     """Epochs of optimization steps in named phases, with early stopping on a validation score.
 
@@ -111,24 +190,33 @@ class TrainingLoop:
     run_dir : path, optional
         Where history, checkpoints and the best weights go; None keeps everything in memory.
     resume : bool
-        Continue from ``run_dir/checkpoint.*``: completed phases are skipped and the current one
-        continues after its last completed epoch.
+        Continue from ``run_dir/checkpoint.*``: finished phases are skipped and the current one
+        continues after its last completed epoch, with every random state as it was then.
     progress : bool
         Show a tqdm bar per phase with the running losses.
+    streams : dict name -> BatchOrder or torch.Generator, optional
+        The random streams the steps draw from besides the global ones (torch, NumPy, Python,
+        which are always checkpointed): their states are checkpointed and restored too.
     """
 
     def __init__(self, modules: dict[str, nn.Module],
                  optimizers: dict[str, torch.optim.Optimizer], *,
                  run_dir: str | Path | None = None, resume: bool = False,
-                 progress: bool = True) -> None:
+                 progress: bool = True, streams: dict[str, Stream] | None = None) -> None:
         self.modules, self.optimizers = modules, optimizers
+        self.streams = dict(streams or {})
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.history: list[dict[str, Any]] = []
         self._done: dict[str, int] = {}  # phase -> epochs completed (from a resumed checkpoint)
+        self._finished: dict[str, int] = {}  # phase -> epochs of a run() that returned
         self._resumed_best: dict[str, Any] = {}
         if resume:
             self._resume()
+
+    def completed(self, phase: str) -> int:
+        """Epochs of ``phase`` completed so far (including those of a resumed run)."""
+        return self._done.get(phase, 0)
 
     def run(self, phase: str, epochs: int, step: Callable[[], dict[str, torch.Tensor]],
             steps_per_epoch: int, *, validate: Callable[[], float] | None = None,
@@ -141,15 +229,21 @@ class TrainingLoop:
         improvement and the best weights are restored at the end. A non-finite loss or
         validation score restores the last good weights and raises :class:`ModelError`.
 
-        Returns the best validation score (NaN without ``validate``).
+        Returns the best validation score (infinity without ``validate``).
         """
         start = self._done.get(phase, 0)
         best_score, best_epoch = self._resumed_best.get(phase, (math.inf, start))
+        if self._finished.get(phase, -1) >= epochs:  # a resumed run: this phase is over
+            return best_score
         best_state = self._read_best() if math.isfinite(best_score) else None
         bar = tqdm(range(start, epochs), desc=phase, disable=not self.progress, leave=False,
                    initial=start, total=epochs)
         good_state = self._snapshot()
         for epoch in bar:
+            # checked before the epoch, so a run resumed right after an early stop stops too
+            if validate is not None and epoch - best_epoch >= patience:
+                logger.info("%s: early stop at epoch %d (best %d)", phase, epoch, best_epoch)
+                break
             totals: dict[str, torch.Tensor] = {}
             for _ in range(steps_per_epoch):
                 for key, value in step().items():
@@ -174,15 +268,13 @@ class TrainingLoop:
             self.history.append(row)
             bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("phase",
                                                                               "epoch")})
-            self._checkpoint(phase, epoch + 1, (best_score, best_epoch))
-            if validate is not None and epoch + 1 - best_epoch >= patience:
-                logger.info("%s: early stop at epoch %d (best %d)", phase, epoch + 1, best_epoch)
-                break
+            self._done[phase] = epoch + 1
+            self._checkpoint(phase, (best_score, best_epoch))
         bar.close()
         if best_state is not None:
             self._restore(best_state)
-        self._done[phase] = epochs  # a resumed run skips a finished phase entirely
-        self._checkpoint(phase, epochs, (best_score, best_epoch))
+        self._finished[phase] = epochs  # a resumed run skips a finished phase entirely
+        self._checkpoint(phase, (best_score, best_epoch))
         return best_score
 
     # -- state -------------------------------------------------------------------------------
@@ -208,45 +300,52 @@ class TrainingLoop:
         return {name: {key[len(name) + 1:]: value for key, value in flat.items()
                        if key.startswith(f"{name}.")} for name in self.modules}
 
-    def _checkpoint(self, phase: str, epoch: int, best: tuple[float, int]) -> None:
+    def _checkpoint(self, phase: str, best: tuple[float, int]) -> None:
+        """Write weights, optimizer, random and stream states as tensors, and the loop's
+        position and history as the file's JSON header: one file, written atomically, so a
+        kill at any moment leaves one consistent checkpoint."""
+        self._resumed_best = {**self._resumed_best, phase: best}
         if self.run_dir is None:
             return
         optimizer_tensors, optimizer_meta = _optimizer_state(self.optimizers)
-        tensors = {**module_state(self.modules), **optimizer_tensors}
-        atomic_write(self.run_dir / "checkpoint.safetensors",
-                     lambda tmp: save_file(tensors, str(tmp)))
-        done = {**self._done, phase: epoch}
-        best_by_phase = {**self._resumed_best, phase: best}
-        atomic_write_json(self.run_dir / "checkpoint.json", {
-            "done": done, "optimizers": optimizer_meta,
-            "best": {k: [None if not math.isfinite(v[0]) else v[0], v[1]]
-                     for k, v in best_by_phase.items()}})
-        self._resumed_best = best_by_phase
-        atomic_write_json(self.run_dir / "history.json", self.history)
+        random_tensors, random_meta = _global_random_state()
+        stream_tensors = {f"stream.{name}.{key}": value.cpu().contiguous()
+                          for name, stream in self.streams.items()
+                          for key, value in _stream_state(stream).items()}
+        tensors = {**module_state(self.modules), **optimizer_tensors, **random_tensors,
+                   **stream_tensors}
+        meta = {"done": self._done, "finished": self._finished, "optimizers": optimizer_meta,
+                "random": random_meta, "history": self.history,
+                "best": {k: [None if not math.isfinite(v[0]) else v[0], v[1]]
+                         for k, v in self._resumed_best.items()}}
+        header = {"checkpoint": json.dumps(meta, allow_nan=False)}
+        atomic_write(self.run_dir / CHECKPOINT,
+                     lambda tmp: save_file(tensors, str(tmp), metadata=header))
+        atomic_write_json(self.run_dir / "history.json", self.history)  # a copy to read
 
     def _resume(self) -> None:
-        if self.run_dir is None or not (self.run_dir / "checkpoint.json").is_file():
-            raise ModelError(f"cannot resume: no checkpoint.json in {self.run_dir}")
-        meta = json.loads((self.run_dir / "checkpoint.json").read_text())
-        tensors = load_file(str(self.run_dir / "checkpoint.safetensors"))
-        load_module_state(self.modules, {k: v for k, v in tensors.items()
-                                         if not k.startswith("opt.")})
-        _load_optimizer_state(self.optimizers, tensors, meta["optimizers"])
-        self._done = {k: int(v) for k, v in meta["done"].items()}
-        self._resumed_best = {k: (math.inf if v[0] is None else v[0], v[1])
-                              for k, v in meta["best"].items()}
-        history_path = self.run_dir / "history.json"
-        if history_path.is_file():
-            self.history = json.loads(history_path.read_text())
+        path = None if self.run_dir is None else self.run_dir / CHECKPOINT
+        if path is None or not path.is_file():
+            raise ModelError(f"cannot resume: no {CHECKPOINT} in {self.run_dir}")
+        with FileReading(ModelError, f"delete {self.run_dir} to train from the start") as reading:
+            reading.file = path
+            with safe_open(str(path), framework="pt") as handle:
+                meta = json.loads(handle.metadata()["checkpoint"])
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            load_module_state(self.modules, {k: v for k, v in tensors.items()
+                                             if not k.startswith(("opt.", "rng.", "stream."))})
+            _load_optimizer_state(self.optimizers, tensors, meta["optimizers"])
+            _set_global_random_state(tensors, meta["random"])
+            for name, stream in self.streams.items():
+                prefix = f"stream.{name}."
+                _load_stream_state(stream, {k[len(prefix):]: v for k, v in tensors.items()
+                                            if k.startswith(prefix)})
+            self._done = {k: int(v) for k, v in meta["done"].items()}
+            self._finished = {k: int(v) for k, v in meta["finished"].items()}
+            self._resumed_best = {k: (math.inf if v[0] is None else v[0], v[1])
+                                  for k, v in meta["best"].items()}
+            self.history = meta["history"]
         logger.info("resumed from %s: %s", self.run_dir, self._done)
-
-
-def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless shuffled index batches (a new permutation each pass), seeded."""
-    while True:
-        order = torch.randperm(n, generator=generator)
-        for lo in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            yield order[lo:lo + batch_size]
 
 
 @dataclasses.dataclass
@@ -259,6 +358,8 @@ class TorchConfig(GeneratorConfig):
     lr: float = 1e-3
     patience: int = 10
     progress: bool = True
+    limits: ClassVar[dict[str, Limit]] = {"epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0",
+                                          "patience": ">= 1"}
 
 
 class TorchGenerator(Generator):

@@ -6,14 +6,17 @@ Yahoo Finance is never reached: ``yfinance.download`` is replaced by :class:`Fak
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yfinance
+from typer.testing import CliRunner
 from yfinance.exceptions import YFRateLimitError
 
+from synthfin.cli import app
 from synthfin.data import yahoo as yahoo_source
 from synthfin.data.bundled import BUNDLED_TICKERS
 from synthfin.data.sources import load_prices
@@ -42,6 +45,7 @@ class FakeYahoo:
         self.missing = {symbol: pd.DatetimeIndex(days) for symbol, days in (missing or {}).items()}
         self.unknown = set(unknown)
         self.failures, self.error, self.logged_failures = 0, None, 0
+        self.failure_log = RATE_LIMIT_LOG  # what a logged failure says
         self.calls: list[dict] = []
 
     def __call__(self, tickers, start, end, **options):
@@ -53,7 +57,7 @@ class FakeYahoo:
         days = pd.DatetimeIndex(pd.bdate_range(start, last), freq=None, name="Date")
         if self.logged_failures:
             self.logged_failures -= 1
-            logging.getLogger("yfinance").error(RATE_LIMIT_LOG)
+            logging.getLogger("yfinance").error(self.failure_log)
             days = days[:0]
         columns = {}
         for symbol in tickers:
@@ -365,12 +369,64 @@ def test_yahoo_rate_limit_swallowed_into_its_log_is_retried(yahoo, tmp_path, sle
 
 def test_yahoo_unreachable_without_cache_raises_download_error(yahoo, tmp_path, sleeps):
     fake = yahoo()
-    fake.failures, fake.error = 99, ConnectionError("Could not resolve host")
+    fake.failures, fake.error = 99, ConnectionError("Connection reset by peer")
     message = r"no cache covers SPY from 2024-01-02 to 2024-01-31 \(checked .*yfinance\)"
     with pytest.raises(DownloadError, match=message) as caught:
         load_prices("yfinance", "SPY", "2024-01-02", "2024-01-31", cache_dir=tmp_path)
     assert str(tmp_path) in str(caught.value) and "after 5 attempts" in str(caught.value)
     assert sleeps == [1.0, 2.0, 4.0, 8.0]
+
+
+@pytest.mark.parametrize("raised", [True, False], ids=["raised", "logged"])
+def test_yahoo_dns_failure_fails_fast_without_retries(yahoo, tmp_path, sleeps, raised):
+    fake = yahoo()
+    dns = "Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com"
+    if raised:
+        fake.failures, fake.error = 99, ConnectionError(dns)
+    else:
+        fake.logged_failures, fake.failure_log = 99, dns
+    with pytest.raises(DownloadError, match="not retried"):
+        load_prices("yfinance", "SPY", "2024-01-02", "2024-01-31", cache_dir=tmp_path)
+    assert len(fake.calls) == 1 and sleeps == []
+
+
+def test_yahoo_retries_and_timeout_reach_yfinance(yahoo, tmp_path, sleeps):
+    fake = yahoo()
+    fake.failures, fake.error = 99, ConnectionError("Connection reset by peer")
+    with pytest.raises(DownloadError, match="after 2 attempts"):
+        load_prices("yfinance", "SPY", "2024-01-02", "2024-01-31", cache_dir=tmp_path,
+                    retries=1, timeout=3.5)
+    assert len(fake.calls) == 2 and {call["timeout"] for call in fake.calls} == {3.5}
+    with pytest.raises(DataError, match="timeout=0"):
+        download_prices("SPY", "2024-01-02", cache_dir=tmp_path, timeout=0)
+
+
+def test_cli_download_is_quiet_and_one_line_unless_verbose(yahoo, tmp_path, sleeps, capfd,
+                                                            monkeypatch):
+    fake = yahoo(unknown={"NOPE"})
+
+    def noisy(*args, **kwargs):
+        print("1 Failed download:")
+        warnings.warn("pandas FutureWarning from inside yfinance", FutureWarning, stacklevel=1)
+        return fake(*args, **kwargs)
+
+    monkeypatch.setattr(yfinance, "download", noisy)
+    args = ["download", "--tickers", "NOPE", "--start", "2024-01-02", "--end", "2024-01-31",
+            "--cache-dir", str(tmp_path), "--retries", "0", "--timeout", "2"]
+    quiet = CliRunner().invoke(app, args)
+    assert quiet.exit_code == 2 and quiet.output.count("\n") == 1, quiet.output
+    assert "no data for ticker NOPE" in quiet.output and "Failed download" not in quiet.output
+    assert "Failed download" not in capfd.readouterr().err
+    verbose = CliRunner().invoke(app, ["-v", *args])
+    assert verbose.exit_code == 2
+    assert "Failed download" in verbose.output + capfd.readouterr().err
+
+
+def test_a_hundredfold_price_jump_is_rejected_naming_ticker_and_day():
+    prices = frame_of({"X": [100.0, 101.0, 1e12, 102.0]})
+    with pytest.raises(DataError, match=r"X jumps from 101 to 1e\+12 on 2024-01-03 .*typo"):
+        validate_prices(prices)
+    assert len(validate_prices(frame_of({"X": [100.0, 150.0, 90.0, 95.0]}))) == 4
 
 
 def test_yahoo_unreachable_falls_back_to_a_cache_covering_the_settled_days(

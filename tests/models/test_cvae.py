@@ -7,7 +7,7 @@ import torch
 from torch import distributions
 
 import synthfin.models.cvae as cvae
-from synthfin.errors import ModelError
+from synthfin.errors import ConfigError, ModelError
 from synthfin.evaluation.scores import score_samples
 from synthfin.models import Generator
 from synthfin.models.baselines import GaussianGenerator
@@ -159,9 +159,9 @@ def test_resume_from_run_dir_continues_the_history(sp500_windows, tmp_path):
 
 
 @pytest.mark.parametrize("setting", [{"network": "lstm"}, {"likelihood": "laplace"}])
-def test_unknown_network_or_likelihood_is_a_clear_error(sp500_windows, setting):
-    with pytest.raises(ModelError, match="must be one of"):
-        ConditionalVAE(**{**TINY, **setting}).fit(sp500_windows)
+def test_unknown_network_or_likelihood_is_a_clear_error_before_fitting(setting):
+    with pytest.raises(ConfigError, match="must be one of"):
+        ConditionalVAE(**{**TINY, **setting})
 
 
 def test_tcn_variant_fits_and_samples(sp500_windows):

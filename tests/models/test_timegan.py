@@ -6,7 +6,7 @@ import torch
 
 import synthfin.models.timegan  # noqa: F401  (registers "timegan")
 from synthfin.data.windows import WindowData, make_windows
-from synthfin.errors import ModelError
+from synthfin.errors import ConfigError, ModelError
 from synthfin.evaluation.scores import score_samples
 from synthfin.models import Generator, available_generators
 from synthfin.models.baselines import GaussianGenerator
@@ -87,11 +87,11 @@ def test_resume_continues_a_run_and_the_history_grows(tiny_windows, tmp_path):
     assert resumed.sample(4, seed=0).shape == (4, 16, 1)
 
 
-def test_invalid_settings_are_named(tiny_windows):
-    with pytest.raises(ModelError, match="cell"):
-        TimeGAN(**{**TINY, "cell": "rnn"}).fit(tiny_windows)
-    with pytest.raises(ModelError, match="stabilizer"):
-        TimeGAN(**{**TINY, "stabilizer": "magic"}).fit(tiny_windows)
+def test_invalid_settings_are_named_before_fitting():
+    with pytest.raises(ConfigError, match="cell='rnn' must be one of gru, lstm"):
+        TimeGAN(**{**TINY, "cell": "rnn"})
+    with pytest.raises(ConfigError, match="stabilizer"):
+        TimeGAN(**{**TINY, "stabilizer": "magic"})
 
 
 def test_gated_step_is_a_plain_step_or_no_step_at_all():
