@@ -34,6 +34,7 @@ import torch
 
 from synthfin.config import load_pipeline_config
 from synthfin.data.bundled import BUNDLED_TICKERS
+from synthfin.errors import ModelError
 from synthfin.evaluation import evaluate_windows
 from synthfin.evaluation.evaluate import finite_json
 from synthfin.io import atomic_write_json, atomic_write_text
@@ -58,15 +59,16 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
     both references, memorization, and the likelihood gain over GJR-GARCH-t. The result is saved
     as ``out/series/TICKER.json`` and reused by a rerun with the same settings."""
     saved = out / "series" / f"{ticker}.json"
-    settings = {"pipeline": pipeline, "models": models, "n": n}
+    config = load_pipeline_config(pipeline)
+    run_settings = finite_json({"config": config.model_dump(mode="json"), "models": models,
+                                "n": n})
     if saved.is_file():
         result = json.loads(saved.read_text())
-        if result["settings"] == settings:
+        if result["settings"] == run_settings:
             print(f"{ticker}: reused {saved}", flush=True)
             return result
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    config = load_pipeline_config(pipeline)
     data = prepare_data(config.data.model_copy(update={"tickers": [ticker]}))
     series = data.history()
     n_train = len(data.train.returns)
@@ -77,7 +79,11 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
         model_cls, settings = model_settings(run_name, config.models[run_name],
                                              seed=config.seed, device="cpu")
         fit_start = time.perf_counter()
-        model = model_cls(**settings).fit(data)
+        try:
+            model = model_cls(**settings).fit(data)
+        except ModelError as error:  # e.g. a GARCH fit that does not converge: count it
+            rows[run_name] = {"failed": str(error)}
+            continue
         rows[run_name] = {"train_s": time.perf_counter() - fit_start}
         samples[run_name] = model.sample_returns(n, seed=config.seed)
         if isinstance(model, OneStepDensity):
@@ -91,7 +97,7 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
     for run_name, memo in evaluation.memorization.iterrows():
         rows[run_name].update(memorization=memo["median_ratio"], copies=memo["copy_share"])
     print(f"{ticker}: {time.perf_counter() - start:.0f} s", flush=True)
-    result = finite_json({"ticker": ticker, "settings": settings, "test_days": len(gjr),
+    result = finite_json({"ticker": ticker, "settings": run_settings, "test_days": len(gjr),
                           "rows": rows, "warnings": evaluation.warnings})
     atomic_write_json(saved, result)
     return result
@@ -144,8 +150,10 @@ def panel_tables(results: list[dict[str, Any]], models: list[str]) -> dict[str, 
                          "wins > 2 SE": f"{wins} of {len(frame)}",
                          "losses > 2 SE": f"{losses} of {len(frame)}"}
     tables["likelihood"] = pd.DataFrame(likelihood).T
-    tables["train_s"] = pd.DataFrame({"train s (median)": {
-        m: f"{grouped[m]['train_s'].median():.1f}" for m in models}})
+    tables["train_s"] = pd.DataFrame({
+        "train s (median)": {m: f"{grouped[m]['train_s'].median():.1f}" for m in models},
+        "failed on": {m: ", ".join(grouped[m].loc[grouped[m]["failed"].notna(), "ticker"])
+                      if "failed" in grouped[m] else "" for m in models}})
     return tables
 
 
@@ -187,7 +195,8 @@ def main() -> None:
                         ("out_of_sample", "Out-of-sample (reference: validation + test)"),
                         ("likelihood", "Test-period one-day log-likelihood minus "
                                        "GJR-GARCH(1,1)-t's (fitted on the same training days)"),
-                        ("train_s", "Training time per series (s)")]:
+                        ("train_s", "Training time per series (s), and fits that failed "
+                                    "(left out of that model's medians)")]:
         if len(tables[name]):
             sections += [f"### {title}", "", _markdown(tables[name]), ""]
     text = "\n".join(sections)
