@@ -103,13 +103,13 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
     return result
 
 
-def _cell(values: pd.Series) -> str:
+def _cell(values: pd.Series, digits: int = 2) -> str:
     """Median and inter-quartile range across series."""
     values = values.astype(float)
     if values.isna().all():
         return "-"
     q25, q50, q75 = np.nanquantile(values, [0.25, 0.5, 0.75])
-    return f"{q50:.2f} [{q25:.2f}, {q75:.2f}]"
+    return f"{q50:.{digits}f} [{q25:.{digits}f}, {q75:.{digits}f}]"
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -145,7 +145,7 @@ def panel_tables(results: list[dict[str, Any]], models: list[str]) -> dict[str, 
             continue
         wins = int((frame["ll_gain"] > 2 * frame["ll_se"]).sum())
         losses = int((frame["ll_gain"] < -2 * frame["ll_se"]).sum())
-        likelihood[m] = {"gain over GJR-t (nats/day)": _cell(frame["ll_gain"]),
+        likelihood[m] = {"gain over GJR-t (nats/day)": _cell(frame["ll_gain"], digits=3),
                          "median SE": f"{frame['ll_se'].median():.4f}",
                          "wins > 2 SE": f"{wins} of {len(frame)}",
                          "losses > 2 SE": f"{losses} of {len(frame)}"}
