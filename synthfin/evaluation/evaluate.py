@@ -20,6 +20,7 @@ from synthfin.evaluation.scores import (
     Reference,
     ScoreTable,
     as_paths,
+    degenerate,
     memorization_table,
     score_samples,
     undefined_facts,
@@ -28,9 +29,6 @@ from synthfin.stats import stylized_facts
 
 SUMMARY_COLUMNS = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level",
                    "w1_1d", "w1_20d", "cross_corr")
-# a set whose daily std is off the real one by more than this factor is degenerate: the calmest
-# and the most turbulent calendar years of the bundled S&P 500 are 0.36x and 2.24x its std
-MAX_SCALE_RATIO = 5.0
 
 
 @dataclass
@@ -156,22 +154,6 @@ class Evaluation:
         atomic_write_json(directory / "metrics.json", self.to_dict())
         write_report(self, directory)
         return directory
-
-
-def degenerate(x: np.ndarray, real_std: np.ndarray) -> str | None:
-    """Why a sample set (n, length, assets) cannot be scored, or None: non-finite values, an
-    asset of zero variance, or a daily std off the real ``real_std`` (per asset) by more than
-    :data:`MAX_SCALE_RATIO`."""
-    bad = int(np.count_nonzero(~np.isfinite(x)))
-    if bad:
-        return f"holds {bad} non-finite values (NaN or inf) out of {x.size}"
-    if undefined_facts(x):
-        return "is constant (zero variance)"
-    ratio = x.std(axis=(0, 1)) / real_std
-    if (ratio > MAX_SCALE_RATIO).any() or (ratio < 1 / MAX_SCALE_RATIO).any():
-        return (f"is mis-scaled: its daily std is {np.round(ratio, 2).tolist()} x the real one "
-                "(are the returns unscaled log returns?)")
-    return None
 
 
 def finite_json(value: Any) -> Any:

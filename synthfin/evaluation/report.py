@@ -29,8 +29,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from scipy.special import expit, logit
 
-from synthfin.evaluation.evaluate import degenerate
-from synthfin.evaluation.scores import horizon_returns
+from synthfin.evaluation.scores import degenerate, horizon_returns
 from synthfin.io import atomic_write_text
 from synthfin.stats import FACTS_BY_NAME, facts
 from synthfin.stats.catalogue import long_max_lag

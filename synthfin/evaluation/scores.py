@@ -43,6 +43,9 @@ FLOOR_BLOCK_MIN_DAYS = 252
 MAX_COPY_SHARE = 0.01
 MAX_CLOSE_SHARE = 0.15
 MIN_MEDIAN_RATIO = 0.8
+# a set whose daily std is off the real one by more than this factor is degenerate: the calmest
+# and the most turbulent calendar years of the bundled S&P 500 are 0.36x and 2.24x its std
+MAX_SCALE_RATIO = 5.0
 
 
 def as_paths(x: np.ndarray, name: str, allow_non_finite: bool = False) -> np.ndarray:
@@ -272,6 +275,22 @@ def undefined_facts(x: np.ndarray) -> bool:
     """True when the facts of ``x`` (n, length, assets) are undefined: non-finite values, or an
     asset whose every value is the same (its std is then zero or rounding noise)."""
     return not np.isfinite(x).all() or bool((np.ptp(x, axis=(0, 1)) == 0).any())
+
+
+def degenerate(x: np.ndarray, real_std: np.ndarray) -> str | None:
+    """Why a sample set (n, length, assets) cannot be scored, or None: non-finite values, an
+    asset of zero variance, or a daily std off the real ``real_std`` (per asset) by more than
+    :data:`MAX_SCALE_RATIO`."""
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        return f"holds {bad} non-finite values (NaN or inf) out of {x.size}"
+    if undefined_facts(x):
+        return "is constant (zero variance)"
+    ratio = x.std(axis=(0, 1)) / real_std
+    if (ratio > MAX_SCALE_RATIO).any() or (ratio < 1 / MAX_SCALE_RATIO).any():
+        return (f"is mis-scaled: its daily std is {np.round(ratio, 2).tolist()} x the real one "
+                "(are the returns unscaled log returns?)")
+    return None
 
 
 def _set_statistics(x: np.ndarray, like: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

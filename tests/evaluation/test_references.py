@@ -8,8 +8,8 @@ import pytest
 
 from synthfin.errors import DataError
 from synthfin.evaluation import evaluate_windows
-from synthfin.evaluation.evaluate import MAX_SCALE_RATIO, data_references
-from synthfin.evaluation.scores import Reference
+from synthfin.evaluation.evaluate import data_references
+from synthfin.evaluation.scores import MAX_SCALE_RATIO, Reference
 from synthfin.models.baselines import GarchGenerator
 
 MAIN = ["acf_r", "acf_abs", "acf_sq", "leverage", "tails"]
