@@ -1,4 +1,5 @@
-"""Stylized facts, real-versus-synthetic scores and the report."""
+"""Real-versus-synthetic scores against two references, long-horizon facts and the report
+(the facts themselves live in :mod:`synthfin.stats`)."""
 
 from synthfin.evaluation.evaluate import Evaluation, evaluate, evaluate_windows
 

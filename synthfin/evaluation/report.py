@@ -527,9 +527,10 @@ def _correlation_figure(evaluation: Evaluation) -> str:
 
 
 PER_ASSET_FIGURES: list[tuple[Callable[[Evaluation, int, dict[str, str]], str], str]] = [
-    (_acf_figure, "Autocorrelation of r, |r| and r²: real in black, grey band = range of the "
-                  "two chronological halves of the real windows. Volatility clustering is "
-                  "reproduced when the |r| and r² curves stay in or near the band."),
+    (_acf_figure, "Autocorrelation of r, |r| and r²: real references in black (solid: "
+                  "in-sample, dashed: out-of-sample), grey band = range of their noise-floor "
+                  "halves. Volatility clustering is reproduced when the |r| and r² curves stay "
+                  "in or near the band."),
     (_leverage_figure, "Leverage effect: correlation of today's return with future squared "
                        "returns (negative for equities); band as above."),
     (_tail_figure, "Tails on log-log axes: share of days beyond a move of x real standard "
