@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ class Evaluation:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     long_horizon: LongHorizon | None = None
 
-    @property
+    @cached_property
     def real(self) -> np.ndarray:
         """Every reference window, in reference order (the real side of the figures)."""
         return np.concatenate([reference.windows for reference in self.references.values()])
@@ -271,6 +272,7 @@ def evaluate_windows(data: WindowData, samples: Mapping[str, np.ndarray], *,
     """:func:`evaluate` against a prepared data set: both references of
     :func:`data_references`, memorization of training against held-out (val + test) windows,
     and long-horizon facts against the whole history for paths of 1,000 days or more."""
-    return evaluate(data_references(data), samples, train=data.real_windows("train"),
-                    held_out=data.real_windows("val", "test"), history=data.history(),
+    references = data_references(data)
+    return evaluate(references, samples, train=references["in_sample"].windows,
+                    held_out=references["out_of_sample"].windows, history=data.history(),
                     assets=data.assets, neural=neural, seed=seed, neural_config=neural_config)
