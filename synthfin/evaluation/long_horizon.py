@@ -23,7 +23,6 @@ from synthfin.stats.catalogue import long_max_lag
 LONG_MIN_DAYS = 1000
 SEGMENT_STRIDE_DAYS = 252
 CHECK_LAGS = (1, 5, 10, 20, 50, 100, 250)
-BETA_TOLERANCE = 0.1  # |beta - beta of the real series| counted as a match
 
 
 def real_segments(history: np.ndarray, length: int, stride: int = SEGMENT_STRIDE_DAYS

@@ -25,7 +25,6 @@ LONG_AGGREGATION_DAYS = (1, 5, 20, 60)
 LONG_MAX_LAG = 250
 BETA_MAX_LAG = 100
 DRAWDOWN_QUANTILES = (0.1, 0.5, 0.9)
-YEAR_DAYS = facts.TRADING_DAYS
 
 
 def linear_max_lag(length: int) -> int:
@@ -125,9 +124,9 @@ def volatility_drift(x: ArrayLike) -> float:
     """Median annualized volatility of the paths' last year over that of their first year,
     minus one: 0 for a stationary model; needs paths of at least two years."""
     windows = np.atleast_2d(np.asarray(x, dtype=float))
-    if windows.shape[1] < 2 * YEAR_DAYS:
+    if windows.shape[1] < 2 * facts.TRADING_DAYS:
         return float("nan")
-    first, last = windows[:, :YEAR_DAYS], windows[:, -YEAR_DAYS:]
+    first, last = windows[:, :facts.TRADING_DAYS], windows[:, -facts.TRADING_DAYS:]
     return float(np.median(last.std(axis=1)) / np.median(first.std(axis=1)) - 1.0)
 
 
