@@ -139,7 +139,7 @@ def test_any_pipeline_settings_load_or_fail_with_a_synthfin_error(tmp_path_facto
 def saved_models(tmp_path_factory, two_asset_windows) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     models = {"garch": get_generator("garch")(),
-              "ar": get_generator("ar")(epochs=1, hidden=4, layers=1, components=1,
+              "ar": get_generator("ar")(epochs=1, hidden=4, layers=1, pretrained=None,
                                         progress=False, device="cpu")}
     return {name: model.fit(two_asset_windows).save(folder / name)
             for name, model in models.items()}

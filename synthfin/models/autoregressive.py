@@ -1,66 +1,228 @@
-"""Autoregressive density generator: an exact likelihood ``p(x) = prod_t p(x_t | x_<t, c)``.
+"""Autoregressive density generator: an exact likelihood ``p(x) = prod_t p(x_t | x_<t)`` over
+long histories, pooled across a universe of series.
 
-A GRU reads the past returns and the condition ``c`` (regime embedding and standardized log of the
-trailing realized vol) and emits, per day, a mixture of Student-t densities per asset. Assets are
-factorized autoregressively inside a day: asset ``a``'s location is shifted linearly by the same
-day's assets ``b < a`` (a learned strictly lower-triangular coupling), so contemporaneous
-correlation is exact in the density while sampling stays one pass over assets.
-Because the density is explicit, :meth:`AutoregressiveGenerator.log_prob` gives exact
-log-likelihoods on the original return scale, comparable with GARCH-t on the same days, and paths
-of any length come from ancestral sampling.
+Each asset is read by one GRU with weights shared across assets and series. Its inputs on day
+``t`` are the scaled return ``y_t``, ``|y_t|`` and the log of exponentially weighted mean squares
+of the scaled returns over 5 / 21 / 63 / 252 days (the slow information of a HAR model, kept as
+recursions so that sampling carries them exactly). A linear head on the GRU output *and* those
+inputs gives the next day's Student-t location, scale and degrees of freedom, so a log-linear
+HAR volatility is a special case and the GRU learns what it adds (asymmetry, state-dependent
+tails). The model is trained on long random crops of the contiguous history, each with a burn-in
+whose loss is not counted, with early stopping on the validation likelihood.
+
+Several assets are coupled within a day through a Gaussian-copula-like factor: with
+``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` a
+lower-triangular matrix with unit-norm rows (so ``L_t L_t^T`` is a correlation matrix), asset
+``a`` returns ``y_a = mu_a + sd_a e_a``. ``L_t`` moves with the market's volatility state, so
+correlations can rise in stressed markets; the density stays exact (a triangular solve).
+
+**Pooling.** Daily returns are few per series, so by default the network starts from a
+checkpoint pretrained on the 21 bundled series (:data:`UNIVERSE`, training days only, up to
+2013-02-01) and is fine-tuned on the user's series; fine-tuning keeps the zero-shot weights when
+it does not improve the validation likelihood. :func:`pretrain_universe` rebuilds such a
+checkpoint from any universe of series.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from scipy.signal import lfilter
 from torch import nn
 from torch.nn import functional as F
 
-from synthfin.data.conditions import WindowConditions, realized_vol, trailing_realized_vol
-from synthfin.data.windows import WindowData, WindowSplit
-from synthfin.errors import ModelError
+from synthfin.data.conditions import trailing_realized_vol
+from synthfin.data.windows import WindowData
+from synthfin.errors import ConfigError, ModelError
+from synthfin.io import FileReading, atomic_directory, atomic_write_json
 from synthfin.models.base import ContextSampler, Limit, register
-from synthfin.models.components import ConditionEmbedding, student_t_log_prob, window_tensors
+from synthfin.models.components import student_t_log_prob
 from synthfin.models.training import (
     BatchOrder,
     TorchConfig,
     TorchGenerator,
     TrainingLoop,
     autocast,
+    load_module_state,
+    module_state,
+    resolve_device,
 )
 
-# Degrees of freedom stay above 4: the conditional kurtosis is finite (heavier unconditional
-# tails come from the volatility dynamics). Selected on validation NLL per day among floors of
-# 2 / 3 / 4: 0.8291 / 0.8265 / 0.8261 (scaled units, bundled S&P 500, window 64); the floor of 2
-# also made the samples' kurtosis explode (23x-34x the noise floor on two of three seeds).
+SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the network reads
+N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span
+STRESS_FEATURE = 2 + SPANS.index(21)  # the log vol that moves the cross-asset correlation
+# Degrees of freedom stay above 4, so the conditional kurtosis is finite (heavier unconditional
+# tails come from the volatility dynamics): a floor of 2 made the samples' kurtosis explode.
 MIN_DF = 4.0
+MAX_LOG_SCALE = 7.0  # the scale stays within exp(+-7) training standard deviations
+BANK_SIZE = 4096  # training-day states kept for unconditional and regime-conditional sampling
+UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 
 
 @dataclasses.dataclass
 class AutoregressiveConfig(TorchConfig):
-    """Hyper-parameters. The defaults were selected on validation likelihood per day on bundled
-    S&P 500 windows of 64 days (hidden 16/32/64, 1/2 layers, 1/2 components)."""
+    """Hyper-parameters.
+
+    ``pretrained`` is ``"universe"`` (the checkpoint shipped with the package, see
+    :data:`UNIVERSE`), the path of a folder written by :func:`pretrain_universe`, or None to
+    train from scratch; ``finetune=False`` uses the pretrained network as it is (zero-shot).
+    ``hidden`` and ``layers`` must match a pretrained checkpoint's. ``crop`` days per training
+    sequence, of which the first ``burn_in`` only set the state; ``context`` days of history
+    are read before a continued path or a validation period.
+    """
 
     hidden: int = 32
-    layers: int = 2
-    components: int = 2         # Student-t mixture components per asset and day
-    regime_embedding: int = 4
-    epochs: int = 40
-    batch_size: int = 256
-    lr: float = 3e-3
-    patience: int = 6
-    weight_decay: float = 1e-5
-    limits: ClassVar[dict[str, Limit]] = {"hidden": ">= 1", "layers": ">= 1",
-                                          "components": ">= 1", "regime_embedding": ">= 0",
+    layers: int = 1
+    components: int = 2  # Student-t mixture components per asset and day
+    pretrained: str | None = "universe"
+    finetune: bool = True
+    crop: int = 512
+    burn_in: int = 128
+    context: int = 1024
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 5
+    weight_decay: float = 1e-4
+    limits: ClassVar[dict[str, Limit]] = {"hidden": ">= 1", "layers": ">= 1", "components": ">= 1",
+                                          "crop": ">= 2",
+                                          "burn_in": ">= 0", "context": ">= 1",
                                           "weight_decay": ">= 0"}
 
 
-# -- the density ------------------------------------------------------------------------------
+# -- inputs -----------------------------------------------------------------------------------
+ALPHAS = np.array([2.0 / (span + 1) for span in SPANS])  # the recursions' weights
+
+
+def mean_squares(scaled: np.ndarray) -> np.ndarray:
+    r"""Exponentially weighted mean squares of scaled returns (..., T, A) -> (..., T, A, S),
+    one per span of :data:`SPANS`.
+
+    :math:`v_t = (1 - \alpha) v_{t-1} + \alpha y_t^2` with :math:`\alpha = 2 / (\text{span}+1)`
+    and :math:`v_{-1} = 1` (the training variance of scaled returns)."""
+    squares = np.square(np.asarray(scaled, dtype=np.float64))
+    out = np.empty((*squares.shape, len(SPANS)))
+    initial = np.ones((*squares.shape[:-2], 1, squares.shape[-1]))
+    for k, alpha in enumerate(ALPHAS):
+        out[..., k], _ = lfilter([alpha], [1.0, alpha - 1.0], squares, axis=-2,
+                                 zi=(1.0 - alpha) * initial)  # v_{-1} = 1 carried forward
+    return out
+
+
+def features(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The network's inputs for a day: ``[y, |y|, 0.5 log v_span]`` (..., N_FEATURES)."""
+    return torch.cat([y[..., None], y.abs()[..., None], 0.5 * torch.log(v + 1e-6)], dim=-1)
+
+
+def series_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of contiguous scaled histories (..., T, A): inputs (..., T, A, F),
+    where day ``t``'s are the features of day ``t - 1`` (of an empty past on day 0), and the
+    targets (..., T, A). The features of the last day come last in :func:`after_inputs`."""
+    x, y = after_inputs(scaled)
+    start = features(torch.zeros_like(y[..., :1, :]),
+                     torch.ones((*y[..., :1, :].shape, len(SPANS))))
+    return torch.cat([start, x[..., :-1, :, :]], dim=-3), y
+
+
+def after_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of each day of scaled histories (..., T, A, F), and the returns (..., T, A)."""
+    scaled = np.asarray(scaled, dtype=np.float64)
+    y = torch.as_tensor(scaled, dtype=torch.float32)
+    return features(y, torch.as_tensor(mean_squares(scaled), dtype=torch.float32)), y
+
+
+# -- the network ------------------------------------------------------------------------------
+class ARNet(nn.Module):
+    """Shared per-asset GRU and Student-t head; a state-dependent within-day correlation."""
+
+    def __init__(self, n_assets: int, hidden: int, layers: int, components: int = 1) -> None:
+        super().__init__()
+        self.n_assets, self.components = n_assets, components
+        # single-layer GRUs stacked by hand, so every layer's state on every day is at hand
+        self.grus = nn.ModuleList([nn.GRU(N_FEATURES if i == 0 else hidden, hidden,
+                                          batch_first=True) for i in range(layers)])
+        self.head = nn.Linear(hidden + N_FEATURES, 4 * components)
+        # correlation of the innovations: base and slope on the market's log vol (strictly lower)
+        self.coupling = nn.Parameter(torch.zeros(2, n_assets, n_assets))
+
+    def read(self, x: torch.Tensor, state: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every layer's output (layers, B, T, A, H) after each day of inputs ``x``
+        (B, T, A, F), from GRU states (layers, B * A, H) or zeros."""
+        batch, days, assets, _ = x.shape
+        inputs = x.transpose(1, 2).reshape(batch * assets, days, N_FEATURES)
+        outs = []
+        for i, gru in enumerate(self.grus):
+            inputs, _ = gru(inputs, None if state is None else state[i:i + 1].contiguous())
+            outs.append(inputs.view(batch, assets, days, -1).transpose(1, 2))
+        return torch.stack(outs), inputs
+
+    def marginal(self, x: torch.Tensor, state: torch.Tensor | None = None
+                 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Mixture logits, locations, scales and dfs (B, T, A, K) of the day after each input
+        day of ``x`` (B, T, A, F), and the GRU states after the last day (layers, B * A, H)."""
+        outs, _ = self.read(x, state)
+        raw = self.head(torch.cat([outs[-1], x], dim=-1)).unflatten(-1, (self.components, 4))
+        scale = torch.exp(raw[..., 2].clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE))
+        last = outs[:, :, -1].reshape(len(self.grus), -1, outs.shape[-1])
+        return (raw[..., 0], raw[..., 1], scale, MIN_DF + F.softplus(raw[..., 3])), last
+
+    def cholesky(self, x: torch.Tensor) -> torch.Tensor:
+        """``L_t`` (..., A, A): rows ``[b_a, 1] / ||[b_a, 1]||`` of the strictly lower
+        ``B_t = B_0 + m_t B_1``, with ``m_t`` the assets' mean log 21-day vol in ``x``."""
+        stress = x[..., STRESS_FEATURE].mean(dim=-1)[..., None, None]
+        base, slope = torch.tril(self.coupling, diagonal=-1)
+        raw = base + stress * slope + torch.eye(self.n_assets, device=x.device)
+        return raw / raw.norm(dim=-1, keepdim=True)
+
+    def log_prob(self, y: torch.Tensor, x: torch.Tensor, state: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        r"""Log density (B, T, A) of each asset's return given the past and the same day's
+        earlier assets. With the mixture's mean :math:`m` and standard deviation :math:`sd`,
+        :math:`e = (y - m) / sd` and :math:`w = L^{-1} e`, it is
+        :math:`\log p_{mix}(m + sd\, w_a) - \log L_{aa}` (one asset: :math:`\log p_{mix}(y)`).
+        """
+        params, _ = self.marginal(x, state)
+        if self.n_assets > 1:
+            mean, sd = mixture_moments(*params)
+            factor = self.cholesky(x)
+            w = torch.linalg.solve_triangular(factor, ((y - mean) / sd)[..., None],
+                                              upper=False)[..., 0]
+            diagonal = torch.diagonal(factor, dim1=-2, dim2=-1)
+            return student_t_mixture_log_prob(mean + sd * w, *params) - torch.log(diagonal)
+        return student_t_mixture_log_prob(y, *params)
+
+    def step(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor | None,
+             generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """One sampled day for every path: from inputs ``x`` (n, A, F), mean squares ``v``
+        (n, A, S) and GRU state, the day's scaled returns (n, A) and the next x, v, state."""
+        params, state = self.marginal(x[:, None], state)
+        logits, loc, scale, df = (p[:, 0] for p in params)
+        if self.components > 1:
+            pick = torch.multinomial(torch.softmax(logits, -1).flatten(0, 1), 1,
+                                     generator=generator).view(*logits.shape[:2], 1)
+            loc, scale, df = (p.gather(-1, pick)[..., 0] for p in (loc, scale, df))
+        else:
+            loc, scale, df = loc[..., 0], scale[..., 0], df[..., 0]
+        normal = torch.randn(loc.shape, generator=generator, device=loc.device)
+        chi2 = 2 * torch._standard_gamma(df / 2)  # global stream, seeded by the caller
+        y = loc + scale * normal * torch.sqrt(df / chi2)
+        if self.n_assets > 1:  # correlate the standardized draws
+            mean, sd = mixture_moments(*(p[:, 0] for p in params))
+            w = (self.cholesky(x) @ ((y - mean) / sd)[..., None])[..., 0]
+            y = mean + sd * w
+        v = v + torch.as_tensor(ALPHAS, dtype=v.dtype, device=v.device) * (y[..., None] ** 2 - v)
+        return y, features(y, v), v, state
+
+
 def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
                                scale: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
     r"""Log density of a mixture of Student-t components, elementwise over ``x``:
@@ -70,56 +232,147 @@ def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch
     return torch.logsumexp(F.log_softmax(logits, dim=-1) + log_t, dim=-1)
 
 
-class ARNet(nn.Module):
-    """Condition -> initial state; GRU over past returns; per-day Student-t mixture head."""
+def mixture_moments(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                    df: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and standard deviation (...) of a Student-t mixture with parameters (..., K):
+    :math:`m = \sum_k \pi_k \mu_k`, :math:`sd^2 = \sum_k \pi_k (s_k^2 \nu_k / (\nu_k - 2)
+    + \mu_k^2) - m^2`."""
+    weights = torch.softmax(logits, dim=-1)
+    mean = (weights * loc).sum(-1)
+    second = (weights * (scale**2 * df / (df - 2) + loc**2)).sum(-1)
+    return mean, torch.sqrt(torch.clamp(second - mean**2, min=1e-12))
 
-    def __init__(self, n_assets: int, n_regimes: int, config: AutoregressiveConfig) -> None:
-        super().__init__()
-        self.n_assets, self.components = n_assets, config.components
-        self.condition = ConditionEmbedding(n_regimes, config.regime_embedding)
-        cond_dim = self.condition.size
-        self.initial_state = nn.Linear(cond_dim, config.layers * config.hidden)
-        self.gru = nn.GRU(n_assets + cond_dim, config.hidden, config.layers, batch_first=True)
-        self.head = nn.Linear(config.hidden, n_assets * config.components * 4)
-        self.coupling = nn.Parameter(torch.zeros(n_assets, n_assets))  # used strictly below diag
 
-    def start(self, cond: torch.Tensor) -> torch.Tensor:
-        layers = self.gru.num_layers
-        state = torch.tanh(self.initial_state(cond))  # (B, layers * H)
-        return state.view(len(cond), layers, -1).transpose(0, 1).contiguous()  # (layers, B, H)
+# -- training ---------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Series:
+    """One contiguous history in scaled units: training inputs/targets and, for validation, the
+    inputs/targets of the validation days after ``context`` training days."""
 
-    def step(self, previous: torch.Tensor, cond: torch.Tensor, state: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden outputs for inputs ``previous`` (B, T, A); returns (B, T, H) and new state."""
-        inputs = torch.cat([previous, cond[:, None].expand(-1, previous.shape[1], -1)], dim=-1)
-        return self.gru(inputs, state)
+    x: torch.Tensor
+    y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    val_from: int  # index in val_x of the first validation day
 
-    def density(self, hidden: torch.Tensor, same_day: torch.Tensor
-                ) -> tuple[torch.Tensor, ...]:
-        """Mixture parameters (B, T, A, K) from hidden states and the same day's returns, of
-        which only assets before each asset enter (strictly lower-triangular coupling)."""
-        raw = self.head(hidden).view(*hidden.shape[:2], self.n_assets, self.components, 4)
-        shift = same_day @ torch.tril(self.coupling, diagonal=-1).T  # (B, T, A)
-        loc = raw[..., 1] + shift[..., None]
-        scale = F.softplus(raw[..., 2]) + 1e-3
-        df = MIN_DF + F.softplus(raw[..., 3])
-        return raw[..., 0], loc, scale, df
 
-    def log_prob(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Per-day, per-asset log density (B, T, A) of scaled returns ``x`` (B, T, A)."""
-        previous = F.pad(x[:, :-1], (0, 0, 1, 0))  # x_{t-1}, zeros before the first day
-        hidden, _ = self.step(previous, cond, self.start(cond))
-        return student_t_mixture_log_prob(x, *self.density(hidden, x))
+def _series(train: np.ndarray, val: np.ndarray, context: int, device: torch.device) -> _Series:
+    x, y = series_inputs(np.concatenate([train, val]))
+    first = max(0, len(train) - context)
+    return _Series(x[:len(train)].to(device), y[:len(train)].to(device),
+                   x[first:].to(device), y[first:].to(device), len(train) - first)
+
+
+def _optimize(net: ARNet, series: list[_Series], config: AutoregressiveConfig,
+              device: torch.device, run_dir: Path | None, resume: bool,
+              phase: str) -> tuple[float, list[dict]]:
+    """Maximum likelihood on random crops of every series, early stopping on the validation
+    negative log-likelihood per asset-day; returns the best validation score and the loss
+    history."""
+    crop = min(config.crop, min(len(s.y) for s in series))
+    burn_in = min(config.burn_in, crop // 2)
+    starts = torch.cat([torch.stack([torch.full((len(s.y) - crop + 1,), i),
+                                     torch.arange(len(s.y) - crop + 1)], dim=1)
+                        for i, s in enumerate(series)])
+    order = BatchOrder(len(starts), config.batch_size, config.seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    offsets = torch.arange(crop)
+
+    def step() -> dict[str, torch.Tensor]:
+        picks = starts[next(order)]
+        x = torch.stack([series[i].x[s + offsets] for i, s in picks.tolist()])
+        y = torch.stack([series[i].y[s + offsets] for i, s in picks.tolist()])
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device):
+            nll = -net.log_prob(y, x)[:, burn_in:].mean()
+        nll.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        optimizer.step()
+        return {"nll": nll.detach()}
+
+    loop = TrainingLoop({"net": net}, {"net": optimizer}, run_dir=run_dir, resume=resume,
+                        progress=config.progress, streams={"order": order})
+    days = sum(len(s.y) for s in series)
+    steps = max(8, math.ceil(days / (config.batch_size * (crop - burn_in))))
+    best = loop.run(phase, config.epochs, step, steps,
+                    validate=lambda: validation_nll(net, series), patience=config.patience)
+    return best, loop.history
+
+
+def validation_nll(net: ARNet, series: list[_Series]) -> float:
+    """Negative log-likelihood per asset-day of every series' validation days (scaled units),
+    each read after its training context."""
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        total = sum(-net.log_prob(s.val_y[None], s.val_x[None])[0, s.val_from:].sum().item()
+                    for s in series)
+    net.train(was_training)
+    return total / sum((len(s.val_y) - s.val_from) * s.val_y.shape[1] for s in series)
+
+
+def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
+                      config: AutoregressiveConfig | None = None, run_dir: str | Path | None = None,
+                      resume: bool = False) -> Path:
+    """Train one univariate network on every asset of every series in ``universe`` (each in its
+    own scaled units, training days only, validation days for early stopping) and write it to
+    ``out`` as a checkpoint for ``AutoregressiveConfig(pretrained=out)``: ``weights.safetensors``
+    and ``universe.json`` (sizes, series, their training periods, validation NLL)."""
+    config = config or AutoregressiveConfig(pretrained=None)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    series = [_series(data.train.returns[:, [a]], data.val.returns[:, [a]], config.context,
+                      device)
+              for data in universe.values() for a in range(data.n_assets)]
+    net = ARNet(1, config.hidden, config.layers, config.components).to(device)
+    best, _ = _optimize(net, series, config, device,
+                        None if run_dir is None else Path(run_dir), resume, "universe")
+    meta = {"hidden": config.hidden, "layers": config.layers, "components": config.components,
+            "spans": list(SPANS),
+            "val_nll": best, "config": dataclasses.asdict(config),
+            "series": {name: {"assets": data.assets, "train": data.split_dates["train"],
+                              "val": data.split_dates["val"]}
+                       for name, data in universe.items()}}
+    weights = {k: v for k, v in module_state({"net": net}).items() if "coupling" not in k}
+    with atomic_directory(out) as temp:
+        save_file(weights, str(temp / "weights.safetensors"))
+        atomic_write_json(temp / "universe.json", meta)
+    return Path(out)
+
+
+def load_pretrained(net: ARNet, source: str, config: AutoregressiveConfig) -> None:
+    """Copy a pretrained checkpoint's GRU and head into ``net`` (the coupling stays)."""
+    folder = UNIVERSE if source == "universe" else Path(source)
+    with FileReading(ModelError, "set pretrained: null to train from scratch") as reading:
+        reading.file = folder / "universe.json"
+        meta = json.loads(reading.file.read_text())
+        sizes = {key: meta[key] for key in ("hidden", "layers", "components")}
+        ours = {key: getattr(config, key) for key in sizes}
+        if sizes != ours:
+            raise ConfigError(
+                f"pretrained checkpoint {folder} has {_listed(sizes)}, not {_listed(ours)}; "
+                "use its sizes or set pretrained: null to train another size from scratch")
+        reading.file = folder / "weights.safetensors"
+        state = load_file(str(reading.file))
+    state["net.coupling"] = net.coupling.detach().cpu()
+    load_module_state({"net": net}, state)
+
+
+def _listed(sizes: dict[str, int]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sizes.items())
 
 
 # -- the generator ----------------------------------------------------------------------------
 @register
 class AutoregressiveGenerator(TorchGenerator):
-    """Autoregressive Student-t-mixture density model of daily returns (exact likelihood).
+    """Autoregressive Student-t density model of daily returns over long histories.
 
-    Trained by maximum likelihood on the training windows with early stopping on the validation
-    negative log-likelihood per day. ``sample`` draws ancestrally, batched over paths, for any
-    length; a regime condition sets the starting volatility state.
+    Fitted by maximum likelihood on crops of the training history (from the pooled universe
+    checkpoint by default), with early stopping on the validation likelihood. ``sample`` draws
+    ancestrally, for any length, from states the model reached on training days (of one regime,
+    if asked); :meth:`sample_after` continues a given history; :meth:`one_step_log_likelihood`
+    is the one-day-ahead forecast density, comparable with a GARCH filter.
     """
 
     name = "ar"
@@ -127,170 +380,155 @@ class AutoregressiveGenerator(TorchGenerator):
     config: AutoregressiveConfig
 
     def _build(self) -> dict[str, nn.Module]:
-        return {"net": ARNet(len(self.spec_.assets), len(self.spec_.regimes.names), self.config)}
-
-    # conditions: regime code and the standardized log of the trailing realized vol
-    def _condition(self, regime: np.ndarray, realized_vol: np.ndarray) -> torch.Tensor:
-        log_vol = self.conditions_.standardize(realized_vol)
-        return self.modules_["net"].condition(
-            torch.as_tensor(regime, device=self.device_),
-            torch.as_tensor(log_vol, dtype=torch.float32, device=self.device_))
-
-    def _tensors(self, split: WindowSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return window_tensors(split.windows, split.regimes,
-                              self.conditions_.standardize(split.realized_vol), self.device_)
+        return {"net": ARNet(len(self.spec_.assets), self.config.hidden, self.config.layers,
+                             self.config.components)}
 
     def _train(self, data: WindowData, run_dir: Path | None, resume: bool) -> None:
-        self.conditions_ = WindowConditions(data.train.regimes, data.train.realized_vol)
         net = self.modules_["net"]
-        optimizer = torch.optim.AdamW(net.parameters(), lr=self.config.lr,
-                                      weight_decay=self.config.weight_decay)
-        train_x, train_regime, train_log_vol = self._tensors(data.train)
-        val_x, val_regime, val_log_vol = self._tensors(data.val)
-        order = BatchOrder(len(train_x), self.config.batch_size, self.config.seed)
+        series = [_series(data.train.returns, data.val.returns, self.config.context,
+                          self.device_)]
+        if self.config.pretrained is not None:
+            load_pretrained(net, self.config.pretrained, self.config)
+        start_nll = validation_nll(net, series)
+        self.val_nll_, self.history_ = start_nll, []
+        if self.config.pretrained is None or self.config.finetune:
+            start = {k: v.clone() for k, v in net.state_dict().items()}
+            best, self.history_ = _optimize(net, series, self.config, self.device_, run_dir,
+                                            resume, "mle")
+            if self.config.pretrained is not None and best >= start_nll:
+                net.load_state_dict(start)  # fine-tuning did not help on validation days
+            self.val_nll_ = min(best, start_nll) if self.config.pretrained else best
+        self._fill_bank(data)
 
-        def step() -> dict[str, torch.Tensor]:
-            idx = next(order).to(self.device_)
-            optimizer.zero_grad(set_to_none=True)
-            cond = net.condition(train_regime[idx], train_log_vol[idx])
-            with autocast(self.device_):
-                nll = -net.log_prob(train_x[idx], cond).mean()
-            nll.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            optimizer.step()
-            return {"nll": nll.detach()}
+    # -- states of the training days, to start sampled paths from ------------------------------
+    def _fill_bank(self, data: WindowData) -> None:
+        """Keep up to :data:`BANK_SIZE` training days' states (GRU states, mean squares, day's
+        return), each with the regime of the realized vol of the days up to it."""
+        scaled = data.train.returns
+        vol = trailing_realized_vol(data.unscale(scaled), data.vol_lookback)
+        after = np.append(vol[1:], np.nan)  # vol[t + 1] covers the lookback days up to day t
+        known = np.flatnonzero(np.isfinite(after))
+        days = known[np.linspace(0, len(known) - 1, min(BANK_SIZE, len(known))).astype(int)]
+        state, v, y = self._states(scaled[None], days)
+        self.bank_ = {"state": state[:, 0], "v": v[0], "y": y[0],
+                      "regime": torch.as_tensor(data.regimes.label(after[days]))}
 
-        def validate() -> float:
-            net.eval()
-            with torch.no_grad():
-                cond = net.condition(val_regime, val_log_vol)
-                nll = -net.log_prob(val_x, cond).mean().item()
-            net.train()
-            return nll
-
-        loop = TrainingLoop(self.modules_, {"net": optimizer}, run_dir=run_dir, resume=resume,
-                            progress=self.config.progress, streams={"order": order})
-        steps = max(1, len(train_x) // self.config.batch_size)
-        self.val_nll_ = loop.run("mle", self.config.epochs, step, steps, validate=validate,
-                                 patience=self.config.patience)
-        self.history_ = loop.history
+    def _states(self, scaled: np.ndarray, days: np.ndarray
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """After reading each of ``days`` of scaled histories (m, T, A): the GRU states
+        (layers, m, len(days), A, H), mean squares (m, len(days), A, S) and returns
+        (m, len(days), A), on the CPU."""
+        net = self.modules_["net"]
+        x, y = after_inputs(scaled)
+        v = torch.as_tensor(mean_squares(scaled)[:, days], dtype=torch.float32)
+        states, state = [], None
+        with torch.no_grad():
+            for lo in range(0, x.shape[1], 512):  # chunked over time: memory stays bounded
+                outs, _ = net.read(x[:, lo:lo + 512].to(self.device_), state)
+                state = outs[:, :, -1].reshape(len(outs), -1, outs.shape[-1])
+                keep = days[(days >= lo) & (days < lo + 512)] - lo
+                states.append(outs[:, :, keep].cpu())
+        return torch.cat(states, dim=2), v, y[:, days]
 
     # -- likelihood on the original scale ------------------------------------------------------
-    def log_prob(self, returns: np.ndarray, realized_vol: np.ndarray, *,
-                 per_step: bool = False) -> np.ndarray:
-        """Exact log-likelihood of unscaled log-return windows (n, length, assets).
-
-        ``realized_vol`` (n,) is the annualized realized vol of the ``vol_lookback`` days before
-        each window (its condition). The scaler's Jacobian is included, so the values are log
-        densities of the log returns themselves: ``log p(x) = log p(y) + sum log|dy/dx|``.
-        Returns (n,) sums over days and assets, or (n, length) per day with ``per_step``.
+    def log_prob(self, returns: np.ndarray, *, per_step: bool = False) -> np.ndarray:
+        """Exact log-likelihood of contiguous unscaled histories (n, days, assets), each read
+        from an empty past; the scaler's Jacobian is included, so the values are log densities
+        of the log returns themselves. Returns (n,) sums or (n, days) per day with ``per_step``.
         """
         spec = self._spec()
         returns = np.asarray(returns, dtype=np.float64)
         if returns.ndim != 3 or returns.shape[2] != len(spec.assets):
-            raise ModelError(f"returns must be (n, length, {len(spec.assets)}), "
-                             f"got {returns.shape}")
-        realized_vol = np.asarray(realized_vol, dtype=np.float64)
-        scaled = torch.as_tensor(spec.scaler.transform(returns), dtype=torch.float32,
-                                 device=self.device_)
-        net = self.modules_["net"]
+            raise ModelError(f"returns must be (n, days, {len(spec.assets)}), got "
+                             f"{returns.shape}")
+        scaled = spec.scaler.transform(returns)
+        pairs = [series_inputs(path) for path in scaled]
+        x = torch.stack([p[0] for p in pairs]).to(self.device_)
+        y = torch.stack([p[1] for p in pairs]).to(self.device_)
         with torch.no_grad():
-            cond = self._condition(spec.regimes.label(realized_vol), realized_vol)
-            log_p = net.log_prob(scaled, cond).double().cpu().numpy()  # (n, T, A)
+            log_p = self.modules_["net"].log_prob(y, x).double().cpu().numpy()
         per_day = (log_p + spec.scaler.log_abs_det_jacobian(returns)).sum(axis=2)
         return per_day if per_step else per_day.sum(axis=1)
 
     def one_step_log_likelihood(self, returns: np.ndarray, first_day: int) -> np.ndarray:
         """Log density of each day ``t >= first_day`` of a contiguous unscaled series (T, A)
-        given the ``window_len - 1`` days before it (and their vol condition): the
-        one-day-ahead forecast density, comparable with a GARCH filter on the same days."""
-        spec = self._spec()
-        length, lookback = spec.window_len, spec.vol_lookback
-        if first_day < length - 1 + lookback:
-            raise ModelError(f"first_day must leave {length - 1 + lookback} days of history")
-        vol = trailing_realized_vol(returns, lookback)
-        ends = np.arange(first_day, len(returns))
-        windows = returns[ends[:, None] - length + 1 + np.arange(length)]
-        out = np.concatenate([self.log_prob(windows[i:i + 2048], vol[ends[i:i + 2048] - length
-                                                                       + 1], per_step=True)[:, -1]
-                              for i in range(0, len(ends), 2048)])
-        return out
+        given every day before it: the one-day-ahead forecast density, comparable with a GARCH
+        filter on the same days."""
+        if not 1 <= first_day < len(returns):
+            raise ModelError(f"first_day must be in [1, {len(returns)}), got {first_day}")
+        return self.log_prob(np.asarray(returns)[None], per_step=True)[0, first_day:]
 
     # -- sampling --------------------------------------------------------------------------------
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
-        regimes, vols = self.conditions_.draw(n, regime, rng)
-        with torch.no_grad():
-            cond = self._condition(regimes, vols)
-            state = self.modules_["net"].start(cond)
-        previous = torch.zeros(n, 1, len(self._spec().assets), device=self.device_)
-        return self._roll(cond, state, previous, length, rng).double().cpu().numpy()
+        codes = self.bank_["regime"].numpy()
+        pool = np.arange(len(codes)) if regime is None else np.flatnonzero(codes == regime)
+        if len(pool) == 0:
+            raise ModelError(f"no training day is in regime {regime}; cannot condition on it")
+        pick = torch.as_tensor(rng.choice(pool, size=n))
+        state = self.bank_["state"][:, pick].to(self.device_)
+        v, y = self.bank_["v"][pick].to(self.device_), self.bank_["y"][pick].to(self.device_)
+        return self._roll(features(y, v), v, state, length, rng).double().cpu().numpy()
+
+    @property
+    def context_days(self) -> int:
+        """Days of history :meth:`sample_after` reads (earlier days are ignored)."""
+        return self.config.context
 
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray:
         """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
         ``context``: one history (days, assets) shared by every path, or one per path
-        (n, days, assets). It needs ``vol_lookback + window_len - 1`` days.
+        (n, days, assets); its last :attr:`context_days` days are read.
 
-        As in training, the condition is the realized vol before the last ``window_len - 1``
-        context days, which the network then reads before sampling. One-day-ahead draws from the
-        real past (``length=1``) are what risk backtests of VaR and ES need; a context ending in
-        a shock continues with the model's own dynamics after it (crash scenarios).
+        One-day-ahead draws from the real past (``length=1``) are what risk backtests of VaR
+        and ES need; a context ending in a shock continues with the model's own dynamics after
+        it (crash scenarios: the shock enters the volatility state at once).
         """
         spec = self._spec()
         context = np.asarray(context, dtype=np.float64)
-        needed = spec.vol_lookback + spec.window_len - 1
         per_path = context.ndim == 3
         if (context.ndim not in (2, 3) or context.shape[-1] != len(spec.assets)
-                or context.shape[-2] < needed or (per_path and len(context) != n)):
-            raise ModelError(f"context must be (days >= {needed}, {len(spec.assets)}) or "
-                             f"({n}, days >= {needed}, {len(spec.assets)}), got {context.shape}")
+                or context.shape[-2] < 1 or (per_path and len(context) != n)):
+            raise ModelError(f"context must be (days >= 1, {len(spec.assets)}) or "
+                             f"({n}, days >= 1, {len(spec.assets)}), got {context.shape}")
         if n < 1 or length < 1:
             raise ModelError(f"n and length must be >= 1, got {n} and {length}")
         rng = np.random.default_rng(seed)
-        recent = (context if per_path else context[None])[:, -needed:]  # (m, needed, A)
-        vol = realized_vol(recent[:, :spec.vol_lookback])
-        scaled = torch.as_tensor(spec.scaler.transform(recent[:, spec.vol_lookback:]),
-                                 dtype=torch.float32, device=self.device_)
-        net = self.modules_["net"]
-        with torch.no_grad():
-            cond = self._condition(spec.regimes.label(vol), vol)
-            previous = F.pad(scaled[:, :-1], (0, 0, 1, 0))  # the model's inputs for those days
-            _, state = net.step(previous, cond, net.start(cond))
+        recent = spec.scaler.transform((context if per_path else context[None])
+                                       [:, -self.config.context:])
+        state, v, y = self._states(recent, np.array([recent.shape[1] - 1]))
+        state, v, y = state[:, :, 0], v[:, 0], y[:, 0]
         if not per_path:
-            cond, state, scaled = cond.expand(n, -1), state.repeat(1, n, 1), scaled.expand(
-                n, -1, -1)
-        paths = self._roll(cond, state, scaled[:, -1:], length, rng)
+            state, v, y = state.expand(-1, n, -1, -1), v.expand(n, -1, -1), y.expand(n, -1)
+        paths = self._roll(features(y, v).to(self.device_), v.to(self.device_),
+                           state.to(self.device_), length, rng)
         return self._finite(spec.scaler.inverse(paths.double().cpu().numpy()))
 
     def context_sampler(self) -> ContextSampler:
         return self
 
-    def _roll(self, cond: torch.Tensor, state: torch.Tensor, previous: torch.Tensor,
-              length: int, rng: np.random.Generator) -> torch.Tensor:
-        """Ancestral sampling of ``length`` scaled days (n, length, A) from a GRU state."""
+    def _roll(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor, length: int,
+              rng: np.random.Generator) -> torch.Tensor:
+        """Ancestral sampling of ``length`` scaled days (n, length, A) from inputs ``x``
+        (n, A, F), mean squares ``v`` (n, A, S) and GRU states (layers, n, A, H)."""
         net = self.modules_["net"]
-        n, n_assets = len(cond), previous.shape[2]
-        out = torch.empty(n, length, n_assets, device=self.device_)
+        n, assets = x.shape[:2]
+        state = state.reshape(state.shape[0], n * assets, -1).contiguous()
+        out = torch.empty(n, length, assets, device=self.device_)
+        generator = self._torch_generator(rng)
         devices = [self.device_] if self.device_.type == "cuda" else []
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(int(rng.integers(2**62)))
-            for t in range(length):  # sequential in time, batched over paths
-                hidden, state = net.step(previous, cond, state)
-                day = torch.zeros(n, 1, n_assets, device=self.device_)
-                for a in range(n_assets):  # asset a sees the same day's assets b < a
-                    logits, loc, scale, df = (p[:, :, a] for p in net.density(hidden, day))
-                    k = torch.distributions.Categorical(logits=logits).sample()[..., None]
-                    draw = torch.distributions.StudentT(df.gather(-1, k), loc.gather(-1, k),
-                                                        scale.gather(-1, k)).sample()
-                    day[:, :, a] = draw[..., 0]
-                out[:, t] = day[:, 0]
-                previous = day
+            for t in range(length):  # sequential in time, batched over paths and assets
+                out[:, t], x, v, state = net.step(x, v, state, generator)
         return out
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {**super()._state(), **self.conditions_.to_arrays()}
+        bank = {f"bank.{k}": v.numpy() for k, v in self.bank_.items()}
+        return {**super()._state(), **bank}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.conditions_ = WindowConditions.from_arrays(state)
-        super()._load_state({k: v for k, v in state.items() if not k.startswith("conditions.")})
+        self.bank_ = {k[5:]: torch.as_tensor(v) for k, v in state.items()
+                      if k.startswith("bank.")}
+        super()._load_state({k: v for k, v in state.items() if not k.startswith("bank.")})

@@ -1,24 +1,38 @@
-"""The autoregressive density generator: exact density, causality, sampling, and its acceptance
-on bundled S&P 500 (beats the Gaussian floor on clustering and tails, GARCH-t on likelihood)."""
+"""The autoregressive density generator: exact density, causality, the recursions sampling shares
+with the likelihood, the cross-asset correlation, the pooled checkpoint, and its acceptance on
+bundled S&P 500 (clustering and tails beyond the Gaussian floor, GARCH-t on likelihood)."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import load_file
 from scipy import stats
 
-from synthfin.data.conditions import trailing_realized_vol
-from synthfin.errors import ModelError
+from synthfin.data.universe import bundled_universe
+from synthfin.errors import ConfigError, ModelError
 from synthfin.evaluation import evaluate_windows
 from synthfin.models import Generator
 from synthfin.models.autoregressive import (
+    N_FEATURES,
+    SPANS,
+    UNIVERSE,
     ARNet,
-    AutoregressiveConfig,
     AutoregressiveGenerator,
-    student_t_mixture_log_prob,
+    _series,
+    after_inputs,
+    features,
+    load_pretrained,
+    mean_squares,
+    pretrain_universe,
+    series_inputs,
+    validation_nll,
 )
 from synthfin.models.baselines import GaussianGenerator, garch_one_step_log_likelihood
 
-TINY = dict(hidden=8, layers=1, components=2, epochs=2, progress=False)
+TINY = dict(hidden=8, layers=1, pretrained=None, epochs=2, crop=64, burn_in=16,
+            progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -28,67 +42,127 @@ def tiny(two_asset_windows):
 
 @pytest.fixture(scope="module")
 def trained(sp500_windows):
-    """The default configuration, trained with early stopping (about 15 s on 2 cores)."""
+    """The default: the shipped universe checkpoint fine-tuned on S&P 500 (seconds on a CPU)."""
     return AutoregressiveGenerator(progress=False).fit(sp500_windows)
 
 
-def test_mixture_log_prob_matches_scipy():
-    x = torch.linspace(-6, 6, 25, dtype=torch.float64)
-    logits = torch.tensor([0.3, -0.2], dtype=torch.float64)
-    loc, scale = torch.tensor([0.1, -0.5], dtype=torch.float64), torch.tensor([0.8, 2.0])
-    df = torch.tensor([3.0, 7.5], dtype=torch.float64)
-    ours = student_t_mixture_log_prob(x, logits, loc, scale.double(), df).numpy()
-    weights = torch.softmax(logits, 0).numpy()
-    direct = np.log(sum(w * stats.t.pdf(x.numpy(), d, m, s) for w, d, m, s in
-                        zip(weights, df.numpy(), loc.numpy(), scale.numpy(), strict=True)))
-    np.testing.assert_allclose(ours, direct, rtol=1e-10)
+def random_net(n_assets: int, layers: int = 1, seed: int = 0) -> ARNet:
+    torch.manual_seed(seed)
+    net = ARNet(n_assets, 8, layers, components=2).double()
+    with torch.no_grad():
+        net.coupling.normal_(0, 0.5)
+    return net
 
 
-def test_density_integrates_to_one_per_step():
-    torch.manual_seed(0)
-    net = ARNet(1, 3, AutoregressiveConfig(hidden=8, layers=1, components=2)).double()
-    cond = net.condition(torch.tensor([2]), torch.tensor([0.5], dtype=torch.float64))
-    hidden, _ = net.step(torch.randn(1, 6, 1, dtype=torch.float64), cond, net.start(cond))
-    params = net.density(hidden, torch.zeros(1, 6, 1, dtype=torch.float64))
-    grid = torch.linspace(-400, 400, 400_001, dtype=torch.float64)
-    for t in range(6):
-        step_params = [p[0, t, 0] for p in params]
-        density = torch.exp(student_t_mixture_log_prob(grid, *step_params))
-        mass = torch.trapezoid(density, grid).item()
+def test_mean_squares_are_the_recursion():
+    y = np.random.default_rng(0).standard_normal((2, 50, 3))
+    v = np.ones((2, 3, len(SPANS)))
+    alpha = np.array([2 / (span + 1) for span in SPANS])
+    for t in range(50):
+        v = (1 - alpha) * v + alpha * y[:, t, :, None] ** 2
+    np.testing.assert_allclose(mean_squares(y)[:, -1], v, rtol=1e-10)
+
+
+def test_the_sampling_step_carries_the_same_inputs_as_the_likelihood():
+    """Days drawn by ``ARNet.step`` (with its own mean-square recursion) have, recomputed from
+    the drawn path, exactly the inputs the step carried; the likelihood reads those."""
+    net = random_net(2).float()
+    context = np.random.default_rng(1).standard_normal((1, 40, 2))
+    x, _ = after_inputs(context)
+    v = torch.as_tensor(mean_squares(context)[:, -1], dtype=torch.float32)
+    x, state, days, carried = x[:, -1], None, [], []
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(30):
+            y, x, v, state = net.step(x, v, state, generator)
+            days.append(y)
+            carried.append(x)
+    path = np.concatenate([context, torch.stack(days, dim=1).numpy()], axis=1)
+    recomputed, _ = after_inputs(path)
+    torch.testing.assert_close(recomputed[:, 40:], torch.stack(carried, dim=1), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_joint_density_integrates_to_one_asset_by_asset():
+    """Each asset's conditional density (given the past and the same day's earlier assets)
+    integrates to one over its own return."""
+    net = random_net(2)
+    past = torch.randn(1, 6, 2, dtype=torch.float64)
+    grid = torch.linspace(-400, 400, 40_001, dtype=torch.float64)
+    for asset in range(2):
+        y = past.repeat(len(grid), 1, 1)
+        y[:, -1, asset] = grid
+        x, _ = series_inputs(y.numpy())
+        with torch.no_grad():
+            density = torch.exp(net.log_prob(y, x.double())[:, -1, asset])
         # the tails beyond |x| = 400 scales hold < 1e-4 for df > 2
-        assert mass == pytest.approx(1.0, abs=1e-4)
+        assert torch.trapezoid(density, grid).item() == pytest.approx(1.0, abs=1e-4)
 
 
-def test_log_prob_is_causal_in_days_and_assets(tiny):
-    net = tiny.modules_["net"]
-    torch.manual_seed(1)
-    x = torch.randn(2, 20, 2)
-    cond = net.condition(torch.tensor([0, 2]), torch.tensor([0.0, 1.0]))
+def test_univariate_density_is_the_student_t_mixture_of_its_parameters():
+    net = random_net(1)
+    y = torch.randn(3, 12, 1, dtype=torch.float64)
+    x, _ = series_inputs(y.numpy())
+    with torch.no_grad():
+        (logits, loc, scale, df), _ = net.marginal(x.double())
+        ours = net.log_prob(y, x.double())
+    weights = torch.softmax(logits, -1).numpy()
+    direct = np.log(sum(weights[..., k] * stats.t.pdf(y.numpy(), df[..., k].numpy(),
+                                                      loc[..., k].numpy(), scale[..., k].numpy())
+                        for k in range(net.components)))
+    np.testing.assert_allclose(ours.numpy(), direct, rtol=1e-10)
 
-    def params(inputs):
-        previous = torch.nn.functional.pad(inputs[:, :-1], (0, 0, 1, 0))
-        hidden, _ = net.step(previous, cond, net.start(cond))
-        return net.density(hidden, inputs)
 
-    changed = x.clone()
+def test_log_prob_is_causal_in_days_and_assets():
+    net = random_net(2, layers=2)
+    y = torch.randn(2, 20, 2, dtype=torch.float64)
+    changed = y.clone()
     changed[:, 10, 1] += 3.0  # day 10, second asset
-    before, after = params(x), params(changed)
-    for p, q in zip(before, after, strict=True):
-        torch.testing.assert_close(p[:, :11, 0], q[:, :11, 0])  # asset 0 up to day 10
-        torch.testing.assert_close(p[:, :10], q[:, :10])         # every asset before day 10
-        assert not torch.allclose(p[:, 11:], q[:, 11:])           # the future does react
+    with torch.no_grad():
+        before, after = (net.log_prob(z, series_inputs(z.numpy())[0].double()) for z in
+                         (y, changed))
+    torch.testing.assert_close(before[:, :10], after[:, :10])      # every asset before day 10
+    torch.testing.assert_close(before[:, 10, 0], after[:, 10, 0])  # asset 0 on day 10
+    assert not torch.allclose(before[:, 11:], after[:, 11:])       # the future does react
+
+
+def test_innovation_correlation_is_L_L_transpose_and_rises_with_stress():
+    """One-day draws from the step: correlation of the standardized returns equals ``L L^T``
+    (sampling error of a correlation: (1 - rho^2) / sqrt(n); 5 of them)."""
+    net = ARNet(3, 4, 1, components=2)
+    with torch.no_grad():
+        for p in (*net.grus.parameters(), *net.head.parameters()):
+            p.zero_()  # two equal components: location 0, scale 1, df = 4 + log 2
+        net.coupling[0] = torch.tensor([[0, 0, 0], [0.8, 0, 0], [0.5, 0.5, 0]])
+        net.coupling[1] = torch.tensor([[0, 0, 0], [0.6, 0, 0], [0.6, 0.6, 0]])
+    n = 200_000
+    correlations = []
+    for log_vol in (-0.5, 0.5):  # calm and stressed market states
+        v = torch.full((n, 3, len(SPANS)), float(np.exp(2 * log_vol)))
+        x = features(torch.zeros(n, 3), v)
+        with torch.no_grad():
+            y, *_ = net.step(x, v, None, torch.Generator().manual_seed(0))
+            expected = net.cholesky(x[:1])[0]
+        expected = (expected @ expected.T).numpy()
+        observed = np.corrcoef(y.numpy().T)
+        np.testing.assert_allclose(observed, expected, atol=5 * (1 - expected[1, 0] ** 2)
+                                   / np.sqrt(n))
+        correlations.append(observed[np.tril_indices(3, -1)].mean())
+    assert correlations[1] > correlations[0] + 0.05
 
 
 def test_original_scale_log_prob_adds_the_scaler_jacobian(tiny, two_asset_windows):
     data = two_asset_windows
-    returns = data.unscale(data.val.windows[:5])
-    ours = tiny.log_prob(returns, data.val.realized_vol[:5], per_step=True)
-    net = tiny.modules_["net"]
+    returns = data.history()[None, :300]
+    ours = tiny.log_prob(returns, per_step=True)
+    scaled = data.scaler.transform(returns)
+    x, y = series_inputs(scaled)
     with torch.no_grad():
-        cond = tiny._condition(data.val.regimes[:5], data.val.realized_vol[:5])
-        scaled = net.log_prob(torch.as_tensor(data.val.windows[:5], dtype=torch.float32), cond)
-    direct = (scaled.double().numpy() + data.scaler.log_abs_det_jacobian(returns)).sum(-1)
+        direct = tiny.modules_["net"].log_prob(y, x).double().numpy()
+    direct = (direct + data.scaler.log_abs_det_jacobian(returns)).sum(-1)
     np.testing.assert_allclose(ours, direct, rtol=1e-6)
+    np.testing.assert_allclose(tiny.one_step_log_likelihood(returns[0], 100), ours[0, 100:],
+                               rtol=1e-10)
 
 
 def test_sampling_any_length_seeded_and_save_load(tiny, tmp_path):
@@ -100,19 +174,20 @@ def test_sampling_any_length_seeded_and_save_load(tiny, tmp_path):
     loaded = Generator.load(tmp_path)
     np.testing.assert_array_equal(loaded.sample(4, seed=7, condition="calm"),
                                   tiny.sample(4, seed=7, condition="calm"))
+    context = np.zeros((50, 2))
+    np.testing.assert_array_equal(loaded.sample_after(context, 3, 5, seed=1),
+                                  tiny.sample_after(context, 3, 5, seed=1))
 
 
 def test_one_day_draws_after_a_context_follow_the_forecast_density(trained, sp500_windows):
     data = sp500_windows
-    series = data.unscale(data.test.returns)
-    context = series[:200]
+    context = data.unscale(data.test.returns)[:400]
     draws = trained.sample_after(context, 20_000, seed=0)[:, 0, 0]
-    # the same forecast density on a grid of next-day returns, from log_prob
+    # the same forecast density on a grid of next-day returns, from the likelihood
     grid = np.linspace(-0.3, 0.3, 6001)
-    window = np.repeat(context[-63:][None], len(grid), axis=0)
-    windows = np.concatenate([window, grid[:, None, None]], axis=1)
-    vol = trailing_realized_vol(context[-84:], 21)[21:22]
-    density = np.exp(trained.log_prob(windows, np.repeat(vol, len(grid)), per_step=True)[:, -1])
+    paths = np.concatenate([np.repeat(context[None], len(grid), axis=0),
+                            grid[:, None, None]], axis=1)
+    density = np.exp(trained.log_prob(paths, per_step=True)[:, -1])
     assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=2e-3)
     mean = np.trapezoid(grid * density, grid)
     std = np.sqrt(np.trapezoid((grid - mean) ** 2 * density, grid))
@@ -121,11 +196,23 @@ def test_one_day_draws_after_a_context_follow_the_forecast_density(trained, sp50
     assert np.std(draws) == pytest.approx(std, rel=0.1)  # heavy tails: a loose spread check
 
 
+def test_a_crash_raises_the_volatility_that_follows(trained, sp500_windows):
+    """After a -10% day the model's next month is more volatile than after the same history
+    without it (the shock enters the volatility state at once)."""
+    context = sp500_windows.history()[-600:-300]
+    shocked = np.concatenate([context, [[-0.10]]])
+    plain = trained.sample_after(context, 2000, 21, seed=0).std()
+    after = trained.sample_after(shocked, 2000, 21, seed=0).std()
+    assert after > 2 * plain
+
+
 def test_bad_context_and_settings_are_clear_errors(tiny):
     with pytest.raises(ModelError, match="context must be"):
-        tiny.sample_after(np.zeros((10, 2)), 5)
+        tiny.sample_after(np.zeros((10, 3)), 5)
     with pytest.raises(ModelError, match="unknown setting"):
         AutoregressiveGenerator(hiden=3)
+    with pytest.raises(ModelError, match="first_day"):
+        tiny.one_step_log_likelihood(np.zeros((10, 2)), 0)
 
 
 def test_nan_loss_stops_training_with_a_clear_error(two_asset_windows):
@@ -140,6 +227,40 @@ def test_resume_continues_a_run(two_asset_windows, tmp_path):
         two_asset_windows, run_dir=tmp_path, resume=True)
     assert [r["epoch"] for r in first.history_] == [1]
     assert [r["epoch"] for r in resumed.history_] == [1, 2, 3]
+
+
+def test_the_shipped_universe_checkpoint_is_the_default_and_fine_tuning_never_hurts(
+        two_asset_windows):
+    meta = json.loads((UNIVERSE / "universe.json").read_text())
+    zero_shot = AutoregressiveGenerator(finetune=False, progress=False).fit(two_asset_windows)
+    shipped = {k: v for k, v in zero_shot._state().items() if k.startswith("net.g")}
+    assert (meta["hidden"], meta["layers"]) == (zero_shot.config.hidden,
+                                                zero_shot.config.layers)
+    stored = load_file(str(UNIVERSE / "weights.safetensors"))
+    for key, value in shipped.items():
+        np.testing.assert_array_equal(value, stored[key])
+    tuned = AutoregressiveGenerator(epochs=3, progress=False).fit(two_asset_windows)
+    assert tuned.val_nll_ <= zero_shot.val_nll_
+    with pytest.raises(ConfigError, match="hidden=32"):
+        AutoregressiveGenerator(hidden=8, progress=False).fit(two_asset_windows)
+
+
+def test_pretrain_universe_writes_a_checkpoint_that_fits_a_new_series(tmp_path):
+    universe = bundled_universe(["KO", "PG"], last_days=1500, window_len=32)
+    config = AutoregressiveGenerator(**{**TINY, "epochs": 2}).config
+    folder = pretrain_universe(universe, tmp_path / "universe", config=config)
+    meta = json.loads((folder / "universe.json").read_text())
+    assert set(meta["series"]) == {"KO", "PG"} and np.isfinite(meta["val_nll"])
+    target = bundled_universe(["JNJ"], last_days=1500, window_len=32)["JNJ"]
+    model = AutoregressiveGenerator(**{**TINY, "pretrained": str(folder), "finetune": False})
+    model.fit(target)
+    net = ARNet(1, 8, 1, model.config.components)
+    load_pretrained(net, str(folder), model.config)
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(model.modules_["net"].state_dict()[key], value)
+    assert model.sample(3, length=10, seed=0).shape == (3, 10, 1)
+    with pytest.raises(ModelError, match="universe.json"):
+        AutoregressiveGenerator(**{**TINY, "pretrained": str(tmp_path / "nope")}).fit(target)
 
 
 def test_trained_model_beats_the_gaussian_on_clustering_and_tails(trained, sp500_windows):
@@ -176,21 +297,18 @@ def test_sample_after_refuses_non_finite_draws_and_is_the_declared_context_sampl
     assert GaussianGenerator().fit(two_asset_windows).context_sampler() is None
     context = two_asset_windows.history()[-200:]
     with torch.no_grad():
-        model.modules_["net"].head.bias[1::4] = float("nan")  # every location parameter
-    torch.distributions.Distribution.set_default_validate_args(False)  # let the NaN through
-    try:
-        with pytest.raises(ModelError, match="non-finite samples"):
-            model.sample_after(context, 5, seed=0)
-    finally:
-        torch.distributions.Distribution.set_default_validate_args(True)
+        model.modules_["net"].head.bias[1::4] = float("nan")  # every location
+    with pytest.raises(ModelError, match="non-finite samples"):
+        model.sample_after(context, 5, seed=0)
 
 
-def test_weights_saved_before_the_shared_condition_embedding_still_load(tiny, tmp_path):
-    from safetensors.numpy import load_file, save_file
-
-    tiny.save(tmp_path)
-    weights = load_file(str(tmp_path / "weights.safetensors"))
-    weights["net.regime_embedding.weight"] = weights.pop("net.condition.embed.weight")
-    save_file(weights, str(tmp_path / "weights.safetensors"))  # the file as it was written then
-    np.testing.assert_array_equal(Generator.load(tmp_path).sample(4, seed=7),
-                                  tiny.sample(4, seed=7))
+def test_validation_nll_is_the_mean_over_validation_days(tiny, two_asset_windows):
+    data = two_asset_windows
+    series = [_series(data.train.returns, data.val.returns, 100, torch.device("cpu"))]
+    net = tiny.modules_["net"]
+    x, y = series_inputs(np.concatenate([data.train.returns, data.val.returns]))
+    first = len(data.train.returns)
+    with torch.no_grad():  # the GRU reads 100 training days; the inputs hold the whole past
+        log_p = net.log_prob(y[None, first - 100:], x[None, first - 100:])
+    assert validation_nll(net, series) == pytest.approx(-log_p[0, 100:].mean().item(), rel=1e-5)
+    assert N_FEATURES == 2 + len(SPANS)
