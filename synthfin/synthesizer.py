@@ -114,11 +114,11 @@ class Synthesizer:
         rng = np.random.default_rng(seed)
         seeds = rng.integers(2**62, size=3)
         shock_row = np.broadcast_to(np.asarray(shock, dtype=np.float64), (n, 1, data.n_assets))
-        history = data.history()
-        context = np.broadcast_to(history[-(spec.vol_lookback + spec.window_len):],
-                                  (n, spec.vol_lookback + spec.window_len, data.n_assets))
-        rest = length - shock_day - 1
         sampler = self.generator_.context_sampler()
+        days = sampler.context_days if sampler is not None else spec.vol_lookback
+        context = data.history()[-days:]
+        context = np.broadcast_to(context, (n, *context.shape))
+        rest = length - shock_day - 1
         if sampler is not None:
             before = (sampler.sample_after(context[0], n, shock_day, seed=seeds[0])
                       if shock_day else np.empty((n, 0, data.n_assets)))

@@ -81,7 +81,7 @@ class AutoregressiveConfig(TorchConfig):
 
     hidden: int = 32
     layers: int = 1
-    components: int = 2  # Student-t mixture components per asset and day
+    components: int = 1  # Student-t mixture components per asset and day
     pretrained: str | None = "universe"
     finetune: bool = True
     crop: int = 512
@@ -170,10 +170,14 @@ class ARNet(nn.Module):
         """Mixture logits, locations, scales and dfs (B, T, A, K) of the day after each input
         day of ``x`` (B, T, A, F), and the GRU states after the last day (layers, B * A, H)."""
         outs, _ = self.read(x, state)
-        raw = self.head(torch.cat([outs[-1], x], dim=-1)).unflatten(-1, (self.components, 4))
-        scale = torch.exp(raw[..., 2].clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE))
         last = outs[:, :, -1].reshape(len(self.grus), -1, outs.shape[-1])
-        return (raw[..., 0], raw[..., 1], scale, MIN_DF + F.softplus(raw[..., 3])), last
+        return self._density(outs[-1], x), last
+
+    def _density(self, hidden: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Mixture parameters (..., K) from the top GRU output and the inputs (skip)."""
+        raw = self.head(torch.cat([hidden, x], dim=-1)).unflatten(-1, (self.components, 4))
+        scale = torch.exp(raw[..., 2].clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE))
+        return raw[..., 0], raw[..., 1], scale, MIN_DF + F.softplus(raw[..., 3])
 
     def cholesky(self, x: torch.Tensor) -> torch.Tensor:
         """``L_t`` (..., A, A): rows ``[b_a, 1] / ||[b_a, 1]||`` of the strictly lower
@@ -204,7 +208,17 @@ class ARNet(nn.Module):
              generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """One sampled day for every path: from inputs ``x`` (n, A, F), mean squares ``v``
         (n, A, S) and GRU state, the day's scaled returns (n, A) and the next x, v, state."""
-        params, state = self.marginal(x[:, None], state)
+        n, assets, _ = x.shape
+        inputs = x.reshape(n * assets, N_FEATURES)
+        if state is None:
+            state = x.new_zeros(len(self.grus), n * assets, self.head.in_features - N_FEATURES)
+        layers = []
+        for gru, h in zip(self.grus, state, strict=True):  # one cell per layer: no sequence
+            inputs = torch.gru_cell(inputs, h, gru.weight_ih_l0, gru.weight_hh_l0,
+                                    gru.bias_ih_l0, gru.bias_hh_l0)
+            layers.append(inputs)
+        state = torch.stack(layers)
+        params = self._density(inputs.view(n, 1, assets, -1), x[:, None])
         logits, loc, scale, df = (p[:, 0] for p in params)
         if self.components > 1:
             pick = torch.multinomial(torch.softmax(logits, -1).flatten(0, 1), 1,
@@ -347,14 +361,14 @@ def load_pretrained(net: ARNet, source: str, config: AutoregressiveConfig) -> No
     with FileReading(ModelError, "set pretrained: null to train from scratch") as reading:
         reading.file = folder / "universe.json"
         meta = json.loads(reading.file.read_text())
-        sizes = {key: meta[key] for key in ("hidden", "layers", "components")}
-        ours = {key: getattr(config, key) for key in sizes}
-        if sizes != ours:
-            raise ConfigError(
-                f"pretrained checkpoint {folder} has {_listed(sizes)}, not {_listed(ours)}; "
-                "use its sizes or set pretrained: null to train another size from scratch")
         reading.file = folder / "weights.safetensors"
         state = load_file(str(reading.file))
+    sizes = {key: meta[key] for key in ("hidden", "layers", "components")}
+    ours = {key: getattr(config, key) for key in sizes}
+    if sizes != ours:
+        raise ConfigError(f"pretrained checkpoint {folder} has {_listed(sizes)}, not "
+                          f"{_listed(ours)}; use its sizes or set pretrained: null to train "
+                          "another size from scratch")
     state["net.coupling"] = net.coupling.detach().cpu()
     load_module_state({"net": net}, state)
 

@@ -97,7 +97,11 @@ class DataSpec:
 class ContextSampler(Protocol):
     """A fitted generator that continues a given history: ``sample_after(context, n, length,
     seed)`` returns ``(n, length, assets)`` unscaled log returns after ``context`` (days,
-    assets), or after one context per path (n, days, assets)."""
+    assets), or after one context per path (n, days, assets); it reads the last
+    ``context_days`` days of a context."""
+
+    @property
+    def context_days(self) -> int: ...
 
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray: ...
