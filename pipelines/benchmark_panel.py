@@ -2,10 +2,12 @@
 
     python pipelines/benchmark_panel.py [--pipeline pipelines/quickstart.yaml]
         [--series SP500,JPM] [--models ar,garch,gjr] [--n 1000] [--jobs 2] [--threads 1]
-        [--quick] [--out runs/panel]
+        [--window 256] [--last-days 2500] [--quick] [--out runs/panel]
 
 The models and data settings come from ``--pipeline`` (by default the quickstart: window 64,
-short training); ``--quick`` uses ``pipelines/tiny.yaml`` on two series (seconds, for tests).
+short training); ``--quick`` uses ``pipelines/tiny.yaml`` on two series (seconds, for
+tests); ``--window`` changes the window length and ``--last-days`` keeps only each series' last
+days (short histories).
 For each series, every model is fitted on that series' training split and sampled, and the
 evaluator scores the samples against both references (in-sample: training windows;
 out-of-sample: validation + test windows). Printed per model, across series: the median and
@@ -34,6 +36,8 @@ import torch
 
 from synthfin.config import load_pipeline_config
 from synthfin.data.bundled import BUNDLED_TICKERS
+from synthfin.data.returns import log_returns
+from synthfin.data.sources import load_prices
 from synthfin.errors import ModelError
 from synthfin.evaluation import evaluate_windows
 from synthfin.evaluation.evaluate import finite_json
@@ -54,14 +58,17 @@ class OneStepDensity(Protocol):
 
 
 def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: int,
-               out: Path) -> dict[str, Any]:
+               out: Path, window: int | None = None, last_days: int | None = None
+               ) -> dict[str, Any]:
     """Fit, sample and score every model on one series; per model: the gaps over the floor of
     both references, memorization, and the likelihood gain over GJR-GARCH-t. The result is saved
     as ``out/series/TICKER.json`` and reused by a rerun with the same settings."""
     saved = out / "series" / f"{ticker}.json"
     config = load_pipeline_config(pipeline)
+    if window is not None:
+        config.data = config.data.model_copy(update={"window_len": window})
     run_settings = finite_json({"config": config.model_dump(mode="json"), "models": models,
-                                "n": n})
+                                "n": n, "last_days": last_days})
     if saved.is_file():
         result = json.loads(saved.read_text())
         if result["settings"] == run_settings:
@@ -69,7 +76,12 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
             return result
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    data = prepare_data(config.data.model_copy(update={"tickers": [ticker]}))
+    settings = config.data.model_copy(update={"tickers": [ticker]})
+    if last_days is None:
+        data = prepare_data(settings)
+    else:  # a short history: the last days only
+        prices = load_prices(settings.source, settings.tickers, settings.start, settings.end)
+        data = settings.make_windows(log_returns(prices).iloc[-last_days:])
     series = data.history()
     n_train = len(data.train.returns)
     first_test = n_train + len(data.val.returns)
@@ -167,6 +179,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--quick", action="store_true",
                         help="pipelines/tiny.yaml on SP500 and JPM with 200 samples")
+    parser.add_argument("--window", type=int, help="window length (default: the pipeline's)")
+    parser.add_argument("--last-days", type=int,
+                        help="keep only each series' last days (a short history)")
     parser.add_argument("--out", default="runs/panel")
     args = parser.parse_args()
     if args.quick:
@@ -182,11 +197,14 @@ def main() -> None:
     out = Path(args.out)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(partial(run_series, pipeline=args.pipeline, models=models,
-                                        n=args.n, threads=args.threads, out=out), series))
+                                        n=args.n, threads=args.threads, out=out,
+                                        window=args.window, last_days=args.last_days), series))
     minutes = (time.perf_counter() - start) / 60
     tables = panel_tables(results, models)
     header = (f"panel of {len(series)} series ({', '.join(series)}), {args.pipeline}, window "
-              f"{config.data.window_len}, {args.n} samples per model, {args.jobs} jobs x "
+              f"{args.window or config.data.window_len}, "
+              + (f"last {args.last_days} days, " if args.last_days else "")
+              + f"{args.n} samples per model, {args.jobs} jobs x "
               f"{args.threads} threads, {minutes:.1f} min")
     sections = [header, "",
                 "Gaps in units of the noise floor, median [IQR] across series; memorization: "

@@ -314,6 +314,22 @@ def _optimize(net: ARNet, series: list[_Series], config: AutoregressiveConfig,
     return best, loop.history
 
 
+def initial_coupling(scaled: np.ndarray) -> torch.Tensor:
+    """A starting point for ``ARNet.coupling`` (2, A, A) from training returns (T, A): the
+    Cholesky rows of the correlation matrices of the calmer and the more volatile half of the
+    days (split on the market's 21-day log vol), as ``B`` values linear in that log vol."""
+    stress = 0.5 * np.log(mean_squares(scaled)[..., SPANS.index(21)] + 1e-6).mean(axis=-1)
+    stress = np.concatenate([[0.0], stress[:-1]])  # the state before each day
+    halves = [stress <= np.median(stress), stress > np.median(stress)]
+    levels, rows = [], []
+    for half in halves:
+        factor = np.linalg.cholesky(np.corrcoef(scaled[half].T))
+        rows.append(np.tril(factor / np.diag(factor)[:, None], -1))
+        levels.append(stress[half].mean())
+    slope = (rows[1] - rows[0]) / (levels[1] - levels[0])
+    return torch.as_tensor(np.stack([rows[0] - levels[0] * slope, slope]), dtype=torch.float32)
+
+
 def validation_nll(net: ARNet, series: list[_Series]) -> float:
     """Negative log-likelihood per asset-day of every series' validation days (scaled units),
     each read after its training context."""
@@ -403,6 +419,9 @@ class AutoregressiveGenerator(TorchGenerator):
                           self.device_)]
         if self.config.pretrained is not None:
             load_pretrained(net, self.config.pretrained, self.config)
+        if data.n_assets > 1:
+            with torch.no_grad():
+                net.coupling.copy_(initial_coupling(data.train.returns))
         start_nll = validation_nll(net, series)
         self.val_nll_, self.history_ = start_nll, []
         if self.config.pretrained is None or self.config.finetune:

@@ -23,6 +23,7 @@ from synthfin.models.autoregressive import (
     _series,
     after_inputs,
     features,
+    initial_coupling,
     load_pretrained,
     mean_squares,
     pretrain_universe,
@@ -312,3 +313,20 @@ def test_validation_nll_is_the_mean_over_validation_days(tiny, two_asset_windows
         log_p = net.log_prob(y[None, first - 100:], x[None, first - 100:])
     assert validation_nll(net, series) == pytest.approx(-log_p[0, 100:].mean().item(), rel=1e-5)
     assert N_FEATURES == 2 + len(SPANS)
+
+
+def test_initial_coupling_reproduces_the_correlation_of_each_half():
+    """Returns whose correlation is 0.2 in calm and 0.6 in volatile days: the coupling's start
+    gives about those correlations at the two halves' market states."""
+    rng = np.random.default_rng(0)
+    calm = rng.multivariate_normal([0, 0], [[1, 0.2], [0.2, 1]], 4000) * 0.5
+    wild = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], 4000) * 2.0
+    scaled = np.concatenate([calm, wild])
+    net = ARNet(2, 4, 1)
+    with torch.no_grad():
+        net.coupling.copy_(initial_coupling(scaled))
+    x, _ = series_inputs(scaled)
+    factor = net.cholesky(x[[3000, 7000]])
+    correlation = (factor @ factor.transpose(-1, -2))[:, 1, 0].detach().numpy()
+    # the halves are split on a smoothed vol, so each mixes a few days of the other regime
+    np.testing.assert_allclose(correlation, [0.2, 0.6], atol=0.06)
