@@ -4,11 +4,12 @@ long histories, pooled across a universe of series.
 Each asset is read by one GRU with weights shared across assets and series. Its inputs on day
 ``t`` are the scaled return ``y_t``, ``|y_t|`` and the log of exponentially weighted mean squares
 of the scaled returns over 5 / 21 / 63 / 252 days (the slow information of a HAR model, kept as
-recursions so that sampling carries them exactly). A linear head on the GRU output *and* those
-inputs gives the next day's Student-t location, scale and degrees of freedom, so a log-linear
-HAR volatility is a special case and the GRU learns what it adds (asymmetry, state-dependent
-tails). The model is trained on long random crops of the contiguous history, each with a burn-in
-whose loss is not counted, with early stopping on the validation likelihood.
+recursions so that sampling carries them exactly), and the same for the market (the mean over
+assets), so that volatility spills over between assets. A linear head on the GRU output *and*
+those inputs gives the next day's Student-t (mixture) location, scale and degrees of freedom, so
+a log-linear HAR volatility is a special case and the GRU learns what it adds (asymmetry,
+state-dependent tails). The model is trained on long random crops of the contiguous history,
+each with a burn-in whose loss is not counted, with early stopping on the validation likelihood.
 
 Several assets are coupled within a day through a Gaussian-copula-like factor: with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` a
@@ -57,7 +58,7 @@ from synthfin.models.training import (
 )
 
 SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the network reads
-N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span
+N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span (per asset; the network reads them twice)
 STRESS_FEATURE = 2 + SPANS.index(21)  # the log vol that moves the cross-asset correlation
 # Degrees of freedom stay above 4, so the conditional kurtosis is finite (heavier unconditional
 # tails come from the volatility dynamics): a floor of 2 made the samples' kurtosis explode.
@@ -74,14 +75,15 @@ class AutoregressiveConfig(TorchConfig):
     ``pretrained`` is ``"universe"`` (the checkpoint shipped with the package, see
     :data:`UNIVERSE`), the path of a folder written by :func:`pretrain_universe`, or None to
     train from scratch; ``finetune=False`` uses the pretrained network as it is (zero-shot).
-    ``hidden`` and ``layers`` must match a pretrained checkpoint's. ``crop`` days per training
+    ``hidden``, ``layers`` and ``components`` (Student-t mixture components per asset and
+    day) must match a pretrained checkpoint's. ``crop`` days per training
     sequence, of which the first ``burn_in`` only set the state; ``context`` days of history
     are read before a continued path or a validation period.
     """
 
     hidden: int = 32
     layers: int = 1
-    components: int = 1  # Student-t mixture components per asset and day
+    components: int = 1
     pretrained: str | None = "universe"
     finetune: bool = True
     crop: int = 512
@@ -92,8 +94,8 @@ class AutoregressiveConfig(TorchConfig):
     lr: float = 1e-3
     patience: int = 5
     weight_decay: float = 1e-4
-    limits: ClassVar[dict[str, Limit]] = {"hidden": ">= 1", "layers": ">= 1", "components": ">= 1",
-                                          "crop": ">= 2",
+    limits: ClassVar[dict[str, Limit]] = {"hidden": ">= 1", "layers": ">= 1",
+                                          "components": ">= 1", "crop": ">= 2",
                                           "burn_in": ">= 0", "context": ">= 1",
                                           "weight_decay": ">= 0"}
 
@@ -125,7 +127,7 @@ def features(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def series_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and targets of contiguous scaled histories (..., T, A): inputs (..., T, A, F),
     where day ``t``'s are the features of day ``t - 1`` (of an empty past on day 0), and the
-    targets (..., T, A). The features of the last day come last in :func:`after_inputs`."""
+    targets (..., T, A)."""
     x, y = after_inputs(scaled)
     start = features(torch.zeros_like(y[..., :1, :]),
                      torch.ones((*y[..., :1, :].shape, len(SPANS))))
@@ -139,6 +141,14 @@ def after_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return features(y, torch.as_tensor(mean_squares(scaled), dtype=torch.float32)), y
 
 
+def with_market(x: torch.Tensor) -> torch.Tensor:
+    """Each asset's inputs (..., A, F) followed by the market's, their mean over assets
+    (..., A, 2F): every asset's dynamics see the common state (volatility spills over). For
+    one series the two halves are equal, so a network pretrained on single series starts by
+    reading the market as the asset itself."""
+    return torch.cat([x, x.mean(dim=-2, keepdim=True).expand_as(x)], dim=-1)
+
+
 # -- the network ------------------------------------------------------------------------------
 class ARNet(nn.Module):
     """Shared per-asset GRU and Student-t head; a state-dependent within-day correlation."""
@@ -147,9 +157,9 @@ class ARNet(nn.Module):
         super().__init__()
         self.n_assets, self.components = n_assets, components
         # single-layer GRUs stacked by hand, so every layer's state on every day is at hand
-        self.grus = nn.ModuleList([nn.GRU(N_FEATURES if i == 0 else hidden, hidden,
+        self.grus = nn.ModuleList([nn.GRU(2 * N_FEATURES if i == 0 else hidden, hidden,
                                           batch_first=True) for i in range(layers)])
-        self.head = nn.Linear(hidden + N_FEATURES, 4 * components)
+        self.head = nn.Linear(hidden + 2 * N_FEATURES, 4 * components)
         # correlation of the innovations: base and slope on the market's log vol (strictly lower)
         self.coupling = nn.Parameter(torch.zeros(2, n_assets, n_assets))
 
@@ -158,7 +168,7 @@ class ARNet(nn.Module):
         """Every layer's output (layers, B, T, A, H) after each day of inputs ``x``
         (B, T, A, F), from GRU states (layers, B * A, H) or zeros."""
         batch, days, assets, _ = x.shape
-        inputs = x.transpose(1, 2).reshape(batch * assets, days, N_FEATURES)
+        inputs = with_market(x).transpose(1, 2).reshape(batch * assets, days, 2 * N_FEATURES)
         outs = []
         for i, gru in enumerate(self.grus):
             inputs, _ = gru(inputs, None if state is None else state[i:i + 1].contiguous())
@@ -175,7 +185,8 @@ class ARNet(nn.Module):
 
     def _density(self, hidden: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Mixture parameters (..., K) from the top GRU output and the inputs (skip)."""
-        raw = self.head(torch.cat([hidden, x], dim=-1)).unflatten(-1, (self.components, 4))
+        raw = self.head(torch.cat([hidden, with_market(x)], dim=-1))
+        raw = raw.unflatten(-1, (self.components, 4))
         scale = torch.exp(raw[..., 2].clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE))
         return raw[..., 0], raw[..., 1], scale, MIN_DF + F.softplus(raw[..., 3])
 
@@ -209,9 +220,9 @@ class ARNet(nn.Module):
         """One sampled day for every path: from inputs ``x`` (n, A, F), mean squares ``v``
         (n, A, S) and GRU state, the day's scaled returns (n, A) and the next x, v, state."""
         n, assets, _ = x.shape
-        inputs = x.reshape(n * assets, N_FEATURES)
+        inputs = with_market(x).reshape(n * assets, 2 * N_FEATURES)
         if state is None:
-            state = x.new_zeros(len(self.grus), n * assets, self.head.in_features - N_FEATURES)
+            state = x.new_zeros(len(self.grus), n * assets, self.grus[0].hidden_size)
         layers = []
         for gru, h in zip(self.grus, state, strict=True):  # one cell per layer: no sequence
             inputs = torch.gru_cell(inputs, h, gru.weight_ih_l0, gru.weight_hh_l0,
@@ -227,7 +238,8 @@ class ARNet(nn.Module):
         else:
             loc, scale, df = loc[..., 0], scale[..., 0], df[..., 0]
         normal = torch.randn(loc.shape, generator=generator, device=loc.device)
-        chi2 = 2 * torch._standard_gamma(df / 2)  # global stream, seeded by the caller
+        # the chi-square draws use the global stream, which the caller seeds
+        chi2 = torch.distributions.Chi2(df, validate_args=False).sample()
         y = loc + scale * normal * torch.sqrt(df / chi2)
         if self.n_assets > 1:  # correlate the standardized draws
             mean, sd = mixture_moments(*(p[:, 0] for p in params))
@@ -291,12 +303,11 @@ def _optimize(net: ARNet, series: list[_Series], config: AutoregressiveConfig,
     order = BatchOrder(len(starts), config.batch_size, config.seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    offsets = torch.arange(crop)
 
     def step() -> dict[str, torch.Tensor]:
         picks = starts[next(order)]
-        x = torch.stack([series[i].x[s + offsets] for i, s in picks.tolist()])
-        y = torch.stack([series[i].y[s + offsets] for i, s in picks.tolist()])
+        x = torch.stack([series[i].x[s:s + crop] for i, s in picks.tolist()])
+        y = torch.stack([series[i].y[s:s + crop] for i, s in picks.tolist()])
         optimizer.zero_grad(set_to_none=True)
         with autocast(device):
             nll = -net.log_prob(y, x)[:, burn_in:].mean()
