@@ -343,12 +343,16 @@ def initial_coupling(scaled: np.ndarray) -> torch.Tensor:
 
 def validation_nll(net: ARNet, series: list[_Series]) -> float:
     """Negative log-likelihood per asset-day of every series' validation days (scaled units),
-    each read after its training context."""
+    each read after its training context; series of one shape are read as one batch."""
     was_training = net.training
     net.eval()
+    groups: dict[tuple[int, ...], list[_Series]] = {}
+    for s in series:
+        groups.setdefault((*s.val_y.shape, s.val_from), []).append(s)
     with torch.no_grad():
-        total = sum(-net.log_prob(s.val_y[None], s.val_x[None])[0, s.val_from:].sum().item()
-                    for s in series)
+        total = sum(-net.log_prob(torch.stack([s.val_y for s in group]),
+                                  torch.stack([s.val_x for s in group]))[:, key[-1]:].sum().item()
+                    for key, group in groups.items())
     net.train(was_training)
     return total / sum((len(s.val_y) - s.val_from) * s.val_y.shape[1] for s in series)
 
