@@ -1,0 +1,108 @@
+"""Data-parallel training on CPU with gloo and two processes (forked, so they start fast)."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import socket
+from pathlib import Path
+
+import distributed_worker as worker
+import torch
+from torch import nn
+
+from synthfin import distributed
+from synthfin.models.training import TrainingLoop
+
+UNIT_ROUNDOFF = 2.0 ** -24  # float32
+
+
+def _rank_main(rank: int, world: int, port: int, out: Path, args: tuple[int, ...]) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    try:
+        worker.main(out, *args)
+    except Exception as error:  # the message the rank would print, for the test to read
+        (out / f"error{rank}.txt").write_text(str(error))
+        os._exit(1)
+    os._exit(0)
+
+
+def _launch(out: Path, world: int = 2, *args: int) -> list[int]:
+    """Run the worker as ``world`` forked ranks; their exit codes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("fork")
+    ranks = [context.Process(target=_rank_main, args=(r, world, port, out, args))
+             for r in range(world)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(120)
+    return [process.exitcode for process in ranks]
+
+
+def _gamma(n: int) -> float:
+    """Higham's bound on the relative error of a float32 sum of n + 1 terms."""
+    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
+
+
+def test_two_ranks_train_the_weights_of_one_process_on_the_same_global_batch(
+        tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    worker.main(tmp_path / "one")  # no torchrun environment: a single process
+    assert _launch(tmp_path / "two") == [0, 0]
+    one = json.loads((tmp_path / "one" / "result.json").read_text())
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    # The runs differ only in the order of float32 sums: the batch mean of the per-sample
+    # gradients (B terms, plus the all_reduce: gamma_{B+1} * max|g_i|), each sample's forward
+    # dot product (gamma_{D+1} * sum|w_j x_j|, times 2 max|x| in its gradient) and the rounding
+    # of the update (2u(|w| + lr|g|)). SGD on this least-squares problem does not amplify an
+    # error (lr * lambda_max(H) < 2, checked below), so the per-step bounds add up; the
+    # component-wise bound becomes a 2-norm bound with sqrt(D + 1).
+    x, _ = worker.data()
+    features = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    lambda_max = float(torch.linalg.eigvalsh(2 * features.T @ features / worker.BATCH).max())
+    assert worker.LR * lambda_max < 2
+    bound = sum(worker.LR * (_gamma(worker.BATCH + 1) * gradient + _gamma(worker.DIM + 1)
+                             * forward) + 2 * UNIT_ROUNDOFF * (max(map(abs, one["weights"]))
+                                                               + worker.LR * gradient)
+                for gradient, forward in one["bound_terms"])
+    tolerance = math.sqrt(worker.DIM + 1) * bound
+    difference = torch.linalg.vector_norm(torch.tensor(one["weights"]) -
+                                          torch.tensor(two["weights"]))
+    print(f"difference {float(difference):.3g}, tolerance {tolerance:.3g}")
+    assert float(difference) <= tolerance, (float(difference), tolerance)
+    # the checkpoint rank 0 wrote loads in a single process, with the final weights
+    net = nn.Linear(worker.DIM, 1)
+    loop = TrainingLoop({"net": net}, {"net": torch.optim.SGD(net.parameters(), lr=0.1)},
+                        run_dir=tmp_path / "two" / "run", resume=True, progress=False)
+    assert loop.completed("fit") == worker.EPOCHS
+    assert torch.cat([net.weight[0], net.bias]).tolist() == two["weights"]
+    assert [row["epoch"] for row in two["history"]] == [1, 2, 3]
+
+
+def test_a_killed_rank_fails_the_job_clearly_and_keeps_the_last_good_checkpoint(
+        tmp_path: Path) -> None:
+    kill_step = worker.STEPS * 2 + 1  # rank 1 dies during the third epoch
+    codes = _launch(tmp_path, 2, 1, kill_step)
+    assert codes[1] == -9 and codes[0] == 1
+    message = (tmp_path / "error0.txt").read_text()
+    assert "another training process died" in message
+    assert "holds the last good checkpoint" in message and str(tmp_path / "run") in message
+    net = nn.Linear(worker.DIM, 1)
+    loop = TrainingLoop({"net": net}, {"net": torch.optim.SGD(net.parameters(), lr=0.1)},
+                        run_dir=tmp_path / "run", resume=True, progress=False)
+    assert loop.completed("fit") == 2  # the two finished epochs, nothing of the third
+
+
+def test_local_slices_cover_the_global_batch_once() -> None:
+    assert not distributed.active()
+    batch = torch.arange(10)
+    assert torch.equal(distributed.local_slice(batch), batch)  # one process: all of it
