@@ -201,16 +201,27 @@ def train(
     resume: Annotated[bool, typer.Option(
         help="Continue the training checkpointed in OUT/training (a model fitted in one step "
              "fits again).")] = False,
+    nproc: Annotated[int | None, typer.Option(
+        min=1, help="Train a neural model data-parallel in this many local processes "
+                    "(torchrun); the same as --set nproc=N. Under torchrun it is not needed."
+    )] = None,
 ) -> None:
     """Fit a generator on a prepared data set and save it (models trained in epochs also write
-    their loss history, checkpoints and best weights to OUT/training)."""
+    their loss history, checkpoints and best weights to OUT/training). Launched by ``torchrun``
+    (one or several machines), every rank trains its share and rank 0 saves."""
+    from synthfin import distributed
     from synthfin.data.windows import WindowData
     from synthfin.models import get_generator
 
-    generator = get_generator(model)(seed=seed, **_parse_settings(setting or []))
-    generator.fit(WindowData.load(data), run_dir=_folder(out) / "training",
-                  resume=resume).save(out)
-    typer.echo(f"trained {model} -> {out}")
+    settings = _parse_settings(setting or [])
+    if nproc is not None:
+        settings["nproc"] = nproc
+    generator = get_generator(model)(seed=seed, **settings)
+    generator.fit(WindowData.load(data), run_dir=_folder(out) / "training", resume=resume)
+    if distributed.is_main():
+        generator.save(out)
+        typer.echo(f"trained {model} -> {out}")
+    distributed.shutdown()
 
 
 @app.command()

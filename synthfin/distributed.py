@@ -24,6 +24,8 @@ import datetime
 import logging
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterable
 
 import numpy as np
@@ -160,19 +162,16 @@ def broadcast_modules(modules: dict[str, nn.Module]) -> None:
                 raise lost(error, "the first broadcast of the weights") from None
 
 
-def fork_random_streams(generators: Iterable[torch.Generator]) -> None:
-    """Give ranks other than 0 their own noise (the global torch, NumPy and Python streams and
-    ``generators``), derived from the current states and the rank: otherwise every rank would
-    draw the same noise for its slice. Rank 0 keeps the single-process streams."""
+def fork_global_random() -> None:
+    """Give ranks other than 0 their own global torch, NumPy and Python streams, derived from
+    the current state and the rank, so that noise a model draws for its slice alone (``randn(
+    len(idx), ...)``) differs across ranks. Rank 0 keeps the single-process streams. A model's
+    own ``torch.Generator`` is left alone: noise drawn from it for the global batch and cut with
+    :func:`local_slice` is the single-process noise, which is the better pattern."""
     if rank() == 0:
         return
-    def derived(generator: torch.Generator | None) -> int:
-        draw = torch.randint(0, 2**62, (1,), generator=generator)
-        return int(np.random.SeedSequence([int(draw), rank()]).generate_state(1, np.uint64)[0]
-                   >> 1)
-    for generator in generators:
-        generator.manual_seed(derived(generator))
-    seed = derived(None)
+    draw = int(torch.randint(0, 2**62, (1,)))
+    seed = int(np.random.SeedSequence([draw, rank()]).generate_state(1, np.uint64)[0] >> 1)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
@@ -211,8 +210,12 @@ class GradientAverager:
         self.params = [p for module in modules for p in module.parameters()]
         self.index = {id(p): i for i, p in enumerate(self.params)}
         self.pending: dict[int, nn.Parameter] = {}
-        self.handles = [p.register_post_accumulate_grad_hook(self._ready)
-                        for p in self.params if p.requires_grad]
+        self.handles = []
+        for param in self.params:  # frozen ones too: a model may unfreeze them later
+            frozen = not param.requires_grad
+            param.requires_grad_(True)  # torch hooks only a tensor that requires grad
+            self.handles.append(param.register_post_accumulate_grad_hook(self._ready))
+            param.requires_grad_(not frozen)
 
     def _ready(self, param: nn.Parameter) -> None:
         if not self.pending:
@@ -233,3 +236,15 @@ class GradientAverager:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+
+
+def torchrun(nproc: int, args: list[str], what: str) -> None:
+    """Run ``python -m torch.distributed.run --standalone --nproc-per-node nproc ARGS`` and
+    wait; a failed job is a :class:`ModelError` (torchrun has printed each rank's error)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", *args]
+    environment = {"OMP_NUM_THREADS": "1", **os.environ}  # torchrun's default, without its warning
+    code = subprocess.run(command, env=environment, check=False).returncode
+    if code:
+        raise ModelError(f"{what} in {nproc} processes failed (torchrun exit code {code}); the "
+                         "failing rank's error is printed above")

@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import distributed_worker as worker
@@ -14,30 +15,33 @@ import torch
 from torch import nn
 
 from synthfin import distributed
+from synthfin.models import Generator, get_generator
 from synthfin.models.training import TrainingLoop
 
 UNIT_ROUNDOFF = 2.0 ** -24  # float32
 
 
-def _rank_main(rank: int, world: int, port: int, out: Path, args: tuple[int, ...]) -> None:
+def _rank_main(rank: int, world: int, port: int, out: Path, target: Callable[[], None]
+               ) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     try:
-        worker.main(out, *args)
+        target()
     except Exception as error:  # the message the rank would print, for the test to read
         (out / f"error{rank}.txt").write_text(str(error))
         os._exit(1)
     os._exit(0)
 
 
-def _launch(out: Path, world: int = 2, *args: int) -> list[int]:
-    """Run the worker as ``world`` forked ranks; their exit codes."""
+def _launch(out: Path, target: Callable[[], None], world: int = 2) -> list[int]:
+    """Run ``target`` in ``world`` ranks forked from this process (as torchrun would start
+    them, without re-importing torch); their exit codes."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     context = multiprocessing.get_context("fork")
-    ranks = [context.Process(target=_rank_main, args=(r, world, port, out, args))
+    ranks = [context.Process(target=_rank_main, args=(r, world, port, out, target))
              for r in range(world)]
     for process in ranks:
         process.start()
@@ -56,7 +60,7 @@ def test_two_ranks_train_the_weights_of_one_process_on_the_same_global_batch(
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     worker.main(tmp_path / "one")  # no torchrun environment: a single process
-    assert _launch(tmp_path / "two") == [0, 0]
+    assert _launch(tmp_path / "two", lambda: worker.main(tmp_path / "two")) == [0, 0]
     one = json.loads((tmp_path / "one" / "result.json").read_text())
     two = json.loads((tmp_path / "two" / "result.json").read_text())
     assert one["world_size"] == 1 and two["world_size"] == 2
@@ -91,7 +95,7 @@ def test_two_ranks_train_the_weights_of_one_process_on_the_same_global_batch(
 def test_a_killed_rank_fails_the_job_clearly_and_keeps_the_last_good_checkpoint(
         tmp_path: Path) -> None:
     kill_step = worker.STEPS * 2 + 1  # rank 1 dies during the third epoch
-    codes = _launch(tmp_path, 2, 1, kill_step)
+    codes = _launch(tmp_path, lambda: worker.main(tmp_path, 1, kill_step))
     assert codes[1] == -9 and codes[0] == 1
     message = (tmp_path / "error0.txt").read_text()
     assert "another training process died" in message
@@ -106,3 +110,24 @@ def test_local_slices_cover_the_global_batch_once() -> None:
     assert not distributed.active()
     batch = torch.arange(10)
     assert torch.equal(distributed.local_slice(batch), batch)  # one process: all of it
+
+
+def test_a_neural_model_trains_in_two_ranks_and_loads_in_one(tmp_path: Path,
+                                                           two_asset_windows) -> None:
+    settings = {"epochs": 2, "hidden": 8, "layers": 1, "components": 1, "progress": False,
+                "batch_size": 32}
+
+    def fit() -> None:
+        torch.set_num_threads(1)
+        model = get_generator("ar")(**settings).fit(two_asset_windows,
+                                                    run_dir=tmp_path / "run")
+        if distributed.is_main():
+            model.save(tmp_path / "model")
+        distributed.shutdown()
+
+    assert _launch(tmp_path, fit) == [0, 0]
+    loaded = Generator.load(tmp_path / "model")  # this process has no process group
+    assert not distributed.active()
+    assert loaded.sample(4, seed=0).shape == (4, two_asset_windows.window_len, 2)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]

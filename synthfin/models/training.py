@@ -14,7 +14,8 @@ Under ``torchrun`` (see :mod:`synthfin.distributed`) the same loop trains data-p
 ranks before every optimizer step, losses and validation scores are averaged so every rank
 decides alike, and only rank 0 shows progress and writes files, whose weights load in a single
 process. A distributed run resumed from its checkpoint continues the weights, optimizers and
-batch order exactly; the noise of ranks other than 0 is re-derived from the restored states.
+batch order exactly; the global random streams of ranks other than 0 are re-derived from the
+restored ones.
 """
 
 from __future__ import annotations
@@ -225,8 +226,7 @@ class TrainingLoop:
             self._resume()
         if distributed.active():
             distributed.broadcast_modules(modules)
-            distributed.fork_random_streams(s for s in self.streams.values()
-                                            if isinstance(s, torch.Generator))
+            distributed.fork_global_random()
 
     def completed(self, phase: str) -> int:
         """Epochs of ``phase`` completed so far (including those of a resumed run)."""
@@ -396,7 +396,9 @@ class TrainingLoop:
 
 @dataclasses.dataclass
 class TorchConfig(GeneratorConfig):
-    """Settings shared by the neural generators."""
+    """Settings shared by the neural generators. ``nproc > 1`` trains data-parallel in that
+    many processes on this machine (``torchrun --standalone``); ``batch_size`` and ``lr`` stay
+    those of one process, since every step reads the same global batch."""
 
     device: str = "auto"
     epochs: int = 100
@@ -404,8 +406,9 @@ class TorchConfig(GeneratorConfig):
     lr: float = 1e-3
     patience: int = 10
     progress: bool = True
+    nproc: int = 1
     limits: ClassVar[dict[str, Limit]] = {"epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0",
-                                          "patience": ">= 1"}
+                                          "patience": ">= 1", "nproc": ">= 1"}
 
 
 class TorchGenerator(Generator):
@@ -428,6 +431,11 @@ class TorchGenerator(Generator):
         """Optimize ``self.modules_`` on ``data`` (use :class:`TrainingLoop`)."""
 
     def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
+        if self.config.nproc > 1 and not distributed.launched():
+            from synthfin.models.launch import fit_in_workers
+
+            self._load_state(fit_in_workers(self, data, run_dir, resume))
+            return
         self.device_ = distributed.setup(resolve_device(self.config.device))
         torch.manual_seed(self.config.seed)
         self.modules_ = {name: m.to(self.device_) for name, m in self._build().items()}
