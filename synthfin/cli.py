@@ -228,19 +228,37 @@ def train(
 @user_errors
 def sample(
     model_dir: Annotated[Path, typer.Option(help="Folder written by `synthfin train`.")],
-    out: Annotated[Path, typer.Option(help="Output: .npy (n, length, assets) or .parquet.")],
+    out: Annotated[Path, typer.Option(
+        help="Output: .npy (n, length, assets) or .parquet; a folder with --shard-size.")],
     n: Annotated[int, typer.Option(help="Number of paths.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     regime: Annotated[str | None, typer.Option(help="calm, normal or stressed.")] = None,
     length: Annotated[int | None, typer.Option(
         help="Days per path (default: window).")] = None,
+    shard_size: Annotated[int | None, typer.Option(
+        min=1, help="Write a partitioned parquet data set (path, date, asset, return, price) "
+                    "into the folder OUT, this many paths per shard; resumable.")] = None,
+    start_date: Annotated[str, typer.Option(
+        help="With --shard-size: paths are dated on the business days after this day.")
+    ] = "2025-12-31",
+    start_price: Annotated[float, typer.Option(
+        help="With --shard-size: every asset's price the day before the first return.")
+    ] = 100.0,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="With --shard-size: write the shards in this many local processes "
+                    "(torchrun); the data set is the same for any number.")] = 1,
 ) -> None:
-    """Draw synthetic paths of unscaled log returns, written chunk by chunk (bounded memory)."""
+    """Draw synthetic paths of unscaled log returns, written chunk by chunk (bounded memory);
+    with --shard-size, a sharded data set (under torchrun each rank writes its own shards)."""
     from tqdm.auto import tqdm
 
     from synthfin.io import SampleWriter
     from synthfin.models import Generator
 
+    if shard_size is not None:
+        _sample_shards(model_dir, _folder(out), n, seed, regime, length, shard_size, start_date,
+                       start_price, nproc)
+        return
     generator = Generator.load(model_dir)
     length = length or generator.spec_.window_len
     assets = generator.spec_.assets
@@ -250,6 +268,30 @@ def sample(
             writer.write(chunk)
             bar.update(len(chunk))
     typer.echo(f"sampled {n} paths x {length} days x {len(assets)} assets -> {out}")
+
+
+def _sample_shards(model_dir: Path, out: Path, n: int, seed: int, regime: str | None,
+                   length: int | None, shard_size: int, start_date: str, start_price: float,
+                   nproc: int) -> None:
+    import torch
+
+    from synthfin import distributed
+    from synthfin.models import Generator
+    from synthfin.shards import ShardPlan, write_dataset, write_dataset_in_workers
+
+    if distributed.launched():  # started by torchrun: this process is one rank
+        distributed.setup(torch.device("cpu"))  # gloo: the ranks only wait for each other
+    generator = Generator.load(model_dir)
+    plan = ShardPlan(n, shard_size, length or generator.spec_.window_len, seed, regime,
+                     start_date, start_price)
+    if nproc > 1 and not distributed.launched():
+        manifest = write_dataset_in_workers(model_dir, out, plan, nproc)
+    else:
+        manifest = write_dataset(generator, out, plan, progress=True)
+    distributed.shutdown()
+    if manifest is not None:
+        typer.echo(f"sampled {n} paths x {plan.length} days x {len(manifest['assets'])} assets "
+                   f"in {plan.n_shards} shards ({manifest['rows']} rows) -> {out}")
 
 
 @app.command()

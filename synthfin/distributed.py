@@ -64,15 +64,21 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def local_device(device: torch.device) -> torch.device:
+    """This rank's device: ``cuda:LOCAL_RANK`` for CUDA under a launcher, else ``device``."""
+    if launched() and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
 def setup(device: torch.device) -> torch.device:
     """Join the process group described by torchrun's environment, once (NCCL for a CUDA
-    ``device``, gloo otherwise), and return this rank's device (``cuda:LOCAL_RANK`` on CUDA).
+    ``device``, gloo otherwise), and return this rank's device (:func:`local_device`).
     Without a launcher, ``device`` is returned unchanged."""
     if not launched():
         return device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    device = local_device(device)
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         try:
@@ -100,8 +106,8 @@ class LostRank(ModelError):
 def lost(error: BaseException, where: str) -> LostRank:
     """The error a rank raises when a collective fails."""
     return LostRank(f"rank {rank()} of {world_size()}: a collective failed in {where} "
-                      f"({first_line(error)}); another training process died, was killed or "
-                      "timed out, so the job stops")
+                    f"({first_line(error)}); another rank died, was killed or timed out, so "
+                    "the job stops")
 
 
 def local_slice(batch: torch.Tensor) -> torch.Tensor:
@@ -133,6 +139,16 @@ def _all_reduce(tensor: torch.Tensor, where: str,
     if moved is not tensor:
         tensor.copy_(moved)
     return tensor
+
+
+def barrier(where: str) -> None:
+    """Wait until every rank gets here."""
+    if not active():
+        return
+    try:
+        dist.barrier()
+    except (RuntimeError, dist.DistError) as error:
+        raise lost(error, where) from None
 
 
 def batch_mean(local_mean: torch.Tensor) -> torch.Tensor:

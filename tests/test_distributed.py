@@ -98,7 +98,7 @@ def test_a_killed_rank_fails_the_job_clearly_and_keeps_the_last_good_checkpoint(
     codes = _launch(tmp_path, lambda: worker.main(tmp_path, 1, kill_step))
     assert codes[1] == -9 and codes[0] == 1
     message = (tmp_path / "error0.txt").read_text()
-    assert "another training process died" in message
+    assert "another rank died" in message
     assert "holds the last good checkpoint" in message and str(tmp_path / "run") in message
     net = nn.Linear(worker.DIM, 1)
     loop = TrainingLoop({"net": net}, {"net": torch.optim.SGD(net.parameters(), lr=0.1)},

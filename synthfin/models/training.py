@@ -451,7 +451,7 @@ class TorchGenerator(Generator):
         return {key: value.numpy() for key, value in module_state(self.modules_).items()}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.device_ = resolve_device(self.config.device)
+        self.device_ = distributed.local_device(resolve_device(self.config.device))
         self.modules_ = self._build()
         load_module_state(self.modules_, state)
         self.modules_ = {name: m.to(self.device_).eval() for name, m in self.modules_.items()}
