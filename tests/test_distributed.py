@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-import os
-import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import distributed_worker as worker
 import torch
+from forked_ranks import launch
 from torch import nn
 
 from synthfin import distributed
@@ -19,35 +16,6 @@ from synthfin.models import Generator, get_generator
 from synthfin.models.training import TrainingLoop
 
 UNIT_ROUNDOFF = 2.0 ** -24  # float32
-
-
-def _rank_main(rank: int, world: int, port: int, out: Path, target: Callable[[], None]
-               ) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    try:
-        target()
-    except Exception as error:  # the message the rank would print, for the test to read
-        (out / f"error{rank}.txt").write_text(str(error))
-        os._exit(1)
-    os._exit(0)
-
-
-def _launch(out: Path, target: Callable[[], None], world: int = 2) -> list[int]:
-    """Run ``target`` in ``world`` ranks forked from this process (as torchrun would start
-    them, without re-importing torch); their exit codes."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    context = multiprocessing.get_context("fork")
-    ranks = [context.Process(target=_rank_main, args=(r, world, port, out, target))
-             for r in range(world)]
-    for process in ranks:
-        process.start()
-    for process in ranks:
-        process.join(120)
-    return [process.exitcode for process in ranks]
 
 
 def _gamma(n: int) -> float:
@@ -60,7 +28,7 @@ def test_two_ranks_train_the_weights_of_one_process_on_the_same_global_batch(
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     worker.main(tmp_path / "one")  # no torchrun environment: a single process
-    assert _launch(tmp_path / "two", lambda: worker.main(tmp_path / "two")) == [0, 0]
+    assert launch(tmp_path / "two", lambda: worker.main(tmp_path / "two")) == [0, 0]
     one = json.loads((tmp_path / "one" / "result.json").read_text())
     two = json.loads((tmp_path / "two" / "result.json").read_text())
     assert one["world_size"] == 1 and two["world_size"] == 2
@@ -95,7 +63,7 @@ def test_two_ranks_train_the_weights_of_one_process_on_the_same_global_batch(
 def test_a_killed_rank_fails_the_job_clearly_and_keeps_the_last_good_checkpoint(
         tmp_path: Path) -> None:
     kill_step = worker.STEPS * 2 + 1  # rank 1 dies during the third epoch
-    codes = _launch(tmp_path, lambda: worker.main(tmp_path, 1, kill_step))
+    codes = launch(tmp_path, lambda: worker.main(tmp_path, 1, kill_step))
     assert codes[1] == -9 and codes[0] == 1
     message = (tmp_path / "error0.txt").read_text()
     assert "another rank died" in message
@@ -125,7 +93,7 @@ def test_a_neural_model_trains_in_two_ranks_and_loads_in_one(tmp_path: Path,
             model.save(tmp_path / "model")
         distributed.shutdown()
 
-    assert _launch(tmp_path, fit) == [0, 0]
+    assert launch(tmp_path, fit) == [0, 0]
     loaded = Generator.load(tmp_path / "model")  # this process has no process group
     assert not distributed.active()
     assert loaded.sample(4, seed=0).shape == (4, two_asset_windows.window_len, 2)

@@ -1,0 +1,86 @@
+"""Sharded sampling: a partitioned parquet data set, resumable, the same for any number of ranks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+from forked_ranks import launch
+
+from synthfin import distributed
+from synthfin.errors import DataError
+from synthfin.models import get_generator
+from synthfin.shards import MANIFEST, ShardPlan, iter_paths, read_manifest, write_dataset
+
+PLAN = ShardPlan(n=23, shard_size=10, length=12, seed=5, chunk_size=4)
+
+
+@pytest.fixture(scope="module")
+def model(two_asset_windows):
+    return get_generator("garch")(seed=0).fit(two_asset_windows)
+
+
+def _hashes(directory: Path) -> list[str]:
+    return [record["sha256"] for record in read_manifest(directory)["shards"]]
+
+
+def test_the_data_set_is_long_dated_priced_and_readable_as_one_table(model, tmp_path: Path
+                                                                       ) -> None:
+    manifest = write_dataset(model, tmp_path, PLAN)
+    assert [r["paths"] for r in manifest["shards"]] == [[0, 10], [10, 20], [20, 23]]
+    assert manifest["rows"] == 23 * 12 * 2
+    table = pq.read_table(tmp_path)  # the folder as it is: _manifest.json and _shards/ skipped
+    assert table.column_names == ["path", "date", "asset", "return", "price"]
+    frame = table.to_pandas()
+    assert len(frame) == manifest["rows"] and sorted(frame["path"].unique()) == list(range(23))
+    one = frame[(frame["path"] == 13) & (frame["asset"] == "XOM")]
+    assert (pd.to_datetime(one["date"]).dt.day_of_week < 5).all()  # Monday to Friday
+    assert pd.Timestamp(one["date"].iloc[0]) == pd.Timestamp("2026-01-01")
+    np.testing.assert_allclose(one["price"], 100 * np.exp(np.cumsum(one["return"])), rtol=1e-12)
+    assert pq.ParquetFile(tmp_path / "part-00000.parquet").num_row_groups == 3  # 4 + 4 + 2 paths
+    cube = np.concatenate(list(iter_paths(tmp_path, batch_paths=7)))
+    assert cube.shape == (23, 12, 2)
+    np.testing.assert_array_equal(cube[13, :, 1], one["return"])
+    # shard k is the model's sample_chunks from the shard's own seed, whatever came before
+    expected = np.concatenate(list(model.sample_chunks(10, seed=PLAN.seed_of(1), length=12,
+                                                       chunk_size=4)))
+    np.testing.assert_array_equal(cube[10:20], expected)
+
+
+def test_finished_shards_are_skipped_and_damaged_ones_written_again(model, tmp_path: Path
+                                                                      ) -> None:
+    write_dataset(model, tmp_path, PLAN)
+    first = _hashes(tmp_path)
+    untouched = (tmp_path / "part-00000.parquet").stat().st_mtime_ns
+    with open(tmp_path / "part-00001.parquet", "ab") as handle:  # damaged
+        handle.write(b"x")
+    (tmp_path / "_shards" / "00002.json").unlink()  # killed before its record was written
+    (tmp_path / MANIFEST).unlink()
+    write_dataset(model, tmp_path, PLAN)
+    assert _hashes(tmp_path) == first
+    assert (tmp_path / "part-00000.parquet").stat().st_mtime_ns == untouched
+
+
+def test_other_settings_in_the_same_folder_are_refused(model, tmp_path: Path) -> None:
+    write_dataset(model, tmp_path, PLAN)
+    with pytest.raises(DataError, match="drawn with other settings"):
+        write_dataset(model, tmp_path, ShardPlan(n=23, shard_size=10, length=12, seed=6))
+
+
+def test_two_ranks_write_the_same_data_set_as_one(model, tmp_path: Path) -> None:
+    write_dataset(model, tmp_path / "one", PLAN)
+
+    def rank() -> None:
+        distributed.setup(torch.device("cpu"))
+        write_dataset(model, tmp_path / "two", PLAN)
+        distributed.shutdown()
+
+    assert launch(tmp_path, rank) == [0, 0]
+    assert _hashes(tmp_path / "two") == _hashes(tmp_path / "one")
+    plan = json.loads((tmp_path / "two" / MANIFEST).read_text())["plan"]
+    assert ShardPlan(**plan) == PLAN
