@@ -338,6 +338,46 @@ def evaluate(
 
 @app.command()
 @user_errors
+def facts(
+    samples: Annotated[Path, typer.Option(
+        help="Folder written by `synthfin sample --shard-size`.")],
+    data: Annotated[Path | None, typer.Option(
+        help="Prepared data: also the facts of its training windows, and paths cut into "
+             "windows of its length.")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON file for every fact vector.")] = None,
+) -> None:
+    """Pooled stylized facts of a sharded data set, in streaming form (bounded memory): ACF
+    curves from running sums of lag products, tails from histograms."""
+    import numpy as np
+
+    from synthfin.io import atomic_write_json
+    from synthfin.shards import dataset_facts
+    from synthfin.stats import fact_statistics
+
+    columns = {}
+    window = None
+    if data is not None:
+        from synthfin.data.windows import WindowData
+
+        prepared = WindowData.load(data)
+        window = prepared.window_len
+        columns["real (train)"] = fact_statistics(prepared.real_windows("train"))
+    columns = {"synthetic": dataset_facts(samples, window), **columns}
+    if out is not None:
+        atomic_write_json(out, {name: {key: np.asarray(value).tolist()
+                                       for key, value in values.items()}
+                                for name, values in columns.items()})
+    table = pd.DataFrame({name: {f"{key} (mean of {len(value)})" if len(value) > 4 else key:
+                                 float(np.mean(value)) if len(value) > 4 else
+                                 " ".join(f"{v:.3g}" for v in value)
+                                 for key, value in values.items()}
+                          for name, values in columns.items()})
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        typer.echo(table.to_string())
+
+
+@app.command()
+@user_errors
 def run(
     pipeline: Annotated[Path, typer.Argument(
         help="Pipeline YAML, e.g. pipelines/quickstart.yaml.")],

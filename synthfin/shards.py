@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from synthfin import distributed
 from synthfin.errors import DataError
+from synthfin.evaluation.streaming import StreamingFacts
 from synthfin.io import atomic_write, atomic_write_json
 from synthfin.models.base import Generator
 from synthfin.pipeline import file_sha256
@@ -215,6 +216,24 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT:
         raise DataError(f"{path} is not a {FORMAT} manifest")
     return manifest
+
+
+def dataset_facts(directory: str | Path, window: int | None = None,
+                  batch_paths: int = 10_000) -> dict[str, np.ndarray]:
+    """The pooled window facts (:func:`synthfin.stats.fact_statistics`) of a data set, read
+    ``batch_paths`` paths at a time: :class:`~synthfin.evaluation.streaming.StreamingFacts`.
+    ``window`` cuts each path into consecutive windows of that many days (the rest dropped),
+    to compare with real windows of that length; by default a path is one window."""
+    manifest = read_manifest(directory)
+    length, n_assets = manifest["plan"]["length"], len(manifest["assets"])
+    window = window or length
+    if not 2 <= window <= length:
+        raise DataError(f"window must be between 2 and the paths' {length} days; got {window}")
+    streaming = StreamingFacts(window, n_assets)
+    per_path = length // window
+    for cube in iter_paths(directory, batch_paths):
+        streaming.update(cube[:, :per_path * window].reshape(-1, window, n_assets))
+    return streaming.statistics()
 
 
 def iter_paths(directory: str | Path, batch_paths: int = 10_000) -> Iterator[np.ndarray]:

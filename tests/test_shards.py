@@ -11,11 +11,21 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from forked_ranks import launch
+from typer.testing import CliRunner
 
 from synthfin import distributed
+from synthfin.cli import app
 from synthfin.errors import DataError
 from synthfin.models import get_generator
-from synthfin.shards import MANIFEST, ShardPlan, iter_paths, read_manifest, write_dataset
+from synthfin.shards import (
+    MANIFEST,
+    ShardPlan,
+    dataset_facts,
+    iter_paths,
+    read_manifest,
+    write_dataset,
+)
+from synthfin.stats import fact_statistics
 
 PLAN = ShardPlan(n=23, shard_size=10, length=12, seed=5, chunk_size=4)
 
@@ -84,3 +94,33 @@ def test_two_ranks_write_the_same_data_set_as_one(model, tmp_path: Path) -> None
     assert _hashes(tmp_path / "two") == _hashes(tmp_path / "one")
     plan = json.loads((tmp_path / "two" / MANIFEST).read_text())["plan"]
     assert ShardPlan(**plan) == PLAN
+
+
+def test_dataset_facts_stream_the_in_memory_facts_of_its_windows(model, tmp_path: Path) -> None:
+    write_dataset(model, tmp_path, PLAN)
+    cube = np.concatenate(list(iter_paths(tmp_path)))  # (23, 12, 2)
+    windows = cube[:, :10].reshape(-1, 5, 2)  # two windows of 5 days per path, 2 days dropped
+    streamed, expected = dataset_facts(tmp_path, window=5), fact_statistics(windows)
+    bound = windows.size * np.finfo(float).eps  # as in tests/evaluation/test_streaming.py
+    for name in ("acf_abs", "leverage", "kurtosis", "agg_kurtosis", "cross_corr"):
+        np.testing.assert_allclose(streamed[name], expected[name], rtol=bound, atol=bound)
+    with pytest.raises(DataError, match="window must be between 2"):
+        dataset_facts(tmp_path, window=13)
+
+
+def test_the_commands_write_and_read_a_sharded_data_set(model, tmp_path: Path) -> None:
+    model.save(tmp_path / "model")
+    out = tmp_path / "paths"
+    args = ["sample", "--model-dir", tmp_path / "model", "--out", out, "--n", 23, "--length",
+            12, "--shard-size", 10, "--seed", 5]
+    result = CliRunner().invoke(app, list(map(str, args)))
+    assert result.exit_code == 0, result.output
+    assert "in 3 shards (552 rows)" in result.output
+    result = CliRunner().invoke(app, ["facts", "--samples", str(out), "--out",
+                                      str(tmp_path / "facts.json")])
+    assert result.exit_code == 0, result.output
+    assert "kurtosis" in result.output
+    saved = json.loads((tmp_path / "facts.json").read_text())["synthetic"]
+    np.testing.assert_array_equal(saved["hill"], dataset_facts(out)["hill"])
+    result = CliRunner().invoke(app, ["facts", "--samples", str(tmp_path)])
+    assert result.exit_code == 2 and "not a finished sharded data set" in result.output
