@@ -99,3 +99,14 @@ def test_a_neural_model_trains_in_two_ranks_and_loads_in_one(tmp_path: Path,
     assert loaded.sample(4, seed=0).shape == (4, two_asset_windows.window_len, 2)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
+
+
+def test_the_pipeline_distributed_block_sets_nproc_of_neural_models_only() -> None:
+    from synthfin.config import PipelineConfig
+
+    config = PipelineConfig(name="x", distributed={"nproc": 3}, models={
+        "ar": {}, "big": {"model": "cvae", "nproc": 2}, "garch": {}})
+    assert config.models["ar"]["nproc"] == 3
+    assert config.models["big"]["nproc"] == 2  # the model's own setting wins
+    assert "nproc" not in config.models["garch"]
+    assert "nproc" not in PipelineConfig(name="x", models={"ar": {}}).models["ar"]
