@@ -113,8 +113,9 @@ def write_dataset(generator: Generator, out: str | Path, plan: ShardPlan, *,
     if rank == 0:
         atomic_write_json(out / PLAN, settings)
     mine = range(rank, plan.n_shards, world)
-    for shard in tqdm(mine, desc="shards", unit="shard", disable=not progress or rank > 0,
-                      leave=False):
+    quiet = not progress or rank > 0
+    for shard in tqdm(mine, desc="shards", unit="shard", disable=True if quiet else None,
+                      leave=False):  # None: a bar on a terminal only
         if _finished(out, shard) is None:
             _write_shard(generator, out, plan, shard)
     distributed.barrier("waiting for the other ranks' shards")
