@@ -10,9 +10,9 @@ On the bundled S&P 500 (window 64, stride 1), prints one table:
   the process group, so torchrun's start-up is not counted; samples are global-batch windows;
 - sampling paths/s of ``synthfin sample --shard-size`` (the ``ar`` model, 64-day paths, shards
   of 5,000) in 1 and N processes, timed inside rank 0 from the first shard to the manifest;
-- peak resident memory (``ru_maxrss`` of a child ``synthfin sample --shard-size S``) for several
-  shard sizes S (the Gaussian generator, 64-day paths, chunks of 10,000 paths); ``--n 1`` is
-  the floor (Python, torch, pyarrow and the model loaded);
+- peak resident memory of a child process writing two shards of S paths, for several shard
+  sizes S (the Gaussian generator, 64-day paths, chunks of 10,000 paths), next to its memory
+  before writing (Python, torch, pyarrow and the model loaded; the peak is reset there);
 - seconds to compute the pooled window facts of ``--eval-paths`` 64-day paths streaming from
   the data set (:func:`synthfin.shards.dataset_facts`), with that process's peak memory.
 
@@ -44,7 +44,6 @@ from synthfin.shards import ShardPlan, dataset_facts, write_dataset
 
 AR = {"hidden": 32, "layers": 1, "components": 2, "batch_size": 128, "patience": 1000,
       "progress": False}
-CLI = "from synthfin.cli import app; app()"
 
 
 def train_worker(data_dir: Path, epochs: int, report: Path) -> None:
@@ -90,15 +89,22 @@ def _run(nproc: int, args: list[str]) -> dict[str, float]:
     return result
 
 
-def peak_of_shards(model_dir: Path, out: Path, n: int, shard_size: int) -> float:
-    """Peak RSS (MB) of one ``synthfin sample --shard-size`` child process."""
-    child = subprocess.Popen([sys.executable, "-c", CLI, "sample", "--model-dir", str(model_dir),
-                              "--n", str(n), "--length", "64", "--shard-size", str(shard_size),
-                              "--out", str(out)], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"synthfin sample failed with status {status}")
-    return usage.ru_maxrss / 1024  # KB on Linux
+def _memory_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, in MB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no {field} in /proc/self/status")
+
+
+def memory_worker(model_dir: Path, out: Path, shard_size: int, report: Path) -> None:
+    """Resident memory before and the peak while writing two shards of ``shard_size`` paths,
+    with the model loaded and everything imported (the peak is reset through clear_refs)."""
+    model = Generator.load(model_dir)
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = _memory_mb("VmRSS")
+    write_dataset(model, out, ShardPlan(2 * shard_size, shard_size, 64, seed=0))
+    report.write_text(json.dumps({"before": before, "peak": _memory_mb("VmHWM")}))
 
 
 def main() -> None:
@@ -127,11 +133,13 @@ def main() -> None:
             print(rows[-1], flush=True)
         gaussian = get_generator("gaussian")().fit(data)
         gaussian.save(root / "gaussian")
-        rows.append(("peak memory, floor (--n 1)", "MB", 1,
-                     peak_of_shards(root / "gaussian", root / "floor", 1, 1)))
         for size in [int(s) for s in args.shard_sizes.split(",")]:
-            peak = peak_of_shards(root / "gaussian", root / f"mem-{size}", 2 * size, size)
-            rows.append((f"peak memory, shards of {size:,} paths", "MB", 1, peak))
+            memory = _run(1, ["--memory-worker", str(root / "gaussian"),
+                              str(root / f"mem-{size}"), str(size)])
+            if size == int(args.shard_sizes.split(",")[0]):
+                rows.append(("resident memory before writing", "MB", 1, memory["before"]))
+            rows.append((f"peak memory writing shards of {size:,} paths", "MB", 1,
+                         memory["peak"]))
             print(rows[-1], flush=True)
         start = time.perf_counter()
         write_dataset(gaussian, root / "eval", ShardPlan(args.eval_paths, 100_000, 64, seed=1))
@@ -152,6 +160,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--train-worker":
         train_worker(Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--memory-worker":
+        memory_worker(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--sample-worker":
         sample_worker(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5]))
     else:

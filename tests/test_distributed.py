@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import distributed_worker as worker
+import pytest
 import torch
 from forked_ranks import launch
 from torch import nn
@@ -110,3 +111,32 @@ def test_the_pipeline_distributed_block_sets_nproc_of_neural_models_only() -> No
     assert config.models["big"]["nproc"] == 2  # the model's own setting wins
     assert "nproc" not in config.models["garch"]
     assert "nproc" not in PipelineConfig(name="x", models={"ar": {}}).models["ar"]
+
+
+@pytest.mark.slow
+def test_torchrun_trains_resumes_and_samples_from_the_command_line(tmp_path: Path,
+                                                                   two_asset_windows) -> None:
+    """The real launcher (``torchrun --standalone``, about a minute on 2 cores)."""
+    from typer.testing import CliRunner
+
+    from synthfin.cli import app
+    from synthfin.shards import read_manifest
+
+    two_asset_windows.save(tmp_path / "data")
+    train = ["train", "--model", "ar", "--data", tmp_path / "data", "--out", tmp_path / "ar",
+             "--nproc", 2, "--set", "hidden=8", "--set", "layers=1", "--set", "progress=false"]
+    for epochs, resume in ((1, []), (2, ["--resume"])):
+        result = CliRunner().invoke(app, [*map(str, train), "--set", f"epochs={epochs}",
+                                          *resume])
+        assert result.exit_code == 0, result.output
+    history = json.loads((tmp_path / "ar" / "training" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]  # the second run continued the first
+    hashes = []
+    for nproc in (1, 2):
+        out = tmp_path / f"paths-{nproc}"
+        result = CliRunner().invoke(app, list(map(str, [
+            "sample", "--model-dir", tmp_path / "ar", "--out", out, "--n", 30, "--shard-size",
+            8, "--nproc", nproc])))
+        assert result.exit_code == 0, result.output
+        hashes.append([record["sha256"] for record in read_manifest(out)["shards"]])
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 4

@@ -10,7 +10,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from safetensors.numpy import load_file
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 
 def fit_in_workers(generator: TorchGenerator, data: WindowData, run_dir: Path | None,
-                   resume: bool) -> dict[str, np.ndarray]:
-    """The learned state of ``generator`` fitted by ``generator.config.nproc`` ranks."""
+                   resume: bool) -> tuple[dict[str, np.ndarray], list[dict[str, Any]] | None]:
+    """The learned state of ``generator`` fitted by ``generator.config.nproc`` ranks, and its
+    loss history (``history_``)."""
     with tempfile.TemporaryDirectory(prefix="synthfin-train-") as scratch:
         job = Path(scratch)
         data.save(job / "data")
@@ -36,7 +37,9 @@ def fit_in_workers(generator: TorchGenerator, data: WindowData, run_dir: Path | 
         where = "" if run_dir is None else f" ({run_dir} holds the last good checkpoint)"
         distributed.torchrun(generator.config.nproc, [__file__, scratch],
                              f"training {generator.name}{where}")
-        return load_file(str(job / "model" / "weights.safetensors"))
+        history = job / "history.json"
+        return (load_file(str(job / "model" / "weights.safetensors")),
+                json.loads(history.read_text()) if history.is_file() else None)
 
 
 def main(job: Path) -> None:
@@ -48,6 +51,8 @@ def main(job: Path) -> None:
     generator.fit(WindowData.load(job / "data"), run_dir=spec["run_dir"], resume=spec["resume"])
     if distributed.is_main():
         generator.save(job / "model")
+        if hasattr(generator, "history_"):
+            atomic_write_json(job / "history.json", generator.history_)
     distributed.shutdown()
 
 

@@ -434,7 +434,10 @@ class TorchGenerator(Generator):
         if self.config.nproc > 1 and not distributed.launched():
             from synthfin.models.launch import fit_in_workers
 
-            self._load_state(fit_in_workers(self, data, run_dir, resume))
+            state, history = fit_in_workers(self, data, run_dir, resume)
+            self._load_state(state)
+            if history is not None:
+                self.history_ = history
             return
         self.device_ = distributed.setup(resolve_device(self.config.device))
         torch.manual_seed(self.config.seed)
