@@ -26,7 +26,8 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,11 +104,14 @@ class LostRank(ModelError):
     """A collective failed: another rank died, was killed or hung."""
 
 
-def lost(error: BaseException, where: str) -> LostRank:
-    """The error a rank raises when a collective fails."""
-    return LostRank(f"rank {rank()} of {world_size()}: a collective failed in {where} "
-                    f"({first_line(error)}); another rank died, was killed or timed out, so "
-                    "the job stops")
+def _collective(where: str, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run a ``torch.distributed`` collective; its failure is a :class:`LostRank`."""
+    try:
+        operation(*args, **kwargs)
+    except (RuntimeError, dist.DistError) as error:
+        raise LostRank(f"rank {rank()} of {world_size()}: a collective failed in {where} "
+                       f"({first_line(error)}); another rank died, was killed or timed out, "
+                       "so the job stops") from None
 
 
 def local_slice(batch: torch.Tensor) -> torch.Tensor:
@@ -132,10 +136,7 @@ def _all_reduce(tensor: torch.Tensor, where: str,
     device = torch.device("cuda", torch.cuda.current_device()) if (
         dist.get_backend() == "nccl") else torch.device("cpu")
     moved = tensor.to(device)
-    try:
-        dist.all_reduce(moved, op=op)
-    except (RuntimeError, dist.DistError) as error:
-        raise lost(error, where) from None
+    _collective(where, dist.all_reduce, moved, op=op)
     if moved is not tensor:
         tensor.copy_(moved)
     return tensor
@@ -143,12 +144,8 @@ def _all_reduce(tensor: torch.Tensor, where: str,
 
 def barrier(where: str) -> None:
     """Wait until every rank gets here."""
-    if not active():
-        return
-    try:
-        dist.barrier()
-    except (RuntimeError, dist.DistError) as error:
-        raise lost(error, where) from None
+    if active():
+        _collective(where, dist.barrier)
 
 
 def batch_mean(local_mean: torch.Tensor) -> torch.Tensor:
@@ -172,10 +169,7 @@ def broadcast_modules(modules: dict[str, nn.Module]) -> None:
         return
     for module in modules.values():
         for tensor in [*module.parameters(), *module.buffers()]:
-            try:
-                dist.broadcast(tensor.data, src=0)
-            except (RuntimeError, dist.DistError) as error:
-                raise lost(error, "the first broadcast of the weights") from None
+            _collective("the first broadcast of the weights", dist.broadcast, tensor.data, src=0)
 
 
 def fork_global_random() -> None:

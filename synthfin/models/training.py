@@ -289,7 +289,8 @@ class TrainingLoop:
             losses = self._mean_losses(totals, steps_per_epoch)
             score = validate() if validate is not None else math.nan
             if validate is not None and distributed.active():  # every rank decides alike
-                score = float(distributed.mean_over_ranks(torch.tensor(score)))
+                score = float(distributed.mean_over_ranks(torch.tensor(score,
+                                                                        dtype=torch.float64)))
             distributed.check_in_step(self.modules)
             if not all(math.isfinite(v) for v in losses.values()) or (
                     validate is not None and not math.isfinite(score)):
@@ -319,7 +320,7 @@ class TrainingLoop:
         """Each loss's mean over the epoch's steps (and over ranks)."""
         if not totals:
             return {}
-        keys = sorted(totals)
+        keys = list(totals)  # the same order on every rank: the same step code made them
         means = distributed.mean_over_ranks(torch.stack([totals[k] for k in keys]).cpu())
         return {key: float(value) / steps for key, value in zip(keys, means, strict=True)}
 
