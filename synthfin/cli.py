@@ -247,6 +247,9 @@ def sample(
     nproc: Annotated[int, typer.Option(
         min=1, help="With --shard-size: write the shards in this many local processes "
                     "(torchrun); the data set is the same for any number.")] = 1,
+    ohlcv: Annotated[bool, typer.Option(
+        help="With --shard-size: also open, high, low, volume columns (price is the close).")
+    ] = False,
 ) -> None:
     """Draw synthetic paths of unscaled log returns, written chunk by chunk (bounded memory);
     with --shard-size, a sharded data set (under torchrun each rank writes its own shards)."""
@@ -257,7 +260,7 @@ def sample(
 
     if shard_size is not None:
         _sample_shards(model_dir, _folder(out), n, seed, regime, length, shard_size, start_date,
-                       start_price, nproc)
+                       start_price, nproc, ohlcv)
         return
     generator = Generator.load(model_dir)
     length = length or generator.spec_.window_len
@@ -272,7 +275,7 @@ def sample(
 
 def _sample_shards(model_dir: Path, out: Path, n: int, seed: int, regime: str | None,
                    length: int | None, shard_size: int, start_date: str, start_price: float,
-                   nproc: int) -> None:
+                   nproc: int, ohlcv: bool) -> None:
     import torch
 
     from synthfin import distributed
@@ -283,7 +286,7 @@ def _sample_shards(model_dir: Path, out: Path, n: int, seed: int, regime: str | 
         distributed.setup(torch.device("cpu"))  # gloo: the ranks only wait for each other
     generator = Generator.load(model_dir)
     plan = ShardPlan(n, shard_size, length or generator.spec_.window_len, seed, regime,
-                     start_date, start_price)
+                     start_date, start_price, ohlcv=ohlcv)
     if nproc > 1 and not distributed.launched():
         manifest = write_dataset_in_workers(model_dir, out, plan, nproc)
     else:

@@ -1,7 +1,8 @@
 """Millions of synthetic paths as a partitioned parquet data set, written shard by shard.
 
 ``DIR/part-00000.parquet, part-00001.parquet, ...`` hold the paths of consecutive shards as long
-tables ``path, date, asset, return, price`` (one row group per chunk of paths), which pyarrow,
+tables ``path, date, asset, return, price`` (and ``open, high, low, volume`` with ``ohlcv``;
+``price`` is then the close), one row group per chunk of paths, which pyarrow,
 Dask, Spark, Polars and DuckDB read as one data set; ``DIR/_manifest.json`` lists every shard
 with its paths, rows and SHA-256, and ``DIR/_shards/`` holds one such record per finished shard
 (names starting with ``_`` are skipped by those readers).
@@ -17,6 +18,7 @@ with its paths, rows and SHA-256, and ``DIR/_shards/`` holds one such record per
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -34,6 +36,7 @@ from synthfin.errors import DataError
 from synthfin.evaluation.streaming import StreamingFacts
 from synthfin.io import atomic_write, atomic_write_json
 from synthfin.models.base import Generator
+from synthfin.ohlcv import OHLCVModel, sp500_ohlcv_model
 from synthfin.pipeline import file_sha256
 from synthfin.scenarios import business_days_after
 
@@ -43,6 +46,7 @@ RECORDS = "_shards"
 SCHEMA = pa.schema([("path", pa.int64()), ("date", pa.date32()),
                     ("asset", pa.dictionary(pa.int32(), pa.string())),
                     ("return", pa.float64()), ("price", pa.float64())])
+BAR_COLUMNS = ("open", "high", "low", "volume")  # with ``ohlcv``, from synthfin.ohlcv's model
 FORMAT = "synthfin-paths/1"
 
 
@@ -52,7 +56,9 @@ class ShardPlan:
 
     ``start_date``: paths are dated on the business days after it; ``start_price``: every
     asset's price the day before the first return; ``chunk_size``: paths drawn at once (part of
-    the plan because the random stream of a shard is consumed chunk by chunk).
+    the plan because the random stream of a shard is consumed chunk by chunk); ``ohlcv``: also
+    daily bars around the closes (:func:`synthfin.ohlcv.sp500_ohlcv_model`), drawn from the
+    shard's second stream ``SeedSequence(seed, spawn_key=(k, 1))``.
     """
 
     n: int
@@ -63,6 +69,7 @@ class ShardPlan:
     start_date: str = "2025-12-31"
     start_price: float = 100.0
     chunk_size: int = 10_000
+    ohlcv: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n", "shard_size", "length", "chunk_size"):
@@ -86,6 +93,12 @@ class ShardPlan:
         the number of ranks."""
         state = np.random.SeedSequence(self.seed, spawn_key=(shard,)).generate_state(1, np.uint64)
         return int(state[0] >> np.uint64(1))  # a non-negative int64
+
+    @property
+    def schema(self) -> pa.Schema:
+        if not self.ohlcv:
+            return SCHEMA
+        return pa.schema([*SCHEMA, *(pa.field(name, pa.float64()) for name in BAR_COLUMNS)])
 
     def dates(self) -> np.ndarray:
         return business_days_after(self.start_date, self.length).values.astype("datetime64[D]")
@@ -127,7 +140,7 @@ def write_dataset(generator: Generator, out: str | Path, plan: ShardPlan, *,
         raise DataError(f"{len(missing)} shard(s) of {out} are missing or damaged after "
                         f"writing ({missing[0]}, ...); run the same command again")
     manifest = {**settings, "assets": list(generator.spec_.assets),
-                "columns": SCHEMA.names, "rows": sum(r["rows"] for r in records),
+                "columns": plan.schema.names, "rows": sum(r["rows"] for r in records),
                 "shards": records}
     atomic_write_json(out / MANIFEST, manifest)
     return manifest
@@ -176,7 +189,7 @@ def _write_shard(generator: Generator, out: Path, plan: ShardPlan, shard: int) -
 
     def write(temp: Path) -> None:
         nonlocal rows
-        with pq.ParquetWriter(temp, SCHEMA) as writer:
+        with pq.ParquetWriter(temp, plan.schema) as writer:
             for table in shard_tables(generator, plan, shard):
                 writer.write_table(table)
                 rows += table.num_rows
@@ -195,16 +208,25 @@ def shard_tables(generator: Generator, plan: ShardPlan, shard: int) -> Iterator[
     chunks = generator.sample_chunks(end - first, condition=plan.regime,
                                      seed=plan.seed_of(shard), length=plan.length,
                                      chunk_size=plan.chunk_size)
+    bars_rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(shard, 1)))
     for chunk in chunks:  # (k, length, assets) log returns
         k, length, n_assets = chunk.shape
         prices = plan.start_price * np.exp(np.cumsum(chunk, axis=1))
-        yield pa.table([
-            np.repeat(np.arange(first, first + k), length * n_assets),
-            np.tile(np.repeat(dates, n_assets), k),
-            pa.DictionaryArray.from_arrays(
-                np.tile(np.arange(n_assets, dtype=np.int32), k * length), assets),
-            chunk.ravel(), prices.ravel()], schema=SCHEMA)
+        columns = [np.repeat(np.arange(first, first + k), length * n_assets),
+                   np.tile(np.repeat(dates, n_assets), k),
+                   pa.DictionaryArray.from_arrays(
+                       np.tile(np.arange(n_assets, dtype=np.int32), k * length), assets),
+                   chunk.ravel(), prices.ravel()]
+        if plan.ohlcv:
+            bars = _bar_model().sample(chunk, plan.start_price, seed=bars_rng)[:, 1:]
+            columns += [bars[..., field].ravel() for field in (0, 1, 2, 4)]  # (k, L, A, 5)
+        yield pa.table(columns, schema=plan.schema)
         first += k
+
+
+@functools.cache
+def _bar_model() -> OHLCVModel:
+    return sp500_ohlcv_model()
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -124,3 +125,19 @@ def test_the_commands_write_and_read_a_sharded_data_set(model, tmp_path: Path) -
     np.testing.assert_array_equal(saved["hill"], dataset_facts(out)["hill"])
     result = CliRunner().invoke(app, ["facts", "--samples", str(tmp_path)])
     assert result.exit_code == 2 and "not a finished sharded data set" in result.output
+
+
+def test_ohlcv_columns_are_bars_around_the_closes(model, tmp_path: Path) -> None:
+    plan = ShardPlan(n=6, shard_size=4, length=12, seed=5, chunk_size=4, ohlcv=True)
+    manifest = write_dataset(model, tmp_path / "a", plan)
+    assert manifest["columns"] == ["path", "date", "asset", "return", "price", "open", "high",
+                                   "low", "volume"]
+    frame = pq.read_table(tmp_path / "a").to_pandas()
+    assert (frame["high"] >= frame[["open", "price"]].max(axis=1)).all()
+    assert (frame["low"] <= frame[["open", "price"]].min(axis=1)).all()
+    assert (frame["volume"] > 0).all()
+    write_dataset(model, tmp_path / "b", dataclasses.replace(plan, ohlcv=False))
+    plain = pq.read_table(tmp_path / "b").to_pandas()
+    np.testing.assert_array_equal(frame["return"], plain["return"])  # the same closes
+    write_dataset(model, tmp_path / "c", plan)
+    assert _hashes(tmp_path / "c") == _hashes(tmp_path / "a")  # bars from the shard's stream
