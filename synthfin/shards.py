@@ -134,10 +134,10 @@ def write_dataset(generator: Generator, out: str | Path, plan: ShardPlan, *,
     distributed.barrier("waiting for the other ranks' shards")
     if rank > 0:
         return None
-    records = [_finished(out, shard) for shard in range(plan.n_shards)]
+    records = [_record(out, shard) for shard in range(plan.n_shards)]  # hashed when written
     missing = [shard_name(k) for k, record in enumerate(records) if record is None]
     if missing:
-        raise DataError(f"{len(missing)} shard(s) of {out} are missing or damaged after "
+        raise DataError(f"{len(missing)} shard(s) of {out} have no record after "
                         f"writing ({missing[0]}, ...); run the same command again")
     manifest = {**settings, "assets": list(generator.spec_.assets),
                 "columns": plan.schema.names, "rows": sum(r["rows"] for r in records),
@@ -171,14 +171,18 @@ def _rank_main(job: Path) -> None:
     distributed.shutdown()
 
 
+def _record(out: Path, shard: int) -> dict[str, Any] | None:
+    """The record written after ``shard``'s file, or None."""
+    try:
+        return json.loads((out / RECORDS / f"{shard:05d}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _finished(out: Path, shard: int) -> dict[str, Any] | None:
     """The record of a finished shard whose file still has its SHA-256, else None."""
-    record_file, data_file = out / RECORDS / f"{shard:05d}.json", out / shard_name(shard)
-    if not (record_file.is_file() and data_file.is_file()):
-        return None
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, ValueError):
+    record, data_file = _record(out, shard), out / shard_name(shard)
+    if record is None or not data_file.is_file():
         return None
     return record if record.get("sha256") == file_sha256(data_file) else None
 
