@@ -1,8 +1,10 @@
 """A tiny TrainingLoop run (linear regression, SGD), alone or as one rank under torchrun, for
 tests/test_distributed.py: ``python distributed_worker.py OUT [KILL_RANK KILL_STEP]``.
 
+Two linear regressions with their own SGD optimizers: ``net`` steps every time, ``critic`` only
+while its global batch loss exceeds ``CRITIC_GATE`` (a gated step, as TimeGAN's discriminator).
 Rank 0 (or the single process) writes ``OUT/result.json``: the final weights, the global-batch
-loss of every step and, alone, the quantities the reassociation tolerance is derived from.
+losses of every step and, alone, the quantities the reassociation tolerance is derived from.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from synthfin import distributed
 from synthfin.models.training import BatchOrder, TrainingLoop
 
 N, DIM, BATCH, LR, EPOCHS, STEPS = 64, 4, 16, 0.05, 3, 4
+CRITIC_GATE = 4.0  # the critic steps while its global batch loss is above this
 
 
 def data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,44 +32,57 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def _regression_step(net: nn.Linear, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                     y: torch.Tensor, gate: float | None, record: dict[str, list]) -> torch.Tensor:
+    """One least-squares SGD step on the batch ``(x, y)``; with ``gate``, the step is kept only
+    when the global batch loss exceeds it (as TimeGAN gates its discriminator). Alone, the
+    quantities of the reassociation bound are recorded."""
+    optimizer.zero_grad(set_to_none=True)
+    residual = net(x)[:, 0] - y
+    loss = (residual ** 2).mean()
+    loss.backward()
+    global_loss = distributed.batch_mean(loss.detach())
+    record["losses"].append(float(global_loss))
+    if gate is not None and not bool(global_loss > gate):
+        return loss.detach()
+    if not distributed.active():
+        with torch.no_grad():
+            features = torch.cat([x, torch.ones(len(x), 1)], dim=1)  # (B, D + 1)
+            weights = torch.cat([net.weight[0], net.bias])
+            gradient = (2 * residual[:, None] * features).abs().max()
+            forward = (2 * (features.abs() @ weights.abs()) * features.abs().max()).max()
+        record["bound_terms"].append([float(gradient), float(forward)])
+    optimizer.step()
+    return loss.detach()
+
+
 def main(out: Path, kill_rank: int = -1, kill_step: int = -1) -> None:
     torch.set_num_threads(1)
     distributed.setup(torch.device("cpu"))
     x, y = data()
     torch.manual_seed(1)
-    net = nn.Linear(DIM, 1)
-    optimizer = torch.optim.SGD(net.parameters(), lr=LR)
+    nets = {"net": nn.Linear(DIM, 1), "critic": nn.Linear(DIM, 1)}
+    optimizers = {name: torch.optim.SGD(net.parameters(), lr=LR) for name, net in nets.items()}
     order = BatchOrder(N, BATCH, seed=3)
-    losses: list[float] = []
-    bound_terms: list[list[float]] = []  # per step: max |per-sample gradient|, max forward size
+    records = {name: {"losses": [], "bound_terms": []} for name in nets}
 
     def step() -> dict[str, torch.Tensor]:
-        if distributed.rank() == kill_rank and len(losses) == kill_step:
+        if distributed.rank() == kill_rank and len(records["net"]["losses"]) == kill_step:
             os.kill(os.getpid(), signal.SIGKILL)
         idx = next(order)
-        optimizer.zero_grad(set_to_none=True)
-        residual = net(x[idx])[:, 0] - y[idx]
-        loss = (residual ** 2).mean()
-        loss.backward()
-        if not distributed.active():
-            with torch.no_grad():
-                features = torch.cat([x[idx], torch.ones(len(idx), 1)], dim=1)  # (B, D + 1)
-                weights = torch.cat([net.weight[0], net.bias])
-                gradient = (2 * residual[:, None] * features).abs().max()
-                forward = (2 * (features.abs() @ weights.abs()) * features.abs().max()).max()
-            bound_terms.append([float(gradient), float(forward)])
-        optimizer.step()
-        losses.append(float(distributed.batch_mean(loss.detach())))
-        return {"mse": loss.detach()}
+        return {name: _regression_step(net, optimizers[name], x[idx], y[idx],
+                                       CRITIC_GATE if name == "critic" else None, records[name])
+                for name, net in nets.items()}
 
-    loop = TrainingLoop({"net": net}, {"net": optimizer}, run_dir=out / "run", progress=False,
+    loop = TrainingLoop(nets, optimizers, run_dir=out / "run", progress=False,
                         streams={"order": order})
     loop.run("fit", EPOCHS, step, STEPS)
     if distributed.is_main():
-        weights = torch.cat([net.weight[0], net.bias]).tolist()
         (out / "result.json").write_text(json.dumps({
-            "weights": weights, "losses": losses, "bound_terms": bound_terms,
-            "history": loop.history, "world_size": distributed.world_size()}))
+            "weights": {name: torch.cat([net.weight[0], net.bias]).tolist()
+                        for name, net in nets.items()},
+            "records": records, "history": loop.history,
+            "world_size": distributed.world_size()}))
     distributed.shutdown()
 
 
