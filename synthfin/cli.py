@@ -370,13 +370,16 @@ def facts(
         atomic_write_json(out, {name: {key: np.asarray(value).tolist()
                                        for key, value in values.items()}
                                 for name, values in columns.items()})
-    table = pd.DataFrame({name: {f"{key} (mean of {len(value)})" if len(value) > 4 else key:
-                                 float(np.mean(value)) if len(value) > 4 else
-                                 " ".join(f"{v:.3g}" for v in value)
-                                 for key, value in values.items()}
-                          for name, values in columns.items()})
+    table = pd.DataFrame({name: _fact_cells(values) for name, values in columns.items()})
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(table.to_string())
+
+
+def _fact_cells(statistics: dict[str, Any]) -> dict[str, str]:
+    """One printable cell per fact: a curve (more than 4 values) by its mean, else the values."""
+    return {f"{key} (mean of {len(value)})" if len(value) > 4 else key:
+            f"{sum(value) / len(value):.3g}" if len(value) > 4 else
+            " ".join(f"{v:.3g}" for v in value) for key, value in statistics.items()}
 
 
 @app.command()

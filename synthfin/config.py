@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,11 +125,12 @@ class PipelineConfig(_Strict):
     @model_validator(mode="after")
     def _distributed_models(self) -> PipelineConfig:
         """``distributed.nproc`` becomes the ``nproc`` setting of every neural model."""
-        from synthfin.models import TorchGenerator, get_generator
+        from synthfin.models import get_generator
 
         if self.distributed.nproc > 1:
             for run_name, settings in self.models.items():
-                if issubclass(get_generator(settings.get("model", run_name)), TorchGenerator):
+                config_class = get_generator(settings.get("model", run_name)).config_class
+                if "nproc" in {field.name for field in dataclasses.fields(config_class)}:
                     settings.setdefault("nproc", self.distributed.nproc)
         return self
 
