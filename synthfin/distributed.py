@@ -198,7 +198,8 @@ def check_in_step(modules: dict[str, nn.Module]) -> None:
                        "the check that ranks agree", dist.ReduceOp.MAX)
     if float(both[0]) != -float(both[1]):
         raise ModelError("the training processes' weights diverged: a model decided on a "
-                         "rank's own loss instead of distributed.batch_mean; report this bug")
+                         "rank's own loss (use synthfin.distributed.batch_mean) or drew inputs "
+                         "of the global batch's size (cut them with local_slice)")
 
 
 class GradientAverager:
