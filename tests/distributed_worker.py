@@ -33,17 +33,19 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _regression_step(net: nn.Linear, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                     y: torch.Tensor, gate: float | None, record: dict[str, list]) -> torch.Tensor:
+                     y: torch.Tensor, gate: float | None, record: dict[str, list],
+                     local_gate: bool = False) -> torch.Tensor:
     """One least-squares SGD step on the batch ``(x, y)``; with ``gate``, the step is kept only
-    when the global batch loss exceeds it (as TimeGAN gates its discriminator). Alone, the
-    quantities of the reassociation bound are recorded."""
+    when the global batch loss exceeds it (as TimeGAN gates its discriminator), or with
+    ``local_gate`` (a bug) this rank's loss. Alone, the quantities of the reassociation bound
+    are recorded."""
     optimizer.zero_grad(set_to_none=True)
     residual = net(x)[:, 0] - y
     loss = (residual ** 2).mean()
     loss.backward()
     global_loss = distributed.batch_mean(loss.detach())
     record["losses"].append(float(global_loss))
-    if gate is not None and not bool(global_loss > gate):
+    if gate is not None and not bool((loss if local_gate else global_loss) > gate):
         return loss.detach()
     if not distributed.active():
         with torch.no_grad():
@@ -56,7 +58,7 @@ def _regression_step(net: nn.Linear, optimizer: torch.optim.Optimizer, x: torch.
     return loss.detach()
 
 
-def main(out: Path, kill_rank: int = -1, kill_step: int = -1) -> None:
+def main(out: Path, kill_rank: int = -1, kill_step: int = -1, local_gate: bool = False) -> None:
     torch.set_num_threads(1)
     distributed.setup(torch.device("cpu"))
     x, y = data()
@@ -71,7 +73,8 @@ def main(out: Path, kill_rank: int = -1, kill_step: int = -1) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         idx = next(order)
         return {name: _regression_step(net, optimizers[name], x[idx], y[idx],
-                                       CRITIC_GATE if name == "critic" else None, records[name])
+                                       CRITIC_GATE if name == "critic" else None, records[name],
+                                       local_gate)
                 for name, net in nets.items()}
 
     loop = TrainingLoop(nets, optimizers, run_dir=out / "run", progress=False,

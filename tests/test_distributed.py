@@ -94,6 +94,12 @@ def test_local_slices_cover_the_global_batch_once() -> None:
     assert torch.equal(distributed.local_slice(batch), batch)  # one process: all of it
 
 
+def test_ranks_that_decide_on_their_own_loss_are_stopped(tmp_path: Path) -> None:
+    codes = launch(tmp_path, lambda: worker.main(tmp_path, local_gate=True))
+    assert codes == [1, 1]
+    assert "weights diverged" in (tmp_path / "error0.txt").read_text()
+
+
 def test_a_neural_model_trains_in_two_ranks_and_loads_in_one(tmp_path: Path,
                                                            two_asset_windows) -> None:
     settings = {"epochs": 2, "hidden": 8, "layers": 1, "components": 1, "progress": False,
