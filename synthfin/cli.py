@@ -201,35 +201,67 @@ def train(
     resume: Annotated[bool, typer.Option(
         help="Continue the training checkpointed in OUT/training (a model fitted in one step "
              "fits again).")] = False,
+    nproc: Annotated[int | None, typer.Option(
+        min=1, help="Train a neural model data-parallel in this many local processes "
+                    "(torchrun); the same as --set nproc=N. Under torchrun it is not needed."
+    )] = None,
 ) -> None:
     """Fit a generator on a prepared data set and save it (models trained in epochs also write
-    their loss history, checkpoints and best weights to OUT/training)."""
+    their loss history, checkpoints and best weights to OUT/training). Launched by ``torchrun``
+    (one or several machines), every rank trains its share and rank 0 saves."""
+    from synthfin import distributed
     from synthfin.data.windows import WindowData
     from synthfin.models import get_generator
 
-    generator = get_generator(model)(seed=seed, **_parse_settings(setting or []))
-    generator.fit(WindowData.load(data), run_dir=_folder(out) / "training",
-                  resume=resume).save(out)
-    typer.echo(f"trained {model} -> {out}")
+    settings = _parse_settings(setting or [])
+    if nproc is not None:
+        settings["nproc"] = nproc
+    generator = get_generator(model)(seed=seed, **settings)
+    generator.fit(WindowData.load(data), run_dir=_folder(out) / "training", resume=resume)
+    if distributed.is_main():
+        generator.save(out)
+        typer.echo(f"trained {model} -> {out}")
+    distributed.shutdown()
 
 
 @app.command()
 @user_errors
 def sample(
     model_dir: Annotated[Path, typer.Option(help="Folder written by `synthfin train`.")],
-    out: Annotated[Path, typer.Option(help="Output: .npy (n, length, assets) or .parquet.")],
+    out: Annotated[Path, typer.Option(
+        help="Output: .npy (n, length, assets) or .parquet; a folder with --shard-size.")],
     n: Annotated[int, typer.Option(help="Number of paths.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     regime: Annotated[str | None, typer.Option(help="calm, normal or stressed.")] = None,
     length: Annotated[int | None, typer.Option(
         help="Days per path (default: window).")] = None,
+    shard_size: Annotated[int | None, typer.Option(
+        min=1, help="Write a partitioned parquet data set (path, date, asset, return, price) "
+                    "into the folder OUT, this many paths per shard; resumable.")] = None,
+    start_date: Annotated[str, typer.Option(
+        help="With --shard-size: paths are dated on the business days after this day.")
+    ] = "2025-12-31",
+    start_price: Annotated[float, typer.Option(
+        help="With --shard-size: every asset's price the day before the first return.")
+    ] = 100.0,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="With --shard-size: write the shards in this many local processes "
+                    "(torchrun); the data set is the same for any number.")] = 1,
+    ohlcv: Annotated[bool, typer.Option(
+        help="With --shard-size: also open, high, low, volume columns (price is the close).")
+    ] = False,
 ) -> None:
-    """Draw synthetic paths of unscaled log returns, written chunk by chunk (bounded memory)."""
+    """Draw synthetic paths of unscaled log returns, written chunk by chunk (bounded memory);
+    with --shard-size, a sharded data set (under torchrun each rank writes its own shards)."""
     from tqdm.auto import tqdm
 
     from synthfin.io import SampleWriter
     from synthfin.models import Generator
 
+    if shard_size is not None:
+        _sample_shards(model_dir, _folder(out), n, seed, regime, length, shard_size, start_date,
+                       start_price, nproc, ohlcv)
+        return
     generator = Generator.load(model_dir)
     length = length or generator.spec_.window_len
     assets = generator.spec_.assets
@@ -239,6 +271,30 @@ def sample(
             writer.write(chunk)
             bar.update(len(chunk))
     typer.echo(f"sampled {n} paths x {length} days x {len(assets)} assets -> {out}")
+
+
+def _sample_shards(model_dir: Path, out: Path, n: int, seed: int, regime: str | None,
+                   length: int | None, shard_size: int, start_date: str, start_price: float,
+                   nproc: int, ohlcv: bool) -> None:
+    import torch
+
+    from synthfin import distributed
+    from synthfin.models import Generator
+    from synthfin.shards import ShardPlan, write_dataset, write_dataset_in_workers
+
+    if distributed.launched():  # started by torchrun: this process is one rank
+        distributed.setup(torch.device("cpu"))  # gloo: the ranks only wait for each other
+    generator = Generator.load(model_dir)
+    plan = ShardPlan(n, shard_size, length or generator.spec_.window_len, seed, regime,
+                     start_date, start_price, ohlcv=ohlcv)
+    if nproc > 1 and not distributed.launched():
+        manifest = write_dataset_in_workers(model_dir, out, plan, nproc)
+    else:
+        manifest = write_dataset(generator, out, plan, progress=True)
+    distributed.shutdown()
+    if manifest is not None:
+        typer.echo(f"sampled {n} paths x {plan.length} days x {len(manifest['assets'])} assets "
+                   f"in {plan.n_shards} shards ({manifest['rows']} rows) -> {out}")
 
 
 @app.command()
@@ -281,6 +337,49 @@ def evaluate(
     for warning in result.warnings:
         typer.secho(warning, fg="red", err=True)
     typer.echo(f"report -> {out / 'report.html'}")
+
+
+@app.command()
+@user_errors
+def facts(
+    samples: Annotated[Path, typer.Option(
+        help="Folder written by `synthfin sample --shard-size`.")],
+    data: Annotated[Path | None, typer.Option(
+        help="Prepared data: also the facts of its training windows, and paths cut into "
+             "windows of its length.")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON file for every fact vector.")] = None,
+) -> None:
+    """Pooled stylized facts of a sharded data set, in streaming form (bounded memory): ACF
+    curves from running sums of lag products, tails from histograms."""
+    import numpy as np
+
+    from synthfin.io import atomic_write_json
+    from synthfin.shards import dataset_facts
+    from synthfin.stats import fact_statistics
+
+    columns = {}
+    window = None
+    if data is not None:
+        from synthfin.data.windows import WindowData
+
+        prepared = WindowData.load(data)
+        window = prepared.window_len
+        columns["real (train)"] = fact_statistics(prepared.real_windows("train"))
+    columns = {"synthetic": dataset_facts(samples, window), **columns}
+    if out is not None:
+        atomic_write_json(out, {name: {key: np.asarray(value).tolist()
+                                       for key, value in values.items()}
+                                for name, values in columns.items()})
+    table = pd.DataFrame({name: _fact_cells(values) for name, values in columns.items()})
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        typer.echo(table.to_string())
+
+
+def _fact_cells(statistics: dict[str, Any]) -> dict[str, str]:
+    """One printable cell per fact: a curve (more than 4 values) by its mean, else the values."""
+    return {f"{key} (mean of {len(value)})" if len(value) > 4 else key:
+            f"{sum(value) / len(value):.3g}" if len(value) > 4 else
+            " ".join(f"{v:.3g}" for v in value) for key, value in statistics.items()}
 
 
 @app.command()

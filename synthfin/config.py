@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from synthfin.data.conditions import REGIME_NAMES
 from synthfin.data.windows import WindowData, make_windows
@@ -74,6 +82,14 @@ class EvaluationConfig(_Strict):
     neural: bool = True
 
 
+class DistributedConfig(_Strict):
+    """Data-parallel training: every neural model trains in ``nproc`` local processes
+    (``torchrun --standalone``; a model's own ``nproc`` setting wins). For several machines,
+    launch ``synthfin train`` with torchrun instead (see the README)."""
+
+    nproc: int = Field(1, ge=1)
+
+
 class PipelineConfig(_Strict):
     """A whole pipeline. ``models`` maps a run name to settings; ``model:`` inside picks the
     registered generator (default: the run name itself), every other key is a model setting."""
@@ -86,6 +102,7 @@ class PipelineConfig(_Strict):
     models: dict[str, dict[str, Any]] = Field(min_length=1)
     sampling: SamplingConfig = SamplingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    distributed: DistributedConfig = DistributedConfig()
 
     @field_validator("models")
     @classmethod
@@ -104,6 +121,18 @@ class PipelineConfig(_Strict):
                 raise ValueError(str(error) if kind == run_name else f"{run_name}: {error}"
                                  ) from None
         return {name: dict(settings or {}) for name, settings in models.items()}
+
+    @model_validator(mode="after")
+    def _distributed_models(self) -> PipelineConfig:
+        """``distributed.nproc`` becomes the ``nproc`` setting of every neural model."""
+        from synthfin.models import get_generator
+
+        if self.distributed.nproc > 1:
+            for run_name, settings in self.models.items():
+                config_class = get_generator(settings.get("model", run_name)).config_class
+                if "nproc" in {field.name for field in dataclasses.fields(config_class)}:
+                    settings.setdefault("nproc", self.distributed.nproc)
+        return self
 
     @property
     def output_dir(self) -> Path:

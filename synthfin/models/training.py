@@ -8,6 +8,14 @@ killed run) and ``best.safetensors`` (the weights with the best
 validation score). Everything is written atomically, so a crash never leaves a half-written file,
 and a run killed at any moment and resumed ends with the same weights, bit for bit on a CPU, as
 one never interrupted.
+
+Under ``torchrun`` (see :mod:`synthfin.distributed`) the same loop trains data-parallel: each
+:class:`BatchOrder` hands its rank a slice of the global batch, gradients are averaged across
+ranks before every optimizer step, losses and validation scores are averaged so every rank
+decides alike, and only rank 0 shows progress and writes files, whose weights load in a single
+process. A distributed run resumed from its checkpoint continues the weights, optimizers and
+batch order exactly; the global random streams of ranks other than 0 are re-derived from the
+restored ones.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from synthfin import distributed
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError, first_line
 from synthfin.io import FileReading, atomic_write, atomic_write_json
@@ -112,6 +121,8 @@ def _load_optimizer_state(optimizers: dict[str, torch.optim.Optimizer],
 class BatchOrder:
     """Endless shuffled index batches of ``range(n)`` (a new permutation each pass), seeded.
 
+    Under torchrun every rank draws the same global batch and gets its own contiguous slice
+    (:func:`synthfin.distributed.local_slice`), so ``batch_size`` is the global batch.
     Resumable: :meth:`state` holds the generator, the current permutation and the position in
     it, so a :class:`TrainingLoop` given this order continues the same batches after a resume.
     """
@@ -130,7 +141,7 @@ class BatchOrder:
             self.order, self.position = torch.randperm(self.n, generator=self.generator), 0
         batch = self.order[self.position:self.position + self.batch_size]
         self.position += self.batch_size
-        return batch
+        return distributed.local_slice(batch)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"generator": self.generator.get_state(), "order": self.order,
@@ -206,13 +217,16 @@ class TrainingLoop:
         self.modules, self.optimizers = modules, optimizers
         self.streams = dict(streams or {})
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.progress = progress
+        self.progress = progress and distributed.is_main()
         self.history: list[dict[str, Any]] = []
         self._done: dict[str, int] = {}  # phase -> epochs completed (from a resumed checkpoint)
         self._finished: dict[str, int] = {}  # phase -> epochs of a run() that returned
         self._resumed_best: dict[str, Any] = {}
         if resume:
             self._resume()
+        if distributed.active():
+            distributed.broadcast_modules(modules)
+            distributed.fork_global_random()
 
     def completed(self, phase: str) -> int:
         """Epochs of ``phase`` completed so far (including those of a resumed run)."""
@@ -231,11 +245,35 @@ class TrainingLoop:
 
         Returns the best validation score (infinity without ``validate``).
         """
-        start = self._done.get(phase, 0)
-        best_score, best_epoch = self._resumed_best.get(phase, (math.inf, start))
+        best_score = self._resumed_best.get(phase, (math.inf, 0))[0]
         if self._finished.get(phase, -1) >= epochs:  # a resumed run: this phase is over
             return best_score
         best_state = self._read_best() if math.isfinite(best_score) else None
+        averager = distributed.GradientAverager(self.modules.values()) if (
+            distributed.active()) else None
+        try:
+            best_state = self._epochs(phase, epochs, step, steps_per_epoch, validate, patience,
+                                      best_state)
+        except distributed.LostRank as error:
+            raise ModelError(f"{error}" + (
+                f"; {self.run_dir} holds the last good checkpoint ({self._done}): run again "
+                "with resume to continue" if self.run_dir else "")) from None
+        finally:
+            if averager is not None:
+                averager.remove()
+        if best_state is not None:
+            self._restore(best_state)
+        self._finished[phase] = epochs  # a resumed run skips a finished phase entirely
+        self._checkpoint(phase, self._resumed_best[phase])
+        return self._resumed_best[phase][0]
+
+    def _epochs(self, phase: str, epochs: int, step: Callable[[], dict[str, torch.Tensor]],
+                steps_per_epoch: int, validate: Callable[[], float] | None, patience: int,
+                best_state: dict[str, dict[str, torch.Tensor]] | None
+                ) -> dict[str, dict[str, torch.Tensor]] | None:
+        """The epochs of :meth:`run`; returns the best weights (None without validation)."""
+        start = self._done.get(phase, 0)
+        best_score, best_epoch = self._resumed_best.get(phase, (math.inf, start))
         bar = tqdm(range(start, epochs), desc=phase, disable=not self.progress, leave=False,
                    initial=start, total=epochs)
         good_state = self._snapshot()
@@ -248,8 +286,12 @@ class TrainingLoop:
             for _ in range(steps_per_epoch):
                 for key, value in step().items():
                     totals[key] = totals.get(key, 0.0) + value.detach().float()
-            losses = {key: float(value) / steps_per_epoch for key, value in totals.items()}
+            losses = self._mean_losses(totals, steps_per_epoch)
             score = validate() if validate is not None else math.nan
+            if validate is not None and distributed.active():  # every rank decides alike
+                score = float(distributed.mean_over_ranks(torch.tensor(score,
+                                                                        dtype=torch.float64)))
+            distributed.check_in_step(self.modules)
             if not all(math.isfinite(v) for v in losses.values()) or (
                     validate is not None and not math.isfinite(score)):
                 self._restore(good_state)
@@ -271,11 +313,16 @@ class TrainingLoop:
             self._done[phase] = epoch + 1
             self._checkpoint(phase, (best_score, best_epoch))
         bar.close()
-        if best_state is not None:
-            self._restore(best_state)
-        self._finished[phase] = epochs  # a resumed run skips a finished phase entirely
-        self._checkpoint(phase, (best_score, best_epoch))
-        return best_score
+        self._resumed_best = {**self._resumed_best, phase: (best_score, best_epoch)}
+        return best_state
+
+    def _mean_losses(self, totals: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+        """Each loss's mean over the epoch's steps (and over ranks)."""
+        if not totals:
+            return {}
+        keys = list(totals)  # the same order on every rank: the same step code made them
+        means = distributed.mean_over_ranks(torch.stack([totals[k] for k in keys]).cpu())
+        return {key: float(value) / steps for key, value in zip(keys, means, strict=True)}
 
     # -- state -------------------------------------------------------------------------------
     def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -286,7 +333,7 @@ class TrainingLoop:
             module.load_state_dict(snapshot[name])
 
     def _write_best(self, snapshot: dict[str, dict[str, torch.Tensor]]) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not distributed.is_main():
             return
         flat = {f"{name}.{key}": value.detach().cpu().contiguous()
                 for name, state in snapshot.items() for key, value in state.items()}
@@ -305,7 +352,7 @@ class TrainingLoop:
         position and history as the file's JSON header: one file, written atomically, so a
         kill at any moment leaves one consistent checkpoint."""
         self._resumed_best = {**self._resumed_best, phase: best}
-        if self.run_dir is None:
+        if self.run_dir is None or not distributed.is_main():
             return
         optimizer_tensors, optimizer_meta = _optimizer_state(self.optimizers)
         random_tensors, random_meta = _global_random_state()
@@ -350,7 +397,9 @@ class TrainingLoop:
 
 @dataclasses.dataclass
 class TorchConfig(GeneratorConfig):
-    """Settings shared by the neural generators."""
+    """Settings shared by the neural generators. ``nproc > 1`` trains data-parallel in that
+    many processes on this machine (``torchrun --standalone``); ``batch_size`` and ``lr`` stay
+    those of one process, since every step reads the same global batch."""
 
     device: str = "auto"
     epochs: int = 100
@@ -358,8 +407,9 @@ class TorchConfig(GeneratorConfig):
     lr: float = 1e-3
     patience: int = 10
     progress: bool = True
+    nproc: int = 1
     limits: ClassVar[dict[str, Limit]] = {"epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0",
-                                          "patience": ">= 1"}
+                                          "patience": ">= 1", "nproc": ">= 1"}
 
 
 class TorchGenerator(Generator):
@@ -382,7 +432,15 @@ class TorchGenerator(Generator):
         """Optimize ``self.modules_`` on ``data`` (use :class:`TrainingLoop`)."""
 
     def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
-        self.device_ = resolve_device(self.config.device)
+        if self.config.nproc > 1 and not distributed.launched():
+            from synthfin.models.launch import fit_in_workers
+
+            state, history = fit_in_workers(self, data, run_dir, resume)
+            self._load_state(state)
+            if history is not None:
+                self.history_ = history
+            return
+        self.device_ = distributed.setup(resolve_device(self.config.device))
         torch.manual_seed(self.config.seed)
         self.modules_ = {name: m.to(self.device_) for name, m in self._build().items()}
         self._train(data, run_dir, resume)
@@ -397,7 +455,7 @@ class TorchGenerator(Generator):
         return {key: value.numpy() for key, value in module_state(self.modules_).items()}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.device_ = resolve_device(self.config.device)
+        self.device_ = distributed.local_device(resolve_device(self.config.device))
         self.modules_ = self._build()
         load_module_state(self.modules_, state)
         self.modules_ = {name: m.to(self.device_).eval() for name, m in self.modules_.items()}

@@ -1,0 +1,288 @@
+"""Millions of synthetic paths as a partitioned parquet data set, written shard by shard.
+
+``DIR/part-00000.parquet, part-00001.parquet, ...`` hold the paths of consecutive shards as long
+tables ``path, date, asset, return, price`` (and ``open, high, low, volume`` with ``ohlcv``;
+``price`` is then the close), one row group per chunk of paths, which pyarrow,
+Dask, Spark, Polars and DuckDB read as one data set; ``DIR/_manifest.json`` lists every shard
+with its paths, rows and SHA-256, and ``DIR/_shards/`` holds one such record per finished shard
+(names starting with ``_`` are skipped by those readers).
+
+- **Bounded memory**: a shard is drawn and written ``chunk_size`` paths at a time.
+- **Resumable**: a shard whose file still has its recorded SHA-256 is skipped; any other is
+  written again (atomically, so a kill never leaves half a file under the final name).
+- **The same data for any number of ranks**: shard ``k`` draws from its own stream,
+  ``SeedSequence(seed, spawn_key=(k,))``, and under ``torchrun`` rank ``r`` of ``W`` writes the
+  shards ``k = r, r + W, ...``, so the files do not depend on ``W``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synthfin import distributed
+from synthfin.errors import DataError
+from synthfin.evaluation.streaming import StreamingFacts
+from synthfin.io import atomic_write, atomic_write_json
+from synthfin.models.base import Generator
+from synthfin.ohlcv import OHLCVModel, sp500_ohlcv_model
+from synthfin.pipeline import file_sha256
+from synthfin.scenarios import business_days_after
+
+MANIFEST = "_manifest.json"
+PLAN = "_plan.json"  # the settings the folder's shards were drawn with
+RECORDS = "_shards"
+SCHEMA = pa.schema([("path", pa.int64()), ("date", pa.date32()),
+                    ("asset", pa.dictionary(pa.int32(), pa.string())),
+                    ("return", pa.float64()), ("price", pa.float64())])
+BAR_COLUMNS = ("open", "high", "low", "volume")  # with ``ohlcv``, from synthfin.ohlcv's model
+FORMAT = "synthfin-paths/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """What a data set holds: ``n`` paths of ``length`` days in shards of ``shard_size``.
+
+    ``start_date``: paths are dated on the business days after it; ``start_price``: every
+    asset's price the day before the first return; ``chunk_size``: paths drawn at once (part of
+    the plan because the random stream of a shard is consumed chunk by chunk); ``ohlcv``: also
+    daily bars around the closes (:func:`synthfin.ohlcv.sp500_ohlcv_model`), drawn from the
+    shard's second stream ``SeedSequence(seed, spawn_key=(k, 1))``.
+    """
+
+    n: int
+    shard_size: int
+    length: int
+    seed: int = 0
+    regime: str | None = None
+    start_date: str = "2025-12-31"
+    start_price: float = 100.0
+    chunk_size: int = 10_000
+    ohlcv: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("n", "shard_size", "length", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise DataError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise DataError(f"seed must be >= 0, got {self.seed}")
+        if not (math.isfinite(self.start_price) and self.start_price > 0):
+            raise DataError(f"start_price must be positive, got {self.start_price}")
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n // self.shard_size)
+
+    def paths(self, shard: int) -> tuple[int, int]:
+        """First and one-past-last path id of ``shard``."""
+        return shard * self.shard_size, min(self.n, (shard + 1) * self.shard_size)
+
+    def seed_of(self, shard: int) -> int:
+        """The seed of ``shard``'s stream: ``SeedSequence(seed, spawn_key=(shard,))``, whatever
+        the number of ranks."""
+        state = np.random.SeedSequence(self.seed, spawn_key=(shard,)).generate_state(1, np.uint64)
+        return int(state[0] >> np.uint64(1))  # a non-negative int64
+
+    @property
+    def schema(self) -> pa.Schema:
+        if not self.ohlcv:
+            return SCHEMA
+        return pa.schema([*SCHEMA, *(pa.field(name, pa.float64()) for name in BAR_COLUMNS)])
+
+    def dates(self) -> np.ndarray:
+        return business_days_after(self.start_date, self.length).values.astype("datetime64[D]")
+
+
+def shard_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
+
+
+def write_dataset(generator: Generator, out: str | Path, plan: ShardPlan, *,
+                  progress: bool = False) -> dict[str, Any] | None:
+    """Write the shards of ``plan`` this rank owns into ``out``, skipping finished ones; rank 0
+    then writes the manifest and returns it (other ranks return None). Without ``torchrun``
+    this process is the only rank and writes every shard."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file; a sharded data set goes into a folder")
+    settings = {"format": FORMAT, "model": generator.name, "plan": dataclasses.asdict(plan)}
+    if (out / PLAN).is_file() and json.loads((out / PLAN).read_text()) != settings:
+        raise DataError(f"{out} holds shards drawn with other settings ({out / PLAN}); choose "
+                        "another folder, or delete it to start again")
+    rank, world = distributed.rank(), distributed.world_size()
+    if rank == 0:
+        atomic_write_json(out / PLAN, settings)
+    mine = range(rank, plan.n_shards, world)
+    quiet = not progress or rank > 0
+    for shard in tqdm(mine, desc="shards", unit="shard", disable=True if quiet else None,
+                      leave=False):  # None: a bar on a terminal only
+        if _finished(out, shard) is None:
+            _write_shard(generator, out, plan, shard)
+    distributed.barrier("waiting for the other ranks' shards")
+    if rank > 0:
+        return None
+    records = [_record(out, shard) for shard in range(plan.n_shards)]  # hashed when written
+    missing = [shard_name(k) for k, record in enumerate(records) if record is None]
+    if missing:
+        raise DataError(f"{len(missing)} shard(s) of {out} have no record after "
+                        f"writing ({missing[0]}, ...); run the same command again")
+    manifest = {**settings, "assets": list(generator.spec_.assets),
+                "columns": plan.schema.names, "rows": sum(r["rows"] for r in records),
+                "shards": records}
+    atomic_write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def write_dataset_in_workers(model_dir: str | Path, out: str | Path, plan: ShardPlan,
+                            nproc: int) -> dict[str, Any]:
+    """:func:`write_dataset` by ``nproc`` local ranks (``torchrun --standalone``); returns the
+    manifest."""
+    with tempfile.TemporaryDirectory(prefix="synthfin-sample-") as scratch:
+        job = Path(scratch) / "job.json"
+        atomic_write_json(job, {"model_dir": str(Path(model_dir).resolve()),
+                                "out": str(Path(out).resolve()),
+                                "plan": dataclasses.asdict(plan)})
+        distributed.torchrun(nproc, [__file__, str(job)],
+                             f"sampling into {out} (finished shards are kept)")
+    return read_manifest(out)
+
+
+def _rank_main(job: Path) -> None:
+    """One rank of :func:`write_dataset_in_workers`."""
+    import torch
+
+    spec = json.loads(job.read_text())
+    distributed.setup(torch.device("cpu"))  # gloo: the ranks only wait for each other
+    write_dataset(Generator.load(spec["model_dir"]), spec["out"], ShardPlan(**spec["plan"]),
+                  progress=True)
+    distributed.shutdown()
+
+
+def _record(out: Path, shard: int) -> dict[str, Any] | None:
+    """The record written after ``shard``'s file, or None."""
+    try:
+        return json.loads((out / RECORDS / f"{shard:05d}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _finished(out: Path, shard: int) -> dict[str, Any] | None:
+    """The record of a finished shard whose file still has its SHA-256, else None."""
+    record, data_file = _record(out, shard), out / shard_name(shard)
+    if record is None or not data_file.is_file():
+        return None
+    return record if record.get("sha256") == file_sha256(data_file) else None
+
+
+def _write_shard(generator: Generator, out: Path, plan: ShardPlan, shard: int) -> None:
+    first, end = plan.paths(shard)
+    rows = 0
+
+    def write(temp: Path) -> None:
+        nonlocal rows
+        with pq.ParquetWriter(temp, plan.schema) as writer:
+            for table in shard_tables(generator, plan, shard):
+                writer.write_table(table)
+                rows += table.num_rows
+
+    atomic_write(out / shard_name(shard), write)
+    atomic_write_json(out / RECORDS / f"{shard:05d}.json", {
+        "file": shard_name(shard), "shard": shard, "paths": [first, end], "rows": rows,
+        "sha256": file_sha256(out / shard_name(shard))})
+
+
+def shard_tables(generator: Generator, plan: ShardPlan, shard: int) -> Iterator[pa.Table]:
+    """The long tables of ``shard``, one per chunk of ``plan.chunk_size`` paths."""
+    first, end = plan.paths(shard)
+    assets = list(generator.spec_.assets)
+    dates = plan.dates()
+    chunks = generator.sample_chunks(end - first, condition=plan.regime,
+                                     seed=plan.seed_of(shard), length=plan.length,
+                                     chunk_size=plan.chunk_size)
+    bars_rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(shard, 1)))
+    for chunk in chunks:  # (k, length, assets) log returns
+        k, length, n_assets = chunk.shape
+        prices = plan.start_price * np.exp(np.cumsum(chunk, axis=1))
+        columns = [np.repeat(np.arange(first, first + k), length * n_assets),
+                   np.tile(np.repeat(dates, n_assets), k),
+                   pa.DictionaryArray.from_arrays(
+                       np.tile(np.arange(n_assets, dtype=np.int32), k * length), assets),
+                   chunk.ravel(), prices.ravel()]
+        if plan.ohlcv:
+            bars = _bar_model().sample(chunk, plan.start_price, seed=bars_rng)[:, 1:]
+            columns += [bars[..., field].ravel() for field in (0, 1, 2, 4)]  # (k, L, A, 5)
+        yield pa.table(columns, schema=plan.schema)
+        first += k
+
+
+@functools.cache
+def _bar_model() -> OHLCVModel:
+    return sp500_ohlcv_model()
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a finished data set, or a :class:`DataError` saying what is wrong."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{directory} is not a finished sharded data set (no {MANIFEST}); "
+                        "write it with `synthfin sample --shard-size ...`")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"{path} is not a {FORMAT} manifest")
+    return manifest
+
+
+def dataset_facts(directory: str | Path, window: int | None = None,
+                  batch_paths: int = 10_000) -> dict[str, np.ndarray]:
+    """The pooled window facts (:func:`synthfin.stats.fact_statistics`) of a data set, read
+    ``batch_paths`` paths at a time: :class:`~synthfin.evaluation.streaming.StreamingFacts`.
+    ``window`` cuts each path into consecutive windows of that many days (the rest dropped),
+    to compare with real windows of that length; by default a path is one window."""
+    manifest = read_manifest(directory)
+    length, n_assets = manifest["plan"]["length"], len(manifest["assets"])
+    window = window or length
+    if not 2 <= window <= length:
+        raise DataError(f"window must be between 2 and the paths' {length} days; got {window}")
+    streaming = StreamingFacts(window, n_assets)
+    per_path = length // window
+    for cube in iter_paths(directory, batch_paths):
+        streaming.update(cube[:, :per_path * window].reshape(-1, window, n_assets))
+    return streaming.statistics()
+
+
+def iter_paths(directory: str | Path, batch_paths: int = 10_000) -> Iterator[np.ndarray]:
+    """The paths of a data set as cubes (k, length, assets) of log returns, about
+    ``batch_paths`` paths at a time, reading one row group at a time (bounded memory)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    n_assets, length = len(manifest["assets"]), manifest["plan"]["length"]
+    pending: list[np.ndarray] = []
+    held = 0
+    for record in manifest["shards"]:
+        parquet = pq.ParquetFile(directory / record["file"])
+        for group in range(parquet.num_row_groups):
+            values = parquet.read_row_group(group, columns=["return"])["return"].to_numpy()
+            pending.append(values.reshape(-1, length, n_assets))  # rows are path, date, asset
+            held += len(pending[-1])
+            if held >= batch_paths:
+                yield np.concatenate(pending)
+                pending, held = [], 0
+    if pending:
+        yield np.concatenate(pending)
+
+
+if __name__ == "__main__":
+    _rank_main(Path(sys.argv[1]))
