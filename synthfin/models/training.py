@@ -76,7 +76,7 @@ def module_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
             for name, module in modules.items() for key, value in module.state_dict().items()}
 
 
-# weights saved before the shared ConditionEmbedding (ar, timegan) name its table differently
+# weights saved before the shared ConditionEmbedding (timegan) name its table differently
 _RENAMED = {"regime_embedding.weight": "condition.embed.weight"}
 
 
