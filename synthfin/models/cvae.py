@@ -66,7 +66,8 @@ class CVAEConfig(TorchConfig):
     beta : float
         Weight of the KL term at the end of the warm-up (1 is the ELBO).
     warmup_epochs : int
-        The KL weight grows linearly from 0 to ``beta`` over these epochs.
+        The KL weight grows linearly from 0 at the first step to ``beta`` after these epochs
+        (:func:`kl_weight`).
     free_bits : float
         Nats per latent dimension below which the KL is not penalized (Kingma et al., 2016):
         the guard against posterior collapse.
@@ -226,6 +227,21 @@ def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var)
 
 
+def kl_weight(step: int, steps_per_epoch: int, beta: float, warmup_epochs: int) -> float:
+    """KL weight of optimization step ``step`` (0-based): ``β min(1, step / (warmup_epochs *
+    steps_per_epoch))``, 0 at the first step and ``β`` from the end of the warm-up on."""
+    if warmup_epochs == 0:
+        return beta
+    return beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
+
+
+def free_bits_kl(kl: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """``Σ_d max(λ, mean_batch KL_d)`` of a KL per window and dimension (B, D), the training
+    penalty (Kingma et al., 2016): a dimension whose batch-mean KL is below ``λ`` gets no
+    gradient from it."""
+    return torch.clamp(kl.mean(dim=0), min=free_bits).sum()
+
+
 def log_likelihood(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
                    df: torch.Tensor | None) -> torch.Tensor:
     """Log density of every day, shape (B, T, A): Student-t with ``df``
@@ -311,15 +327,13 @@ class ConditionalVAE(TorchGenerator):
         counter = {"step": steps_per_epoch * loop.completed("elbo")}  # KL warm-up position
 
         def step() -> dict[str, torch.Tensor]:
-            epoch = counter["step"] / steps_per_epoch
+            beta = kl_weight(counter["step"], steps_per_epoch, config.beta, config.warmup_epochs)
             counter["step"] += 1
-            beta = config.beta * min(1.0, (epoch + 1) / max(config.warmup_epochs, 1))
             idx = next(order).to(self.device_)
             with autocast(self.device_):
                 noise = torch.randn(len(idx), config.latent_dim, device=self.device_)
                 recon, kl = elbo_terms(model, x[idx], regime[idx], cond_vol[idx], noise)
-            kl_free = torch.clamp(kl.mean(dim=0), min=config.free_bits).sum()  # free bits
-            loss = -recon.mean() + beta * kl_free
+            loss = -recon.mean() + beta * free_bits_kl(kl, config.free_bits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -377,7 +391,10 @@ class ConditionalVAE(TorchGenerator):
         -------
         numpy.ndarray, shape (n,)
             ``E_q[log p(x | z, c)] - KL(q(z | x, c) || p(z))`` per window, for the *scaled*
-            returns (add ``-window_len * Σ_a log(std_a)`` of the scaler for unscaled returns).
+            returns. For unscaled returns ``r`` add the log Jacobian of the data's scaler,
+            ``data.scaler.log_abs_det_jacobian(r).sum(axis=(1, 2))``: ``-window_len Σ_a log
+            std_a`` without ``gaussianize``, a value that depends on every day's return with it
+            (the Lambert W map is not linear).
         """
         self._spec()
         return self._elbo(*self._tensors(split), seed=seed, draws=draws).cpu().numpy()
