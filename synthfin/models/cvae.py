@@ -73,6 +73,10 @@ class CVAEConfig(TorchConfig):
         the guard against posterior collapse.
     grad_clip : float
         Gradient norm clip.
+    carry_state : bool
+        Paths longer than a window continue the decoder's state (the GRU's hidden vector or the
+        TCN's past days) and the last day across each seam, with a fresh ``z`` and condition
+        per window; False starts every window afresh (a seam in the dynamics).
     """
 
     network: str = "gru"
@@ -84,6 +88,7 @@ class CVAEConfig(TorchConfig):
     warmup_epochs: int = 5
     free_bits: float = 0.1
     grad_clip: float = 5.0
+    carry_state: bool = True
     epochs: int = 40
     batch_size: int = 128
     lr: float = 2e-3
@@ -184,6 +189,10 @@ class Decoder(nn.Module):
         if self.network == "gru":
             return torch.tanh(self.init(zc))[None]            # (1, B, H)
         return zc.new_zeros(zc.shape[0], 0, assets)          # (B, 0, A): no past inputs yet
+
+    def batch_dim(self) -> int:
+        """The batch axis of the state: 1 for the GRU's (1, B, H), 0 for the TCN's (B, t, A)."""
+        return 1 if self.network == "gru" else 0
 
     def step(self, previous: torch.Tensor, zc: torch.Tensor, state: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -422,10 +431,13 @@ class ConditionalVAE(TorchGenerator):
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
-    def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator
-                ) -> np.ndarray:
-        """One window per condition, (n, window_len, assets): z ~ N(0, I), then day by day."""
-        spec, model = self.spec_, self._model
+    def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator,
+                carry: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]]:
+        """One window per condition, (n, window_len, assets): z ~ N(0, I), then day by day,
+        from ``carry`` = (decoder state, last day (n, A)) of the previous window if given, else
+        from the initial state and a zero day. Returns the windows and their end carry."""
+        spec, model, decoder = self.spec_, self._model, self._model.decoder
         n, length, assets = len(regime), spec.window_len, len(spec.assets)
         z = rng.standard_normal((n, self.config.latent_dim))
         if model.likelihood == "studentt":
@@ -433,7 +445,7 @@ class ConditionalVAE(TorchGenerator):
             shocks = rng.standard_t(df, size=(n, length, assets))
         else:
             shocks = rng.standard_normal((n, length, assets))
-        out = np.empty((n, length, assets))
+        out, states, lasts = np.empty((n, length, assets)), [], []
         for lo in range(0, n, SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
             as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(  # noqa: E731
@@ -443,21 +455,32 @@ class ConditionalVAE(TorchGenerator):
             zc = torch.cat([as_tensor(z[sl]), c], dim=-1)                     # (b, D+C)
             noise = as_tensor(shocks[sl])                                     # (b, T, A)
             with autocast(self.device_):
-                state = model.decoder.initial_state(zc, assets)
-                previous = zc.new_zeros(len(zc), assets)                      # (b, A)
+                if carry is None:
+                    state = decoder.initial_state(zc, assets)
+                    previous = zc.new_zeros(len(zc), assets)                  # (b, A)
+                else:
+                    state = carry[0].narrow(decoder.batch_dim(), lo, len(zc)).to(zc.dtype)
+                    previous = carry[1][sl].to(zc.dtype)
                 days = []
                 for t in range(length):
-                    loc, scale, state = model.decoder.step(previous, zc, state)
+                    loc, scale, state = decoder.step(previous, zc, state)
                     previous = (loc.float() + scale.float() * noise[:, t]).to(zc.dtype)
                     days.append(previous.float())
             out[sl] = torch.stack(days, dim=1).cpu().numpy()                 # (b, T, A)
-        return out
+            if decoder.network == "tcn":
+                state = state[:, -(length - 1):] if length > 1 else state[:, :0]  # (b, <T, A)
+            states.append(state.float())
+            lasts.append(previous.float())
+        return out, (torch.cat(states, dim=decoder.batch_dim()), torch.cat(lasts))
 
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
         codes, vols = self.conditions_.draw(n, regime, rng)
-        return chain_windows(self._spec(), lambda c, v: self._decode(c, v, rng), codes, vols,
-                             length)
+
+        def window(codes: np.ndarray, vols: np.ndarray, carry: tuple | None) -> tuple:
+            return self._decode(codes, vols, rng, carry if self.config.carry_state else None)
+
+        return chain_windows(self._spec(), window, codes, vols, length)
 
     # -- state --------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -499,7 +499,8 @@ class TimeGAN(TorchGenerator):
         regimes, vols = self.conditions_.draw(n, regime, rng)
         noise = self._torch_generator(rng)
         return chain_windows(self._spec(),
-                             lambda r, v: self._generate(r, self._condition_vol(v), noise),
+                             lambda r, v, _: (self._generate(r, self._condition_vol(v), noise),
+                                              None),
                              regimes, vols, length)
 
     # -- state ---------------------------------------------------------------------------------
