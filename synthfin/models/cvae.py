@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ from synthfin.models.components import (
     student_t_log_prob,
     window_tensors,
 )
+from synthfin.models.pooling import pooled_training_windows
 from synthfin.models.training import (
     BatchOrder,
     TorchConfig,
@@ -44,6 +46,7 @@ LIKELIHOODS = ("studentt", "gaussian")
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d | x]) above this is active
 MIN_SCALE = 1e-3              # floor of the decoder scale (scaled returns have unit std)
 SAMPLE_CHUNK = 4096           # windows decoded at once when sampling
+PRETRAIN_STEPS_PER_EPOCH = 100  # steps of a pooled pretraining epoch (then a validation)
 
 
 @dataclasses.dataclass
@@ -73,6 +76,12 @@ class CVAEConfig(TorchConfig):
         the guard against posterior collapse.
     grad_clip : float
         Gradient norm clip.
+    pretrain_epochs : int
+        Epochs of ``PRETRAIN_STEPS_PER_EPOCH`` steps on windows pooled from the 21 bundled
+        series (:func:`~synthfin.models.pooling.pooled_training_windows`: each in its own
+        scaled units, none after the target's training days) before training on the target;
+        early stopping on the target's validation ELBO. 0: no pretraining. Single-asset data
+        only.
     carry_state : bool
         Paths longer than a window continue the decoder's state (the GRU's hidden vector or the
         TCN's past days) and the last day across each seam, with a fresh ``z`` and condition
@@ -88,6 +97,7 @@ class CVAEConfig(TorchConfig):
     warmup_epochs: int = 5
     free_bits: float = 0.1
     grad_clip: float = 5.0
+    pretrain_epochs: int = 0
     carry_state: bool = True
     epochs: int = 40
     batch_size: int = 128
@@ -96,7 +106,7 @@ class CVAEConfig(TorchConfig):
     limits: ClassVar[dict[str, Limit]] = {
         "network": NETWORKS, "likelihood": LIKELIHOODS, "hidden": ">= 1", "latent_dim": ">= 1",
         "regime_embedding": ">= 0", "beta": ">= 0", "warmup_epochs": ">= 0",
-        "free_bits": ">= 0", "grad_clip": "> 0"}
+        "free_bits": ">= 0", "grad_clip": "> 0", "pretrain_epochs": ">= 0"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,25 +340,38 @@ class ConditionalVAE(TorchGenerator):
         model = self._model
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         order = BatchOrder(len(x), config.batch_size, config.seed)
+        streams: dict[str, BatchOrder] = {"order": order}
+        if config.pretrain_epochs:
+            pooled = window_tensors(*pooled_training_windows(data), self.device_)
+            streams["pooled"] = BatchOrder(len(pooled[0]), config.batch_size, config.seed + 1)
         loop = TrainingLoop({"cvae": model}, {"cvae": optimizer}, run_dir=run_dir,
-                            resume=resume, progress=config.progress, streams={"order": order})
+                            resume=resume, progress=config.progress, streams=streams)
         steps_per_epoch = max(1, len(x) // config.batch_size)
-        counter = {"step": steps_per_epoch * loop.completed("elbo")}  # KL warm-up position
+        # the KL warm-up runs over the first warmup_epochs * steps_per_epoch steps of all phases
+        counter = {"step": PRETRAIN_STEPS_PER_EPOCH * loop.completed("pretrain")
+                   + steps_per_epoch * loop.completed("elbo")}
 
-        def step() -> dict[str, torch.Tensor]:
-            beta = kl_weight(counter["step"], steps_per_epoch, config.beta, config.warmup_epochs)
-            counter["step"] += 1
-            idx = next(order).to(self.device_)
-            with autocast(self.device_):
-                noise = torch.randn(len(idx), config.latent_dim, device=self.device_)
-                recon, kl = elbo_terms(model, x[idx], regime[idx], cond_vol[idx], noise)
-            loss = -recon.mean() + beta * free_bits_kl(kl, config.free_bits)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            return {"loss": loss.detach(), "recon": -recon.mean().detach(),
-                    "kl": kl.sum(dim=1).mean().detach()}
+        def stepper(tensors: tuple[torch.Tensor, ...], order: BatchOrder
+                    ) -> Callable[[], dict[str, torch.Tensor]]:
+            x, regime, cond_vol = tensors
+
+            def step() -> dict[str, torch.Tensor]:
+                beta = kl_weight(counter["step"], steps_per_epoch, config.beta,
+                                 config.warmup_epochs)
+                counter["step"] += 1
+                idx = next(order).to(self.device_)
+                with autocast(self.device_):
+                    noise = torch.randn(len(idx), config.latent_dim, device=self.device_)
+                    recon, kl = elbo_terms(model, x[idx], regime[idx], cond_vol[idx], noise)
+                loss = -recon.mean() + beta * free_bits_kl(kl, config.free_bits)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                return {"loss": loss.detach(), "recon": -recon.mean().detach(),
+                        "kl": kl.sum(dim=1).mean().detach()}
+
+            return step
 
         def validate() -> float:
             model.eval()
@@ -357,8 +380,11 @@ class ConditionalVAE(TorchGenerator):
             return -float(elbo.mean())
 
         model.train()
-        loop.run("elbo", config.epochs, step, steps_per_epoch, validate=validate,
-                 patience=config.patience)
+        if config.pretrain_epochs:
+            loop.run("pretrain", config.pretrain_epochs, stepper(pooled, streams["pooled"]),
+                     PRETRAIN_STEPS_PER_EPOCH, validate=validate, patience=config.patience)
+        loop.run("elbo", config.epochs, stepper((x, regime, cond_vol), order), steps_per_epoch,
+                 validate=validate, patience=config.patience)
         model.eval()
         self.history_ = loop.history
         self.kl_per_dim_ = self._kl_per_dim(x_val, regime_val, cond_vol_val)
