@@ -122,11 +122,18 @@ def test_gated_step_is_a_plain_step_or_no_step_at_all():
 
 
 @pytest.fixture(scope="module")
-def sp500_gaps(sp500_windows):
-    """Fact gaps of a short CPU training (100 joint steps, about 40 s) and of the Gaussian."""
-    data = sp500_windows
-    model = TimeGAN(epochs=5, steps_per_epoch=20, progress=False, device="cpu").fit(data)
+def sp500_model(sp500_windows):
+    """A short CPU training on S&P 500 windows of 64 days (100 joint steps, about 40 s)."""
+    model = TimeGAN(epochs=5, steps_per_epoch=20, progress=False,
+                    device="cpu").fit(sp500_windows)
     assert model.diversity_ > 0.3  # no collapse
+    return model
+
+
+@pytest.fixture(scope="module")
+def sp500_gaps(sp500_windows, sp500_model):
+    """Fact gaps of the short CPU training and of the Gaussian."""
+    data, model = sp500_windows, sp500_model
     real = data.real_windows()
     samples = {"timegan": model.sample_returns(2000, seed=1),
                "gaussian": GaussianGenerator().fit(data).sample_returns(2000, seed=1)}
@@ -173,18 +180,18 @@ def test_clustering_loss_is_zero_on_equal_batches_and_has_a_gradient():
     assert float(loss) > 0.1 and float(fake.grad.abs().sum()) > 0
 
 
-def test_carrying_the_recurrent_states_raises_the_correlation_across_the_seam(tiny_model):
-    """|r| correlation at lags 1-5 over pairs straddling day 16 of 32-day paths, paired over
+def test_carrying_the_recurrent_states_raises_the_correlation_across_the_seam(sp500_model):
+    """|r| correlation at lags 1-5 over pairs straddling day 64 of 128-day paths, paired over
     the same noise with and without the carried states; 4 standard errors."""
     def seam(carry: bool) -> np.ndarray:
-        tiny_model.config.carry_state = carry
-        paths = np.abs(tiny_model.sample_returns(3000, seed=5, length=32)[..., 0])
+        sp500_model.config.carry_state = carry
+        paths = np.abs(sp500_model.sample_returns(2000, seed=5, length=128)[..., 0])
         a = (paths - paths.mean()) / paths.std()
-        return np.mean([(a[:, 16 - lag:16] * a[:, 16:16 + lag]).mean(axis=1)
+        return np.mean([(a[:, 64 - lag:64] * a[:, 64:64 + lag]).mean(axis=1)
                         for lag in range(1, 6)], axis=0)
 
     try:
         difference = seam(True) - seam(False)
     finally:
-        tiny_model.config.carry_state = True
+        sp500_model.config.carry_state = True
     assert difference.mean() > 4 * difference.std(ddof=1) / np.sqrt(len(difference))
