@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from synthfin.models.base import DataSpec
+
+WindowSampler = Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]]
+"""``(regimes, realized_vol, carry) -> (windows, carry)``: one window per condition, continued
+from ``carry`` (the previous window's end state, or None)."""
 
 
 class ConditionEmbedding(nn.Module):
@@ -53,16 +58,19 @@ def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
             - torch.log(scale) - (df + 1) / 2 * torch.log1p(z**2 / df))
 
 
-def chain_windows(spec: DataSpec, window: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                  regimes: np.ndarray, realized_vol: np.ndarray, length: int) -> np.ndarray:
+def chain_windows(spec: DataSpec, window: WindowSampler, regimes: np.ndarray,
+                  realized_vol: np.ndarray, length: int) -> np.ndarray:
     """Paths of ``length`` scaled days (n, length, assets) from a model of one window.
 
-    ``window(regimes, realized_vol)`` draws one window (n, window_len, assets) per condition;
-    the first window gets the given conditions, each next one the regime and realized vol of the
-    last ``vol_lookback`` days of the path so far.
+    ``window(regimes, realized_vol, carry)`` draws one window (n, window_len, assets) per
+    condition and returns it with the state its next window continues from (``carry``; None for
+    the first window; a model without memory across windows returns None). The first window
+    gets the given conditions, each next one the regime and realized vol of the last
+    ``vol_lookback`` days of the path so far.
     """
-    path = window(regimes, realized_vol)
+    path, carry = window(regimes, realized_vol, None)
     while path.shape[1] < length:
         vol = spec.trailing_vol(path)
-        path = np.concatenate([path, window(spec.regimes.label(vol), vol)], axis=1)
+        more, carry = window(spec.regimes.label(vol), vol, carry)
+        path = np.concatenate([path, more], axis=1)
     return path[:, :length]

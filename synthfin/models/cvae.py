@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ from synthfin.models.components import (
     student_t_log_prob,
     window_tensors,
 )
+from synthfin.models.pooling import pooled_training_windows
 from synthfin.models.training import (
     BatchOrder,
     TorchConfig,
@@ -44,6 +46,7 @@ LIKELIHOODS = ("studentt", "gaussian")
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d | x]) above this is active
 MIN_SCALE = 1e-3              # floor of the decoder scale (scaled returns have unit std)
 SAMPLE_CHUNK = 4096           # windows decoded at once when sampling
+PRETRAIN_STEPS_PER_EPOCH = 100  # steps of a pooled pretraining epoch (then a validation)
 
 
 @dataclasses.dataclass
@@ -66,12 +69,23 @@ class CVAEConfig(TorchConfig):
     beta : float
         Weight of the KL term at the end of the warm-up (1 is the ELBO).
     warmup_epochs : int
-        The KL weight grows linearly from 0 to ``beta`` over these epochs.
+        The KL weight grows linearly from 0 at the first step to ``beta`` after these epochs
+        (:func:`kl_weight`).
     free_bits : float
         Nats per latent dimension below which the KL is not penalized (Kingma et al., 2016):
         the guard against posterior collapse.
     grad_clip : float
         Gradient norm clip.
+    pretrain_epochs : int
+        Epochs of ``PRETRAIN_STEPS_PER_EPOCH`` steps on windows pooled from the 21 bundled
+        series (:func:`~synthfin.models.pooling.pooled_training_windows`: each in its own
+        scaled units, none after the target's training days) before training on the target;
+        early stopping on the target's validation ELBO. 0: no pretraining. Single-asset data
+        only.
+    carry_state : bool
+        Paths longer than a window continue the decoder's state (the GRU's hidden vector or the
+        TCN's past days) and the last day across each seam, with a fresh ``z`` and condition
+        per window; False starts every window afresh (a seam in the dynamics).
     """
 
     network: str = "gru"
@@ -83,6 +97,8 @@ class CVAEConfig(TorchConfig):
     warmup_epochs: int = 5
     free_bits: float = 0.1
     grad_clip: float = 5.0
+    pretrain_epochs: int = 0
+    carry_state: bool = True
     epochs: int = 40
     batch_size: int = 128
     lr: float = 2e-3
@@ -90,7 +106,7 @@ class CVAEConfig(TorchConfig):
     limits: ClassVar[dict[str, Limit]] = {
         "network": NETWORKS, "likelihood": LIKELIHOODS, "hidden": ">= 1", "latent_dim": ">= 1",
         "regime_embedding": ">= 0", "beta": ">= 0", "warmup_epochs": ">= 0",
-        "free_bits": ">= 0", "grad_clip": "> 0"}
+        "free_bits": ">= 0", "grad_clip": "> 0", "pretrain_epochs": ">= 0"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +200,10 @@ class Decoder(nn.Module):
             return torch.tanh(self.init(zc))[None]            # (1, B, H)
         return zc.new_zeros(zc.shape[0], 0, assets)          # (B, 0, A): no past inputs yet
 
+    def batch_dim(self) -> int:
+        """The batch axis of the state: 1 for the GRU's (1, B, H), 0 for the TCN's (B, t, A)."""
+        return 1 if self.network == "gru" else 0
+
     def step(self, previous: torch.Tensor, zc: torch.Tensor, state: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # previous: (B, A) = x_{t-1}
@@ -224,6 +244,21 @@ def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     ``KL_d = (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2) / 2``.
     """
     return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var)
+
+
+def kl_weight(step: int, steps_per_epoch: int, beta: float, warmup_epochs: int) -> float:
+    """KL weight of optimization step ``step`` (0-based): ``β min(1, step / (warmup_epochs *
+    steps_per_epoch))``, 0 at the first step and ``β`` from the end of the warm-up on."""
+    if warmup_epochs == 0:
+        return beta
+    return beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
+
+
+def free_bits_kl(kl: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """``Σ_d max(λ, mean_batch KL_d)`` of a KL per window and dimension (B, D), the training
+    penalty (Kingma et al., 2016): a dimension whose batch-mean KL is below ``λ`` gets no
+    gradient from it."""
+    return torch.clamp(kl.mean(dim=0), min=free_bits).sum()
 
 
 def log_likelihood(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
@@ -305,27 +340,38 @@ class ConditionalVAE(TorchGenerator):
         model = self._model
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         order = BatchOrder(len(x), config.batch_size, config.seed)
+        streams: dict[str, BatchOrder] = {"order": order}
+        if config.pretrain_epochs:
+            pooled = window_tensors(*pooled_training_windows(data), self.device_)
+            streams["pooled"] = BatchOrder(len(pooled[0]), config.batch_size, config.seed + 1)
         loop = TrainingLoop({"cvae": model}, {"cvae": optimizer}, run_dir=run_dir,
-                            resume=resume, progress=config.progress, streams={"order": order})
+                            resume=resume, progress=config.progress, streams=streams)
         steps_per_epoch = max(1, len(x) // config.batch_size)
-        counter = {"step": steps_per_epoch * loop.completed("elbo")}  # KL warm-up position
+        # the KL warm-up runs over the first warmup_epochs * steps_per_epoch steps of all phases
+        counter = {"step": PRETRAIN_STEPS_PER_EPOCH * loop.completed("pretrain")
+                   + steps_per_epoch * loop.completed("elbo")}
 
-        def step() -> dict[str, torch.Tensor]:
-            epoch = counter["step"] / steps_per_epoch
-            counter["step"] += 1
-            beta = config.beta * min(1.0, (epoch + 1) / max(config.warmup_epochs, 1))
-            idx = next(order).to(self.device_)
-            with autocast(self.device_):
-                noise = torch.randn(len(idx), config.latent_dim, device=self.device_)
-                recon, kl = elbo_terms(model, x[idx], regime[idx], cond_vol[idx], noise)
-            kl_free = torch.clamp(kl.mean(dim=0), min=config.free_bits).sum()  # free bits
-            loss = -recon.mean() + beta * kl_free
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            return {"loss": loss.detach(), "recon": -recon.mean().detach(),
-                    "kl": kl.sum(dim=1).mean().detach()}
+        def stepper(tensors: tuple[torch.Tensor, ...], order: BatchOrder
+                    ) -> Callable[[], dict[str, torch.Tensor]]:
+            x, regime, cond_vol = tensors
+
+            def step() -> dict[str, torch.Tensor]:
+                beta = kl_weight(counter["step"], steps_per_epoch, config.beta,
+                                 config.warmup_epochs)
+                counter["step"] += 1
+                idx = next(order).to(self.device_)
+                with autocast(self.device_):
+                    noise = torch.randn(len(idx), config.latent_dim, device=self.device_)
+                    recon, kl = elbo_terms(model, x[idx], regime[idx], cond_vol[idx], noise)
+                loss = -recon.mean() + beta * free_bits_kl(kl, config.free_bits)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                return {"loss": loss.detach(), "recon": -recon.mean().detach(),
+                        "kl": kl.sum(dim=1).mean().detach()}
+
+            return step
 
         def validate() -> float:
             model.eval()
@@ -334,8 +380,11 @@ class ConditionalVAE(TorchGenerator):
             return -float(elbo.mean())
 
         model.train()
-        loop.run("elbo", config.epochs, step, steps_per_epoch, validate=validate,
-                 patience=config.patience)
+        if config.pretrain_epochs:
+            loop.run("pretrain", config.pretrain_epochs, stepper(pooled, streams["pooled"]),
+                     PRETRAIN_STEPS_PER_EPOCH, validate=validate, patience=config.patience)
+        loop.run("elbo", config.epochs, stepper((x, regime, cond_vol), order), steps_per_epoch,
+                 validate=validate, patience=config.patience)
         model.eval()
         self.history_ = loop.history
         self.kl_per_dim_ = self._kl_per_dim(x_val, regime_val, cond_vol_val)
@@ -377,7 +426,10 @@ class ConditionalVAE(TorchGenerator):
         -------
         numpy.ndarray, shape (n,)
             ``E_q[log p(x | z, c)] - KL(q(z | x, c) || p(z))`` per window, for the *scaled*
-            returns (add ``-window_len * Σ_a log(std_a)`` of the scaler for unscaled returns).
+            returns. For unscaled returns ``r`` add the log Jacobian of the data's scaler,
+            ``data.scaler.log_abs_det_jacobian(r).sum(axis=(1, 2))``: ``-window_len Σ_a log
+            std_a`` without ``gaussianize``, a value that depends on every day's return with it
+            (the Lambert W map is not linear).
         """
         self._spec()
         return self._elbo(*self._tensors(split), seed=seed, draws=draws).cpu().numpy()
@@ -405,10 +457,13 @@ class ConditionalVAE(TorchGenerator):
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
-    def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator
-                ) -> np.ndarray:
-        """One window per condition, (n, window_len, assets): z ~ N(0, I), then day by day."""
-        spec, model = self.spec_, self._model
+    def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator,
+                carry: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]]:
+        """One window per condition, (n, window_len, assets): z ~ N(0, I), then day by day,
+        from ``carry`` = (decoder state, last day (n, A)) of the previous window if given, else
+        from the initial state and a zero day. Returns the windows and their end carry."""
+        spec, model, decoder = self.spec_, self._model, self._model.decoder
         n, length, assets = len(regime), spec.window_len, len(spec.assets)
         z = rng.standard_normal((n, self.config.latent_dim))
         if model.likelihood == "studentt":
@@ -416,7 +471,7 @@ class ConditionalVAE(TorchGenerator):
             shocks = rng.standard_t(df, size=(n, length, assets))
         else:
             shocks = rng.standard_normal((n, length, assets))
-        out = np.empty((n, length, assets))
+        out, states, lasts = np.empty((n, length, assets)), [], []
         for lo in range(0, n, SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
             as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(  # noqa: E731
@@ -426,21 +481,32 @@ class ConditionalVAE(TorchGenerator):
             zc = torch.cat([as_tensor(z[sl]), c], dim=-1)                     # (b, D+C)
             noise = as_tensor(shocks[sl])                                     # (b, T, A)
             with autocast(self.device_):
-                state = model.decoder.initial_state(zc, assets)
-                previous = zc.new_zeros(len(zc), assets)                      # (b, A)
+                if carry is None:
+                    state = decoder.initial_state(zc, assets)
+                    previous = zc.new_zeros(len(zc), assets)                  # (b, A)
+                else:
+                    state = carry[0].narrow(decoder.batch_dim(), lo, len(zc)).to(zc.dtype)
+                    previous = carry[1][sl].to(zc.dtype)
                 days = []
                 for t in range(length):
-                    loc, scale, state = model.decoder.step(previous, zc, state)
+                    loc, scale, state = decoder.step(previous, zc, state)
                     previous = (loc.float() + scale.float() * noise[:, t]).to(zc.dtype)
                     days.append(previous.float())
             out[sl] = torch.stack(days, dim=1).cpu().numpy()                 # (b, T, A)
-        return out
+            if decoder.network == "tcn":
+                state = state[:, -(length - 1):] if length > 1 else state[:, :0]  # (b, <T, A)
+            states.append(state.float())
+            lasts.append(previous.float())
+        return out, (torch.cat(states, dim=decoder.batch_dim()), torch.cat(lasts))
 
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
         codes, vols = self.conditions_.draw(n, regime, rng)
-        return chain_windows(self._spec(), lambda c, v: self._decode(c, v, rng), codes, vols,
-                             length)
+
+        def window(codes: np.ndarray, vols: np.ndarray, carry: tuple | None) -> tuple:
+            return self._decode(codes, vols, rng, carry if self.config.carry_state else None)
+
+        return chain_windows(self._spec(), window, codes, vols, length)
 
     # -- state --------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

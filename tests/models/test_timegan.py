@@ -122,11 +122,18 @@ def test_gated_step_is_a_plain_step_or_no_step_at_all():
 
 
 @pytest.fixture(scope="module")
-def sp500_gaps(sp500_windows):
-    """Fact gaps of a short CPU training (100 joint steps, about 40 s) and of the Gaussian."""
-    data = sp500_windows
-    model = TimeGAN(epochs=5, steps_per_epoch=20, progress=False, device="cpu").fit(data)
+def sp500_model(sp500_windows):
+    """A short CPU training on S&P 500 windows of 64 days (100 joint steps, about 40 s)."""
+    model = TimeGAN(epochs=5, steps_per_epoch=20, progress=False,
+                    device="cpu").fit(sp500_windows)
     assert model.diversity_ > 0.3  # no collapse
+    return model
+
+
+@pytest.fixture(scope="module")
+def sp500_gaps(sp500_windows, sp500_model):
+    """Fact gaps of the short CPU training and of the Gaussian."""
+    data, model = sp500_windows, sp500_model
     real = data.real_windows()
     samples = {"timegan": model.sample_returns(2000, seed=1),
                "gaussian": GaussianGenerator().fit(data).sample_returns(2000, seed=1)}
@@ -140,3 +147,51 @@ def test_short_cpu_training_beats_gaussian_on_volatility_clustering(sp500_gaps):
 
 def test_short_cpu_training_beats_gaussian_on_tails(sp500_gaps):
     assert sp500_gaps.loc["timegan", "tails"] < sp500_gaps.loc["gaussian", "tails"], sp500_gaps
+
+
+def test_abs_acf_of_a_two_level_scale_mixture_equals_its_closed_form():
+    """Windows of iid N(0, 1) days scaled by s = 1 or 3 (one draw per window): the ACF of |x| at
+    every lag is Var(s) m^2 / (E[s^2] (1 - m^2) + Var(s) m^2) with m = E|e| = sqrt(2 / pi);
+    tolerance 5 / sqrt(pairs) plus the O(1/n) bias of the pooled estimate."""
+    from synthfin.models.timegan import abs_acf
+
+    generator = torch.Generator().manual_seed(0)
+    scale = 1.0 + 2.0 * torch.randint(0, 2, (4000, 1, 1), generator=generator)
+    x = scale * torch.randn(4000, 32, 1, generator=generator)
+    m2 = 2 / np.pi
+    expected = m2 / (5 * (1 - m2) + m2)
+    acf = abs_acf(x, 5)[:, 0].numpy()
+    assert acf.shape == (5,)
+    np.testing.assert_allclose(acf, expected, atol=5 / np.sqrt(4000 * 27) + 1e-3)
+    iid = abs_acf(torch.randn(4000, 32, 1, generator=generator), 5)
+    assert float(iid.abs().max()) < 5 / np.sqrt(4000 * 27)
+
+
+def test_clustering_loss_is_zero_on_equal_batches_and_has_a_gradient():
+    from synthfin.models.timegan import clustering_loss
+
+    generator = torch.Generator().manual_seed(1)
+    real = (1.0 + 2.0 * torch.randint(0, 2, (256, 1, 1), generator=generator)) \
+        * torch.randn(256, 16, 1, generator=generator)
+    assert float(clustering_loss(real, real)) == 0.0
+    fake = torch.randn(256, 16, 1, generator=generator, requires_grad=True)
+    loss = clustering_loss(fake, real)
+    loss.backward()
+    assert float(loss) > 0.1 and float(fake.grad.abs().sum()) > 0
+
+
+def test_carrying_the_recurrent_states_raises_the_correlation_across_the_seam(sp500_model):
+    """|r| correlation at lags 1-5 over pairs straddling day 64 of 128-day paths, paired over
+    the same noise with and without the carried states; 4 standard errors."""
+    def seam(carry: bool) -> np.ndarray:
+        sp500_model.config.carry_state = carry
+        paths = np.abs(sp500_model.sample_returns(2000, seed=5, length=128)[..., 0])
+        a = (paths - paths.mean()) / paths.std()
+        return np.mean([(a[:, 64 - lag:64] * a[:, 64:64 + lag]).mean(axis=1)
+                        for lag in range(1, 6)], axis=0)
+
+    try:
+        difference = seam(True) - seam(False)
+    finally:
+        sp500_model.config.carry_state = True
+    assert difference.mean() > 4 * difference.std(ddof=1) / np.sqrt(len(difference))
