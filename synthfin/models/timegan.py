@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthfin import distributed
 from synthfin.data.conditions import WindowConditions
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
@@ -388,7 +389,7 @@ class TimeGANTraining:
         optimizer = self.optimizers["discriminator"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        gate = loss.detach() > self.config.d_threshold
+        gate = distributed.batch_mean(loss.detach()) > self.config.d_threshold
         gated_step(optimizer, gate)
         return loss.detach(), gate.float()
 
@@ -397,7 +398,8 @@ class TimeGANTraining:
         """Windows, regimes, log vols of the next batch, and fresh noise z (B, T, Z)."""
         index = next(self.order).to(self.device)
         return (self.x[index], self.regime[index], self.log_vol[index],
-                torch.randn(self.z_shape, generator=self.noise, device=self.device))
+                distributed.local_slice(torch.randn(self.z_shape, generator=self.noise,
+                                                    device=self.device)))
 
     def _adam(self, *names: str) -> torch.optim.Optimizer:
         params = [p for name in names for p in self.m[name].parameters()]
