@@ -9,7 +9,9 @@ assets), so that volatility spills over between assets. A linear head on the GRU
 those inputs gives the next day's Student-t (mixture) location, scale and degrees of freedom, so
 a log-linear HAR volatility is a special case and the GRU learns what it adds (asymmetry,
 state-dependent tails). The model is trained on long random crops of the contiguous history,
-each with a burn-in whose loss is not counted, with early stopping on the validation likelihood.
+each with a burn-in whose loss is not counted, with early stopping on the validation likelihood;
+variance targeting then sets each asset's scale so that long simulated paths keep the training
+variance.
 
 Several assets are coupled within a day through a Gaussian-copula-like factor: with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` a
