@@ -134,17 +134,25 @@ def series_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and targets of contiguous scaled histories (..., T, A): inputs (..., T, A, F),
     where day ``t``'s are the features of day ``t - 1`` (of an empty past on day 0), and the
     targets (..., T, A)."""
-    x, y = after_inputs(scaled)
+    x, y, _ = after_inputs(scaled)
     start = features(torch.zeros_like(y[..., :1, :]),
                      torch.ones((*y[..., :1, :].shape, len(SPANS))))
     return torch.cat([start, x[..., :-1, :, :]], dim=-3), y
 
 
-def after_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of each day of scaled histories (..., T, A, F), and the returns (..., T, A)."""
+def after_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features of each day of scaled histories (..., T, A, F), the returns (..., T, A) and
+    the mean squares after each day (..., T, A, S)."""
     scaled = np.asarray(scaled, dtype=np.float64)
     y = torch.as_tensor(scaled, dtype=torch.float32)
-    return features(y, torch.as_tensor(mean_squares(scaled), dtype=torch.float32)), y
+    v = torch.as_tensor(mean_squares(scaled), dtype=torch.float32)
+    return features(y, v), y, v
+
+
+def market_stress(x: torch.Tensor) -> torch.Tensor:
+    """The market's volatility state in inputs (..., A, F): the assets' mean log 21-day vol,
+    which moves the within-day correlation (...)."""
+    return x[..., STRESS_FEATURE].mean(dim=-1)
 
 
 def with_market(x: torch.Tensor) -> torch.Tensor:
@@ -175,8 +183,13 @@ class ARNet(nn.Module):
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every layer's output (layers, B, T, A, H) after each day of inputs ``x``
         (B, T, A, F), from GRU states (layers, B * A, H) or zeros."""
-        batch, days, assets, _ = x.shape
-        inputs = with_market(x).transpose(1, 2).reshape(batch * assets, days, 2 * N_FEATURES)
+        return self._read(with_market(x), state)
+
+    def _read(self, inputs: torch.Tensor, state: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`read` from inputs that already hold the market's (B, T, A, 2F)."""
+        batch, days, assets, _ = inputs.shape
+        inputs = inputs.transpose(1, 2).reshape(batch * assets, days, 2 * N_FEATURES)
         outs = []
         for i, gru in enumerate(self.grus):
             inputs, _ = gru(inputs, None if state is None else state[i:i + 1].contiguous())
@@ -187,13 +200,15 @@ class ARNet(nn.Module):
                  ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Mixture logits, locations, scales and dfs (B, T, A, K) of the day after each input
         day of ``x`` (B, T, A, F), and the GRU states after the last day (layers, B * A, H)."""
-        outs, _ = self.read(x, state)
+        inputs = with_market(x)
+        outs, _ = self._read(inputs, state)
         last = outs[:, :, -1].reshape(len(self.grus), -1, outs.shape[-1])
-        return self._density(outs[-1], x), last
+        return self._density(outs[-1], inputs), last
 
-    def _density(self, hidden: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Mixture parameters (..., K) from the top GRU output and the inputs (skip)."""
-        raw = self.head(torch.cat([hidden, with_market(x)], dim=-1))
+    def _density(self, hidden: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Mixture parameters (..., K) from the top GRU output and the inputs with the
+        market's (skip)."""
+        raw = self.head(torch.cat([hidden, inputs], dim=-1))
         raw = raw.unflatten(-1, (self.components, 4))
         log_scale = raw[..., 2] + self.scale_shift[:, None]
         scale = torch.exp(log_scale.clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE))
@@ -202,7 +217,7 @@ class ARNet(nn.Module):
     def cholesky(self, x: torch.Tensor) -> torch.Tensor:
         """``L_t`` (..., A, A): rows ``[b_a, 1] / ||[b_a, 1]||`` of the strictly lower
         ``B_t = B_0 + m_t B_1``, with ``m_t`` the assets' mean log 21-day vol in ``x``."""
-        stress = x[..., STRESS_FEATURE].mean(dim=-1)[..., None, None]
+        stress = market_stress(x)[..., None, None]
         base, slope = torch.tril(self.coupling, diagonal=-1)
         raw = base + stress * slope + torch.eye(self.n_assets, device=x.device)
         return raw / raw.norm(dim=-1, keepdim=True)
@@ -229,7 +244,8 @@ class ARNet(nn.Module):
         """One sampled day for every path: from inputs ``x`` (n, A, F), mean squares ``v``
         (n, A, S) and GRU state, the day's scaled returns (n, A) and the next x, v, state."""
         n, assets, _ = x.shape
-        inputs = with_market(x).reshape(n * assets, 2 * N_FEATURES)
+        market = with_market(x)
+        inputs = market.reshape(n * assets, 2 * N_FEATURES)
         if state is None:
             state = x.new_zeros(len(self.grus), n * assets, self.grus[0].hidden_size)
         layers = []
@@ -238,7 +254,7 @@ class ARNet(nn.Module):
                                     gru.bias_ih_l0, gru.bias_hh_l0)
             layers.append(inputs)
         state = torch.stack(layers)
-        params = self._density(inputs.view(n, 1, assets, -1), x[:, None])
+        params = self._density(inputs.view(n, 1, assets, -1), market[:, None])
         logits, loc, scale, df = (p[:, 0] for p in params)
         if self.components > 1:
             pick = torch.multinomial(torch.softmax(logits, -1).flatten(0, 1), 1,
@@ -338,8 +354,7 @@ def initial_coupling(scaled: np.ndarray) -> torch.Tensor:
     """A starting point for ``ARNet.coupling`` (2, A, A) from training returns (T, A): the
     Cholesky rows of the correlation matrices of the calmer and the more volatile half of the
     days (split on the market's 21-day log vol), as ``B`` values linear in that log vol."""
-    stress = 0.5 * np.log(mean_squares(scaled)[..., SPANS.index(21)] + 1e-6).mean(axis=-1)
-    stress = np.concatenate([[0.0], stress[:-1]])  # the state before each day
+    stress = market_stress(series_inputs(scaled)[0]).double().numpy()  # before each day
     halves = [stress <= np.median(stress), stress > np.median(stress)]
     levels, rows = [], []
     for half in halves:
@@ -515,8 +530,7 @@ class AutoregressiveGenerator(TorchGenerator):
         (layers, m, len(days), A, H), mean squares (m, len(days), A, S) and returns
         (m, len(days), A), on the CPU."""
         net = self.modules_["net"]
-        x, y = after_inputs(scaled)
-        v = torch.as_tensor(mean_squares(scaled)[:, days], dtype=torch.float32)
+        x, y, v = after_inputs(scaled)
         states, state = [], None
         with torch.no_grad():
             for lo in range(0, x.shape[1], 512):  # chunked over time: memory stays bounded
@@ -524,7 +538,7 @@ class AutoregressiveGenerator(TorchGenerator):
                 state = outs[:, :, -1].reshape(len(outs), -1, outs.shape[-1])
                 keep = days[(days >= lo) & (days < lo + 512)] - lo
                 states.append(outs[:, :, keep].cpu())
-        return torch.cat(states, dim=2), v, y[:, days]
+        return torch.cat(states, dim=2), v[:, days], y[:, days]
 
     # -- likelihood on the original scale ------------------------------------------------------
     def log_prob(self, returns: np.ndarray, *, per_step: bool = False) -> np.ndarray:
@@ -538,11 +552,10 @@ class AutoregressiveGenerator(TorchGenerator):
             raise ModelError(f"returns must be (n, days, {len(spec.assets)}), got "
                              f"{returns.shape}")
         scaled = spec.scaler.transform(returns)
-        pairs = [series_inputs(path) for path in scaled]
-        x = torch.stack([p[0] for p in pairs]).to(self.device_)
-        y = torch.stack([p[1] for p in pairs]).to(self.device_)
+        x, y = series_inputs(scaled)
         with torch.no_grad():
-            log_p = self.modules_["net"].log_prob(y, x).double().cpu().numpy()
+            log_p = self.modules_["net"].log_prob(y.to(self.device_), x.to(self.device_))
+        log_p = log_p.double().cpu().numpy()
         per_day = (log_p + spec.scaler.log_abs_det_jacobian(returns)).sum(axis=2)
         return per_day if per_step else per_day.sum(axis=1)
 

@@ -69,7 +69,7 @@ def test_the_sampling_step_carries_the_same_inputs_as_the_likelihood():
     the drawn path, exactly the inputs the step carried; the likelihood reads those."""
     net = random_net(2).float()
     context = np.random.default_rng(1).standard_normal((1, 40, 2))
-    x, _ = after_inputs(context)
+    x, _, _ = after_inputs(context)
     v = torch.as_tensor(mean_squares(context)[:, -1], dtype=torch.float32)
     x, state, days, carried = x[:, -1], None, [], []
     generator = torch.Generator().manual_seed(0)
@@ -79,7 +79,7 @@ def test_the_sampling_step_carries_the_same_inputs_as_the_likelihood():
             days.append(y)
             carried.append(x)
     path = np.concatenate([context, torch.stack(days, dim=1).numpy()], axis=1)
-    recomputed, _ = after_inputs(path)
+    recomputed, _, _ = after_inputs(path)
     torch.testing.assert_close(recomputed[:, 40:], torch.stack(carried, dim=1), rtol=1e-4,
                                atol=1e-5)
 
