@@ -11,7 +11,9 @@ a log-linear HAR volatility is a special case and the GRU learns what it adds (a
 state-dependent tails). The model is trained on long random crops of the contiguous history,
 each with a burn-in whose loss is not counted, with early stopping on the validation likelihood;
 variance targeting then sets each asset's scale so that long simulated paths keep the training
-variance.
+variance. Sampled paths start from the model's own stationary states: training days' states
+carried forward five years by the model itself (a burn-in, as a GARCH simulation has), so that
+the volatility level does not drift along a path.
 
 Several assets are coupled within a day through a Gaussian-copula-like factor: with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` a
@@ -42,7 +44,7 @@ from scipy.signal import lfilter
 from torch import nn
 from torch.nn import functional as F
 
-from synthfin.data.conditions import trailing_realized_vol
+from synthfin.data.conditions import realized_vol, trailing_realized_vol
 from synthfin.data.windows import WindowData
 from synthfin.errors import ConfigError, ModelError
 from synthfin.io import FileReading, atomic_directory, atomic_write_json
@@ -58,6 +60,7 @@ from synthfin.models.training import (
     module_state,
     resolve_device,
 )
+from synthfin.stats.facts import TRADING_DAYS
 
 # days of the exponentially weighted mean squares the network reads (without 252: pooled
 # validation NLL 0.8222 against 0.8215, pipelines/pretrain_ar.py)
@@ -68,8 +71,11 @@ STRESS_FEATURE = 2 + SPANS.index(21)  # the log vol that moves the cross-asset c
 # tails come from the volatility dynamics): a floor of 2 made the samples' kurtosis explode.
 MIN_DF = 4.0
 MAX_LOG_SCALE = 7.0  # the scale stays within exp(+-7) training standard deviations
-BANK_SIZE = 4096  # training-day states kept for unconditional and regime-conditional sampling
-TARGET_PATHS, TARGET_DAYS = 256, 1260  # simulated for variance targeting (first year dropped)
+BANK_SIZE = 4096  # stationary states kept for unconditional and regime-conditional sampling
+# days the model runs from training states before its states count as stationary: on XOM the
+# median yearly vol of paths started on training days fell 15 % over 5 years, then held
+BURN_IN_DAYS = 1260
+TARGET_PATHS, TARGET_DAYS = 256, 1260  # simulated for variance targeting (after the burn-in)
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 
 
@@ -443,7 +449,7 @@ class AutoregressiveGenerator(TorchGenerator):
 
     Fitted by maximum likelihood on crops of the training history (from the pooled universe
     checkpoint by default), with early stopping on the validation likelihood. ``sample`` draws
-    ancestrally, for any length, from states the model reached on training days (of one regime,
+    ancestrally, for any length, from the model's own stationary states (of one regime,
     if asked); :meth:`sample_after` continues a given history; :meth:`one_step_log_likelihood`
     is the one-day-ahead forecast density, comparable with a GARCH filter.
     """
@@ -478,11 +484,13 @@ class AutoregressiveGenerator(TorchGenerator):
         if self.config.variance_targeting:
             self._target_variance()
             self.val_nll_ = validation_nll(net, series)  # the model as it is kept
+        self._burn_in_bank(data)
 
     def _target_variance(self, tolerance: float = 0.01, iterations: int = 8) -> None:
         r"""Variance targeting: shift each asset's log scale by :math:`\delta_a` so that the mean
-        square of simulated paths (years 2 to 5, from training states, common random numbers)
-        equals the training variance, 1 in scaled units.
+        square of simulated paths (the :data:`TARGET_DAYS` after :data:`BURN_IN_DAYS` from
+        training states, common random numbers) equals the training variance, 1 in scaled
+        units.
 
         A network fitted to one-day likelihood can settle, when it runs on its own draws, at a
         volatility level a little off the data's; its volatility is so persistent that the
@@ -494,9 +502,9 @@ class AutoregressiveGenerator(TorchGenerator):
 
         def log_level(shift: torch.Tensor) -> np.ndarray:
             net.scale_shift.copy_(shift)
-            paths = self._sample(TARGET_PATHS, TARGET_DAYS, None,
+            paths = self._sample(TARGET_PATHS, BURN_IN_DAYS + TARGET_DAYS, None,
                                  np.random.default_rng(self.config.seed))
-            return np.log(np.mean(np.square(paths[:, 252:]), axis=(0, 1)))
+            return np.log(np.mean(np.square(paths[:, BURN_IN_DAYS:]), axis=(0, 1)))
 
         shift = torch.zeros_like(net.scale_shift)
         previous = None  # (shift, level) of the last iteration
@@ -513,7 +521,7 @@ class AutoregressiveGenerator(TorchGenerator):
             shift = (shift - torch.as_tensor(step, dtype=shift.dtype)).clamp(-0.5, 0.5)
         net.scale_shift.copy_(shift)
 
-    # -- states of the training days, to start sampled paths from ------------------------------
+    # -- stationary states, to start sampled paths from ---------------------------------------
     def _fill_bank(self, data: WindowData) -> None:
         """Keep up to :data:`BANK_SIZE` training days' states (GRU states, mean squares, day's
         return), each with the regime of the realized vol of the days up to it."""
@@ -525,6 +533,26 @@ class AutoregressiveGenerator(TorchGenerator):
         state, v, y = self._states(scaled[None], days)
         self.bank_ = {"state": state[:, 0], "v": v[0], "y": y[0],
                       "regime": torch.as_tensor(data.regimes.label(after[days]))}
+
+    def _burn_in_bank(self, data: WindowData) -> None:
+        """Carry every state of the bank :data:`BURN_IN_DAYS` forward with the model's own
+        draws and keep where they end, each with the regime of the realized vol of its last
+        ``vol_lookback`` days: paths started there are stationary.
+
+        Started on training days, the volatility of paths relaxes over years from the mix of
+        the training history to the model's own long-run distribution (its volatility is
+        nearly integrated), which shows as a drift of the level along a long path.
+        """
+        bank = {k: v.to(self.device_) for k, v in self.bank_.items()}
+        carry = (features(bank["y"], bank["v"]), bank["v"], bank["state"])
+        rng = np.random.default_rng(self.config.seed)
+        last = max(TRADING_DAYS, data.vol_lookback)  # holds the days of the regime's vol
+        chunks = [TRADING_DAYS] * -(-(BURN_IN_DAYS - last) // TRADING_DAYS) + [last]
+        for days in chunks:  # a year at a time: memory stays bounded for many assets
+            paths, carry = self._roll(*carry, days, rng)
+        recent = data.unscale(paths[:, -data.vol_lookback:].double().cpu().numpy())
+        self.bank_ = {"state": carry[2].cpu(), "v": carry[1].cpu(), "y": paths[:, -1].cpu(),
+                      "regime": torch.as_tensor(data.regimes.label(realized_vol(recent)))}
 
     def _states(self, scaled: np.ndarray, days: np.ndarray
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -575,11 +603,12 @@ class AutoregressiveGenerator(TorchGenerator):
         codes = self.bank_["regime"].numpy()
         pool = np.arange(len(codes)) if regime is None else np.flatnonzero(codes == regime)
         if len(pool) == 0:
-            raise ModelError(f"no training day is in regime {regime}; cannot condition on it")
+            raise ModelError(f"none of the model's {len(codes)} stationary states is in regime "
+                             f"{regime}; cannot condition on it")
         pick = torch.as_tensor(rng.choice(pool, size=n))
         state = self.bank_["state"][:, pick].to(self.device_)
         v, y = self.bank_["v"][pick].to(self.device_), self.bank_["y"][pick].to(self.device_)
-        return self._roll(features(y, v), v, state, length, rng).double().cpu().numpy()
+        return self._roll(features(y, v), v, state, length, rng)[0].double().cpu().numpy()
 
     @property
     def context_days(self) -> int:
@@ -612,17 +641,18 @@ class AutoregressiveGenerator(TorchGenerator):
         state, v, y = state[:, :, 0], v[:, 0], y[:, 0]
         if not per_path:
             state, v, y = state.expand(-1, n, -1, -1), v.expand(n, -1, -1), y.expand(n, -1)
-        paths = self._roll(features(y, v).to(self.device_), v.to(self.device_),
-                           state.to(self.device_), length, rng)
+        paths, _ = self._roll(features(y, v).to(self.device_), v.to(self.device_),
+                              state.to(self.device_), length, rng)
         return self._finite(spec.scaler.inverse(paths.double().cpu().numpy()))
 
     def context_sampler(self) -> ContextSampler:
         return self
 
     def _roll(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor, length: int,
-              rng: np.random.Generator) -> torch.Tensor:
+              rng: np.random.Generator) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Ancestral sampling of ``length`` scaled days (n, length, A) from inputs ``x``
-        (n, A, F), mean squares ``v`` (n, A, S) and GRU states (layers, n, A, H)."""
+        (n, A, F), mean squares ``v`` (n, A, S) and GRU states (layers, n, A, H); also the
+        inputs, mean squares and states after the last day, to continue from."""
         net = self.modules_["net"]
         n, assets = x.shape[:2]
         state = state.reshape(state.shape[0], n * assets, -1).contiguous()
@@ -633,7 +663,7 @@ class AutoregressiveGenerator(TorchGenerator):
             torch.manual_seed(int(rng.integers(2**62)))
             for t in range(length):  # sequential in time, batched over paths and assets
                 out[:, t], x, v, state = net.step(x, v, state, generator)
-        return out
+        return out, (x, v, state.reshape(state.shape[0], n, assets, -1))
 
     def _state(self) -> dict[str, np.ndarray]:
         bank = {f"bank.{k}": v.numpy() for k, v in self.bank_.items()}
