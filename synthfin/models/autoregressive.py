@@ -71,7 +71,8 @@ STRESS_FEATURE = 2 + SPANS.index(21)  # the log vol that moves the cross-asset c
 # tails come from the volatility dynamics): a floor of 2 made the samples' kurtosis explode.
 MIN_DF = 4.0
 MAX_LOG_SCALE = 7.0  # the scale stays within exp(+-7) training standard deviations
-BANK_SIZE = 4096  # stationary states kept for unconditional and regime-conditional sampling
+BANK_SIZE = 4096  # asset-states kept for unconditional and regime-conditional sampling
+MIN_BANK_STATES = 256  # states kept however many assets (the burn-in costs states x assets)
 # days the model runs from training states before its states count as stationary: on XOM the
 # median yearly vol of paths started on training days fell 15 % over 5 years, then held
 BURN_IN_DAYS = 1260
@@ -535,7 +536,8 @@ class AutoregressiveGenerator(TorchGenerator):
                       "regime": torch.as_tensor(data.regimes.label(after[days]))}
 
     def _burn_in_bank(self, data: WindowData) -> None:
-        """Carry every state of the bank :data:`BURN_IN_DAYS` forward with the model's own
+        """Carry the bank's states (up to :data:`BANK_SIZE` asset-states in all, at least
+        :data:`MIN_BANK_STATES` states) :data:`BURN_IN_DAYS` forward with the model's own
         draws and keep where they end, each with the regime of the realized vol of its last
         ``vol_lookback`` days: paths started there are stationary.
 
@@ -543,7 +545,11 @@ class AutoregressiveGenerator(TorchGenerator):
         the training history to the model's own long-run distribution (its volatility is
         nearly integrated), which shows as a drift of the level along a long path.
         """
-        bank = {k: v.to(self.device_) for k, v in self.bank_.items()}
+        count = len(self.bank_["y"])
+        keep = np.linspace(0, count - 1, min(count, max(MIN_BANK_STATES,
+                                                        BANK_SIZE // data.n_assets))).astype(int)
+        bank = {k: v[:, keep] if k == "state" else v[keep] for k, v in self.bank_.items()}
+        bank = {k: v.to(self.device_) for k, v in bank.items()}
         carry = (features(bank["y"], bank["v"]), bank["v"], bank["state"])
         rng = np.random.default_rng(self.config.seed)
         last = max(TRADING_DAYS, data.vol_lookback)  # holds the days of the regime's vol
