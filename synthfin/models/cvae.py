@@ -5,7 +5,8 @@ generator, in that order.
 condition ``c`` (:class:`ConditionEmbedding`). The decoder is autoregressive inside the window,
 ``p_θ(x | z, c) = Π_t p_θ(x_t | x_<t, z, c)``, Gaussian (default: better tails) or Student-t, so
 clustering and leverage inside a window come from the decoder and its vol level from ``z`` and
-``c``. Longer paths chain windows (:func:`chain_windows`).
+``c``; with ``vol_inputs`` the decoder also reads slow volatility inputs (mean squares of the past
+days over 5, 21 and 63 days). Longer paths chain windows (:func:`chain_windows`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 
 from synthfin.data.conditions import WindowConditions
 from synthfin.data.windows import WindowData, WindowSplit
-from synthfin.errors import ModelError
+from synthfin.errors import ConfigError, ModelError
 from synthfin.models.base import Limit, register
 from synthfin.models.components import (
     ConditionEmbedding,
@@ -47,6 +48,8 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d | x]) above t
 MIN_SCALE = 1e-3              # floor of the decoder scale (scaled returns have unit std)
 SAMPLE_CHUNK = 4096           # windows decoded at once when sampling
 PRETRAIN_STEPS_PER_EPOCH = 100  # steps of a pooled pretraining epoch (then a validation)
+VOL_SPANS = (5, 21, 63)       # days of the mean squares the decoder reads with vol_inputs
+VOL_ALPHAS = tuple(2.0 / (span + 1) for span in VOL_SPANS)
 
 
 @dataclasses.dataclass
@@ -86,6 +89,11 @@ class CVAEConfig(TorchConfig):
         Paths longer than a window continue the decoder's state (the GRU's hidden vector or the
         TCN's past days) and the last day across each seam, with a fresh ``z`` and condition
         per window; False starts every window afresh (a seam in the dynamics).
+    vol_inputs : bool
+        The GRU decoder also reads, each day, ``|x_{t-1}|`` and the log of exponentially
+        weighted mean squares of the past days over :data:`VOL_SPANS` (:func:`mean_squares`),
+        started from a learned function of ``z`` and the condition and carried across seams:
+        slow volatility memory, as the ``ar`` model's inputs. GRU only.
     """
 
     network: str = "gru"
@@ -99,6 +107,7 @@ class CVAEConfig(TorchConfig):
     grad_clip: float = 5.0
     pretrain_epochs: int = 0
     carry_state: bool = True
+    vol_inputs: bool = False
     epochs: int = 40
     batch_size: int = 128
     lr: float = 2e-3
@@ -107,6 +116,12 @@ class CVAEConfig(TorchConfig):
         "network": NETWORKS, "likelihood": LIKELIHOODS, "hidden": ">= 1", "latent_dim": ">= 1",
         "regime_embedding": ">= 0", "beta": ">= 0", "warmup_epochs": ">= 0",
         "free_bits": ">= 0", "grad_clip": "> 0", "pretrain_epochs": ">= 0"}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vol_inputs and self.network != "gru":
+            raise ConfigError(f"vol_inputs=True needs network='gru', got {self.network!r}; "
+                              "set vol_inputs=False for the TCN")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,34 +175,71 @@ class Encoder(nn.Module):
         return mu, log_var.clamp(-12.0, 8.0)
 
 
+def update_mean_squares(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One day of the exponentially weighted mean squares (B, A, S) after day ``x`` (B, A):
+    ``v <- v + alpha (x^2 - v)``, ``alpha = 2 / (span + 1)`` per span of :data:`VOL_SPANS`."""
+    alpha = v.new_tensor(VOL_ALPHAS)
+    return v + alpha * (x[..., None].square() - v)
+
+
+def mean_squares(x: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
+    """The mean squares before each day of windows (B, T, A), from ``v0`` (B, A, S) before the
+    first: (B, T, A, S), entry ``t`` covering days ``< t``."""
+    out = [v0]
+    for t in range(x.shape[1] - 1):
+        out.append(update_mean_squares(out[-1], x[:, t]))
+    return torch.stack(out, dim=1)
+
+
 class Decoder(nn.Module):
     """p_θ(x_t | x_<t, z, c): location and scale of every day, autoregressive in the window.
 
     ``forward`` is teacher-forced (all days at once, for the loss); ``step`` decodes one day
     from the previous one and a state (the GRU's hidden vector or the TCN's past inputs).
+    With ``vol_inputs`` the GRU also reads ``|x_{t-1}|`` and ``0.5 log v_{t-1}`` of the mean
+    squares ``v`` (:func:`mean_squares`), which start from ``exp(W [z, c] + b)`` and which the
+    caller of ``step`` updates (:func:`update_mean_squares`).
     """
 
     def __init__(self, assets: int, cond: int, config: CVAEConfig, length: int) -> None:
         super().__init__()
         hidden, self.network = config.hidden, config.network
         context = config.latent_dim + cond
+        self.vol_inputs = config.vol_inputs
         if self.network == "gru":
             self.init = nn.Linear(context, hidden)
-            self.rnn = nn.GRU(assets + context, hidden, batch_first=True)
+            per_day = assets * (2 + len(VOL_SPANS)) if self.vol_inputs else assets
+            self.rnn = nn.GRU(per_day + context, hidden, batch_first=True)
         else:
             self.inp = nn.Conv1d(assets, hidden, 1)
             self.context = nn.Linear(context, hidden)
             self.conv = ConvStack(hidden, length, causal=True)
         self.head = nn.Linear(hidden, 2 * assets)
+        if self.vol_inputs:
+            self.log_v0 = nn.Linear(context, assets * len(VOL_SPANS))
 
     def _out(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw = self.head(h).chunk(2, dim=-1)              # (..., A) each
         return loc, F.softplus(raw) + MIN_SCALE
 
+    def initial_mean_squares(self, zc: torch.Tensor) -> torch.Tensor:
+        """Mean squares before a window's first day, (B, A, S)."""
+        return self.log_v0(zc).exp().view(len(zc), -1, len(VOL_SPANS))
+
+    def _day_inputs(self, previous: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # previous: (..., A) = x_{t-1}; v: (..., A, S) before day t -> (..., A (2 + S))
+        if not self.vol_inputs:
+            return previous
+        logs = 0.5 * torch.log(v + 1e-6).flatten(-2)
+        return torch.cat([previous, previous.abs(), logs], dim=-1)
+
     def forward(self, x: torch.Tensor, zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
         previous = F.pad(x, (0, 0, 1, 0))[:, :-1]            # (B, T, A): x_{t-1}, 0 at t = 0
         if self.network == "gru":
+            if self.vol_inputs:
+                v = mean_squares(x, self.initial_mean_squares(zc))  # (B, T, A, S)
+                previous = self._day_inputs(previous, v)     # (B, T, A (2 + S))
             inp = torch.cat([previous, zc[:, None].expand(B, T, zc.shape[-1])], dim=-1)
             h, _ = self.rnn(inp, torch.tanh(self.init(zc))[None])  # (B, T, H)
         else:
@@ -204,11 +256,13 @@ class Decoder(nn.Module):
         """The batch axis of the state: 1 for the GRU's (1, B, H), 0 for the TCN's (B, t, A)."""
         return 1 if self.network == "gru" else 0
 
-    def step(self, previous: torch.Tensor, zc: torch.Tensor, state: torch.Tensor
+    def step(self, previous: torch.Tensor, zc: torch.Tensor, state: torch.Tensor,
+             v: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # previous: (B, A) = x_{t-1}
+        # previous: (B, A) = x_{t-1}; v: (B, A, S) mean squares before day t (vol_inputs only)
         if self.network == "gru":
-            h, state = self.rnn(torch.cat([previous, zc], dim=-1)[:, None], state)  # (B, 1, H)
+            inp = self._day_inputs(previous, v)
+            h, state = self.rnn(torch.cat([inp, zc], dim=-1)[:, None], state)  # (B, 1, H)
             loc, scale = self._out(h[:, 0])
             return loc, scale, state
         state = torch.cat([state, previous[:, None]], dim=1)  # (B, t+1, A)
@@ -458,11 +512,13 @@ class ConditionalVAE(TorchGenerator):
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
     def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator,
-                carry: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]]:
+                carry: tuple[torch.Tensor, ...] | None = None
+                ) -> tuple[np.ndarray, tuple[torch.Tensor, ...]]:
         """One window per condition, (n, window_len, assets): z ~ N(0, I), then day by day,
-        from ``carry`` = (decoder state, last day (n, A)) of the previous window if given, else
-        from the initial state and a zero day. Returns the windows and their end carry."""
+        from ``carry`` = (decoder state, last day (n, A), mean squares (n, A, S) or an empty
+        tensor without ``vol_inputs``) of the previous window if given, else from the initial
+        state, a zero day and the initial mean squares. Returns the windows and their end carry.
+        """
         spec, model, decoder = self.spec_, self._model, self._model.decoder
         n, length, assets = len(regime), spec.window_len, len(spec.assets)
         z = rng.standard_normal((n, self.config.latent_dim))
@@ -471,7 +527,7 @@ class ConditionalVAE(TorchGenerator):
             shocks = rng.standard_t(df, size=(n, length, assets))
         else:
             shocks = rng.standard_normal((n, length, assets))
-        out, states, lasts = np.empty((n, length, assets)), [], []
+        out, states, lasts, squares = np.empty((n, length, assets)), [], [], []
         for lo in range(0, n, SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
             as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(  # noqa: E731
@@ -484,20 +540,27 @@ class ConditionalVAE(TorchGenerator):
                 if carry is None:
                     state = decoder.initial_state(zc, assets)
                     previous = zc.new_zeros(len(zc), assets)                  # (b, A)
+                    v = (decoder.initial_mean_squares(zc).float() if decoder.vol_inputs
+                         else zc.new_zeros(len(zc), 0))                       # (b, A, S)
                 else:
                     state = carry[0].narrow(decoder.batch_dim(), lo, len(zc)).to(zc.dtype)
-                    previous = carry[1][sl].to(zc.dtype)
+                    previous, v = carry[1][sl].to(zc.dtype), carry[2][sl]
                 days = []
                 for t in range(length):
-                    loc, scale, state = decoder.step(previous, zc, state)
-                    previous = (loc.float() + scale.float() * noise[:, t]).to(zc.dtype)
-                    days.append(previous.float())
+                    loc, scale, state = decoder.step(previous, zc, state, v.to(zc.dtype))
+                    day = loc.float() + scale.float() * noise[:, t]
+                    if decoder.vol_inputs:
+                        v = update_mean_squares(v, day)
+                    previous = day.to(zc.dtype)
+                    days.append(day)
             out[sl] = torch.stack(days, dim=1).cpu().numpy()                 # (b, T, A)
             if decoder.network == "tcn":
                 state = state[:, -(length - 1):] if length > 1 else state[:, :0]  # (b, <T, A)
             states.append(state.float())
             lasts.append(previous.float())
-        return out, (torch.cat(states, dim=decoder.batch_dim()), torch.cat(lasts))
+            squares.append(v)
+        return out, (torch.cat(states, dim=decoder.batch_dim()), torch.cat(lasts),
+                     torch.cat(squares))
 
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:

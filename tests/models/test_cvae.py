@@ -43,19 +43,35 @@ def test_registered_as_cvae_with_a_shape_preserving_network():
     assert recon.shape == (5,) and kl.shape == (5, 3)
 
 
-def test_decoder_step_matches_the_teacher_forced_pass():
-    for network in cvae.NETWORKS:
-        torch.manual_seed(0)
-        config = cvae.CVAEConfig(hidden=8, latent_dim=3, network=network)
-        decoder = cvae.CVAE(2, 3, 16, config).decoder
-        x, zc = torch.randn(4, 16, 2), torch.randn(4, 8)
-        loc, scale = decoder(x, zc)
-        state, previous = decoder.initial_state(zc, 2), torch.zeros(4, 2)
-        for t in range(16):
-            step_loc, step_scale, state = decoder.step(previous, zc, state)
-            torch.testing.assert_close(step_loc, loc[:, t], rtol=1e-4, atol=1e-5)
-            torch.testing.assert_close(step_scale, scale[:, t], rtol=1e-4, atol=1e-5)
-            previous = x[:, t]
+@pytest.mark.parametrize("network, vol_inputs", [("gru", False), ("tcn", False), ("gru", True)])
+def test_decoder_step_matches_the_teacher_forced_pass(network, vol_inputs):
+    torch.manual_seed(0)
+    config = cvae.CVAEConfig(hidden=8, latent_dim=3, network=network, vol_inputs=vol_inputs)
+    decoder = cvae.CVAE(2, 3, 16, config).decoder
+    x, zc = torch.randn(4, 16, 2), torch.randn(4, 8)
+    loc, scale = decoder(x, zc)
+    state, previous = decoder.initial_state(zc, 2), torch.zeros(4, 2)
+    v = decoder.initial_mean_squares(zc) if vol_inputs else None
+    for t in range(16):
+        step_loc, step_scale, state = decoder.step(previous, zc, state, v)
+        torch.testing.assert_close(step_loc, loc[:, t], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(step_scale, scale[:, t], rtol=1e-4, atol=1e-5)
+        previous = x[:, t]
+        if vol_inputs:
+            v = cvae.update_mean_squares(v, previous)
+
+
+def test_mean_squares_are_the_exponentially_weighted_recursion():
+    """Entry t of every span is (1 - a)^t v0 + a sum_{s<t} (1 - a)^(t-1-s) x_s^2."""
+    x, v0 = torch.randn(3, 10, 2, dtype=torch.float64), torch.rand(3, 2, 3, dtype=torch.float64)
+    v = cvae.mean_squares(x, v0)
+    assert v.shape == (3, 10, 2, 3)
+    for k, alpha in enumerate(cvae.VOL_ALPHAS):
+        for t in range(10):
+            weights = alpha * (1 - alpha) ** torch.arange(t - 1, -1, -1, dtype=torch.float64)
+            expected = (1 - alpha) ** t * v0[..., k] + (weights[None, :, None]
+                                                         * x[:, :t].square()).sum(dim=1)
+            torch.testing.assert_close(v[:, t, :, k], expected)
 
 
 def test_kl_term_equals_the_closed_form_of_torch_distributions():
@@ -174,6 +190,21 @@ def test_resume_from_run_dir_continues_the_history(sp500_windows, tmp_path):
                                                          resume=True)
     assert [row["epoch"] for row in resumed.history_] == [1, 2, 3]
     assert len(json.loads((tmp_path / "history.json").read_text())) == 3
+
+
+def test_vol_inputs_variant_fits_carries_its_mean_squares_and_reloads(sp500_windows, tmp_path):
+    model = ConditionalVAE(vol_inputs=True, **TINY).fit(sp500_windows)
+    _, carry = model._decode(np.zeros(5, dtype=int), np.full(5, 0.15),
+                             np.random.default_rng(0))
+    assert carry[2].shape == (5, 1, len(cvae.VOL_SPANS)) and (carry[2] > 0).all()
+    model.save(tmp_path)
+    np.testing.assert_array_equal(Generator.load(tmp_path).sample(4, seed=0, length=150),
+                                  model.sample(4, seed=0, length=150))
+
+
+def test_vol_inputs_need_the_gru_decoder():
+    with pytest.raises(ConfigError, match="vol_inputs=True needs network='gru'"):
+        ConditionalVAE(network="tcn", vol_inputs=True)
 
 
 @pytest.mark.parametrize("setting", [{"network": "lstm"}, {"likelihood": "laplace"}])
