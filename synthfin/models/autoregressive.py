@@ -49,7 +49,11 @@ from synthfin.data.windows import WindowData
 from synthfin.errors import ConfigError, ModelError
 from synthfin.io import FileReading, atomic_directory, atomic_write_json
 from synthfin.models.base import ContextSampler, Limit, register
-from synthfin.models.components import student_t_log_prob
+from synthfin.models.components import (
+    span_weights,
+    student_t_log_prob,
+    update_mean_squares,
+)
 from synthfin.models.training import (
     BatchOrder,
     TorchConfig,
@@ -116,7 +120,7 @@ class AutoregressiveConfig(TorchConfig):
 
 
 # -- inputs -----------------------------------------------------------------------------------
-ALPHAS = np.array([2.0 / (span + 1) for span in SPANS])  # the recursions' weights
+ALPHAS = np.array(span_weights(SPANS))  # the recursions' weights
 
 
 def mean_squares(scaled: np.ndarray) -> np.ndarray:
@@ -279,7 +283,7 @@ class ARNet(nn.Module):
             mean, sd = mixture_moments(*(p[:, 0] for p in params))
             w = (self.cholesky(x) @ ((y - mean) / sd)[..., None])[..., 0]
             y = mean + sd * w
-        v = v + torch.as_tensor(ALPHAS, dtype=v.dtype, device=v.device) * (y[..., None] ** 2 - v)
+        v = update_mean_squares(v, y, ALPHAS)
         return y, features(y, v), v, state
 
 

@@ -4,7 +4,7 @@ Student-t log density, and window chaining for paths longer than a window."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,19 @@ def window_tensors(windows: np.ndarray, regimes: np.ndarray, log_vol: np.ndarray
     return (torch.as_tensor(windows, dtype=torch.float32, device=device),
             torch.as_tensor(regimes, dtype=torch.long, device=device),
             torch.as_tensor(log_vol, dtype=torch.float32, device=device))
+
+
+def span_weights(spans: Sequence[int]) -> tuple[float, ...]:
+    """Weights ``alpha = 2 / (span + 1)`` of exponentially weighted means over ``spans`` days."""
+    return tuple(2.0 / (span + 1) for span in spans)
+
+
+def update_mean_squares(v: torch.Tensor, x: torch.Tensor, alphas: Sequence[float]
+                        ) -> torch.Tensor:
+    """One day of exponentially weighted mean squares (..., S) after the day's values ``x``
+    (...): ``v <- v + alpha_s (x^2 - v_s)`` for each weight of ``alphas`` (:func:`span_weights`).
+    """
+    return v + v.new_tensor(alphas) * (x[..., None].square() - v)
 
 
 def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,

@@ -29,7 +29,9 @@ from synthfin.models.base import Limit, register
 from synthfin.models.components import (
     ConditionEmbedding,
     chain_windows,
+    span_weights,
     student_t_log_prob,
+    update_mean_squares,
     window_tensors,
 )
 from synthfin.models.pooling import pooled_training_windows
@@ -49,7 +51,7 @@ MIN_SCALE = 1e-3              # floor of the decoder scale (scaled returns have 
 SAMPLE_CHUNK = 4096           # windows decoded at once when sampling
 PRETRAIN_STEPS_PER_EPOCH = 100  # steps of a pooled pretraining epoch (then a validation)
 VOL_SPANS = (5, 21, 63)       # days of the mean squares the decoder reads with vol_inputs
-VOL_ALPHAS = tuple(2.0 / (span + 1) for span in VOL_SPANS)
+VOL_ALPHAS = span_weights(VOL_SPANS)
 
 
 @dataclasses.dataclass
@@ -175,19 +177,12 @@ class Encoder(nn.Module):
         return mu, log_var.clamp(-12.0, 8.0)
 
 
-def update_mean_squares(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """One day of the exponentially weighted mean squares (B, A, S) after day ``x`` (B, A):
-    ``v <- v + alpha (x^2 - v)``, ``alpha = 2 / (span + 1)`` per span of :data:`VOL_SPANS`."""
-    alpha = v.new_tensor(VOL_ALPHAS)
-    return v + alpha * (x[..., None].square() - v)
-
-
 def mean_squares(x: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
     """The mean squares before each day of windows (B, T, A), from ``v0`` (B, A, S) before the
     first: (B, T, A, S), entry ``t`` covering days ``< t``."""
     out = [v0]
     for t in range(x.shape[1] - 1):
-        out.append(update_mean_squares(out[-1], x[:, t]))
+        out.append(update_mean_squares(out[-1], x[:, t], VOL_ALPHAS))
     return torch.stack(out, dim=1)
 
 
@@ -198,7 +193,7 @@ class Decoder(nn.Module):
     from the previous one and a state (the GRU's hidden vector or the TCN's past inputs).
     With ``vol_inputs`` the GRU also reads ``|x_{t-1}|`` and ``0.5 log v_{t-1}`` of the mean
     squares ``v`` (:func:`mean_squares`), which start from ``exp(W [z, c] + b)`` and which the
-    caller of ``step`` updates (:func:`update_mean_squares`).
+    caller of ``step`` updates (:func:`~synthfin.models.components.update_mean_squares`).
     """
 
     def __init__(self, assets: int, cond: int, config: CVAEConfig, length: int) -> None:
@@ -550,7 +545,7 @@ class ConditionalVAE(TorchGenerator):
                     loc, scale, state = decoder.step(previous, zc, state, v.to(zc.dtype))
                     day = loc.float() + scale.float() * noise[:, t]
                     if decoder.vol_inputs:
-                        v = update_mean_squares(v, day)
+                        v = update_mean_squares(v, day, VOL_ALPHAS)
                     previous = day.to(zc.dtype)
                     days.append(day)
             out[sl] = torch.stack(days, dim=1).cpu().numpy()                 # (b, T, A)

@@ -11,6 +11,7 @@ from synthfin.errors import ConfigError, ModelError
 from synthfin.evaluation.scores import score_samples
 from synthfin.models import Generator
 from synthfin.models.baselines import GaussianGenerator
+from synthfin.models.components import update_mean_squares
 from synthfin.models.cvae import ConditionalVAE, gaussian_kl, log_likelihood
 
 FAST = {"epochs": 4, "warmup_epochs": 2, "progress": False, "device": "cpu"}
@@ -58,7 +59,7 @@ def test_decoder_step_matches_the_teacher_forced_pass(network, vol_inputs):
         torch.testing.assert_close(step_scale, scale[:, t], rtol=1e-4, atol=1e-5)
         previous = x[:, t]
         if vol_inputs:
-            v = cvae.update_mean_squares(v, previous)
+            v = update_mean_squares(v, previous, cvae.VOL_ALPHAS)
 
 
 def test_mean_squares_are_the_exponentially_weighted_recursion():
