@@ -2,10 +2,11 @@
 paths against the band of the real series' own one-year segments.
 
     python pipelines/bench_short_history.py [--last-days 2500] [--series SP500,JPM]
-        [--models ar,garch,gjr] [--n 500] [--threads 2]
+        [--models ar,garch,gjr] [--pipeline pipelines/quickstart.yaml] [--n 500] [--threads 2]
 
-Each model is fitted on the training split of each bundled series' last ``--last-days`` days
-(the quickstart's settings: ``ar`` starts from the pooled checkpoint and fine-tunes) and samples
+Each model (a run name of the pipeline's ``models:``) is fitted on the training split of each
+bundled series' last ``--last-days`` days with the pipeline's settings (the quickstart's by
+default: ``ar`` starts from the pooled checkpoint and fine-tunes) and samples
 ``--n`` paths of 252 days. Printed per series: the pooled lag-1 ACF of |r| of the paths, and the
 range of that ACF over the real history's 252-day segments (one every 63 days); the last line
 counts the series whose samples fall inside the band.
@@ -34,9 +35,10 @@ def main() -> None:
     parser.add_argument("--models", default="ar,garch,gjr")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pipeline", default=str(Path(__file__).parent / "quickstart.yaml"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_pipeline_config(Path(__file__).parent / "quickstart.yaml")
+    config = load_pipeline_config(args.pipeline)
     window = config.data.model_dump(exclude={"source", "tickers", "start", "end", "fill_gaps",
                                              "cache_dir"})
     universe = bundled_universe(args.series.split(","), last_days=args.last_days, **window)

@@ -103,7 +103,7 @@ def test_ranks_that_decide_on_their_own_loss_are_stopped(tmp_path: Path) -> None
 def test_a_neural_model_trains_in_two_ranks_and_loads_in_one(tmp_path: Path,
                                                            two_asset_windows) -> None:
     settings = {"epochs": 2, "hidden": 8, "layers": 1, "pretrained": None, "progress": False,
-                "batch_size": 32}
+                "batch_size": 32, "stationary_days": 252}
 
     def fit() -> None:
         torch.set_num_threads(1)
@@ -144,7 +144,7 @@ def test_torchrun_trains_resumes_and_samples_from_the_command_line(tmp_path: Pat
     two_asset_windows.save(tmp_path / "data")
     train = ["train", "--model", "ar", "--data", tmp_path / "data", "--out", tmp_path / "ar",
              "--nproc", 2, "--set", "hidden=8", "--set", "layers=1", "--set", "progress=false",
-             "--set", "pretrained=null"]
+             "--set", "pretrained=null", "--set", "stationary_days=252"]
     for epochs, resume in ((1, []), (2, ["--resume"])):
         result = CliRunner().invoke(app, [*map(str, train), "--set", f"epochs={epochs}",
                                           *resume])

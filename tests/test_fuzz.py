@@ -140,7 +140,7 @@ def saved_models(tmp_path_factory, two_asset_windows) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     models = {"garch": get_generator("garch")(),
               "ar": get_generator("ar")(epochs=1, hidden=4, layers=1, pretrained=None,
-                                        progress=False, device="cpu")}
+                                        stationary_days=252, progress=False, device="cpu")}
     return {name: model.fit(two_asset_windows).save(folder / name)
             for name, model in models.items()}
 

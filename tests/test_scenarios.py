@@ -12,7 +12,8 @@ from synthfin.scenarios import Scenarios, Shock
 
 # tiny trainings: each generator fits in about a second on the 2015-2022 S&P 500
 TINY = {
-    "ar": dict(hidden=8, layers=1, pretrained=None, epochs=1, progress=False),
+    "ar": dict(hidden=8, layers=1, pretrained=None, epochs=1, stationary_days=252,
+               progress=False),
     "cvae": dict(epochs=1, hidden=8, latent_dim=2, batch_size=512, progress=False,
                  device="cpu"),
     "timegan": dict(hidden=8, z_dim=4, batch_size=32, steps_per_epoch=5, autoencoder_epochs=1,

@@ -77,10 +77,7 @@ MIN_DF = 4.0
 MAX_LOG_SCALE = 7.0  # the scale stays within exp(+-7) training standard deviations
 BANK_SIZE = 4096  # asset-states kept for unconditional and regime-conditional sampling
 MIN_BANK_STATES = 256  # states kept however many assets (the burn-in costs states x assets)
-# days the model runs from training states before its states count as stationary: on XOM the
-# median yearly vol of paths started on training days fell 15 % over 5 years, then held
-BURN_IN_DAYS = 1260
-TARGET_PATHS, TARGET_DAYS = 256, 1260  # simulated for variance targeting (after the burn-in)
+TARGET_PATHS = 256  # simulated for variance targeting
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 
 
@@ -96,7 +93,12 @@ class AutoregressiveConfig(TorchConfig):
     sequence, of which the first ``burn_in`` only set the state; ``context`` days of history
     are read before a continued path or a validation period. ``variance_targeting`` shifts each
     asset's log scale after training so that long simulated paths keep the training variance
-    (see :meth:`AutoregressiveGenerator._target_variance`).
+    (see :meth:`AutoregressiveGenerator._target_variance`). ``stationary_days``: days the model
+    runs on its own draws from training states before its states count as stationary (the
+    states sampled paths start from; at least a year is run), and the days after that over
+    which variance targeting measures the level; the burn-in of ``arch``'s ``simulate``. Five
+    years by default: on XOM the median yearly vol of paths started on training days fell 15 %
+    over five years, then held.
     """
 
     hidden: int = 32
@@ -108,6 +110,7 @@ class AutoregressiveConfig(TorchConfig):
     burn_in: int = 128
     context: int = 1024
     variance_targeting: bool = True
+    stationary_days: int = 1260
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
@@ -116,6 +119,7 @@ class AutoregressiveConfig(TorchConfig):
     limits: ClassVar[dict[str, Limit]] = {"hidden": ">= 1", "layers": ">= 1",
                                           "components": ">= 1", "crop": ">= 2",
                                           "burn_in": ">= 0", "context": ">= 1",
+                                          "stationary_days": ">= 1",
                                           "weight_decay": ">= 0"}
 
 
@@ -493,9 +497,8 @@ class AutoregressiveGenerator(TorchGenerator):
 
     def _target_variance(self, tolerance: float = 0.01, iterations: int = 8) -> None:
         r"""Variance targeting: shift each asset's log scale by :math:`\delta_a` so that the mean
-        square of simulated paths (the :data:`TARGET_DAYS` after :data:`BURN_IN_DAYS` from
-        training states, common random numbers) equals the training variance, 1 in scaled
-        units.
+        square of simulated paths (the ``stationary_days`` after as many days from training
+        states, common random numbers) equals the training variance, 1 in scaled units.
 
         A network fitted to one-day likelihood can settle, when it runs on its own draws, at a
         volatility level a little off the data's; its volatility is so persistent that the
@@ -503,13 +506,13 @@ class AutoregressiveGenerator(TorchGenerator):
         volatility by about 30 %). The shift is found by the secant method on
         :math:`\log \overline{y^2}(\delta)`, per asset, and costs little validation likelihood.
         """
-        net = self.modules_["net"]
+        net, days = self.modules_["net"], self.config.stationary_days
 
         def log_level(shift: torch.Tensor) -> np.ndarray:
             net.scale_shift.copy_(shift)
-            paths = self._sample(TARGET_PATHS, BURN_IN_DAYS + TARGET_DAYS, None,
+            paths = self._sample(TARGET_PATHS, 2 * days, None,
                                  np.random.default_rng(self.config.seed))
-            return np.log(np.mean(np.square(paths[:, BURN_IN_DAYS:]), axis=(0, 1)))
+            return np.log(np.mean(np.square(paths[:, days:]), axis=(0, 1)))
 
         shift = torch.zeros_like(net.scale_shift)
         previous = None  # (shift, level) of the last iteration
@@ -541,7 +544,7 @@ class AutoregressiveGenerator(TorchGenerator):
 
     def _burn_in_bank(self, data: WindowData) -> None:
         """Carry the bank's states (up to :data:`BANK_SIZE` asset-states in all, at least
-        :data:`MIN_BANK_STATES` states) :data:`BURN_IN_DAYS` forward with the model's own
+        :data:`MIN_BANK_STATES` states) ``stationary_days`` forward with the model's own
         draws and keep where they end, each with the regime of the realized vol of its last
         ``vol_lookback`` days: paths started there are stationary.
 
@@ -557,7 +560,7 @@ class AutoregressiveGenerator(TorchGenerator):
         carry = (features(bank["y"], bank["v"]), bank["v"], bank["state"])
         rng = np.random.default_rng(self.config.seed)
         last = max(TRADING_DAYS, data.vol_lookback)  # holds the days of the regime's vol
-        chunks = [TRADING_DAYS] * -(-(BURN_IN_DAYS - last) // TRADING_DAYS) + [last]
+        chunks = [TRADING_DAYS] * -(-(self.config.stationary_days - last) // TRADING_DAYS) + [last]
         for days in chunks:  # a year at a time: memory stays bounded for many assets
             paths, carry = self._roll(*carry, days, rng)
         recent = data.unscale(paths[:, -data.vol_lookback:].double().cpu().numpy())

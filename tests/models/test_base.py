@@ -90,7 +90,7 @@ def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_model(two_asset_w
 
 def test_an_architecture_mismatch_is_one_line_naming_the_file(two_asset_windows, tmp_path):
     ar = get_generator("ar")(epochs=1, hidden=4, layers=1, pretrained=None, progress=False,
-                             device="cpu").fit(two_asset_windows)
+                             stationary_days=252, device="cpu").fit(two_asset_windows)
     ar.save(tmp_path / "ar")
     config = tmp_path / "ar" / "config.json"
     config.write_text(config.read_text().replace('"hidden": 4', '"hidden": 8'))

@@ -86,7 +86,8 @@ def kill_after_epoch(monkeypatch, epoch: int) -> None:
 
 
 @pytest.mark.parametrize("model, settings", [
-    ("ar", {"hidden": 8, "layers": 1, "pretrained": None, "batch_size": 64}),
+    ("ar", {"hidden": 8, "layers": 1, "pretrained": None, "batch_size": 64,
+            "stationary_days": 252}),
     ("cvae", {"hidden": 8, "latent_dim": 2, "batch_size": 64, "warmup_epochs": 3}),
 ])
 def test_a_model_killed_after_epoch_2_and_resumed_equals_an_uninterrupted_one(
