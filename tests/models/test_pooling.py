@@ -5,6 +5,7 @@ from synthfin.data.bundled import BUNDLED_TICKERS
 from synthfin.errors import ConfigError
 from synthfin.models.cvae import ConditionalVAE
 from synthfin.models.pooling import pooled_training_windows
+from synthfin.models.timegan import TimeGAN
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +45,21 @@ def test_cvae_pretrains_then_fine_tunes(short_windows):
     phases = [row["phase"] for row in model.history_]
     assert phases == ["pretrain", "pretrain", "elbo", "elbo"]
     assert np.isfinite(model.sample(3, seed=0, length=40)).all()
+
+
+def test_timegan_pretrains_then_fine_tunes(short_windows):
+    settings = dict(hidden=8, z_dim=4, batch_size=32, steps_per_epoch=5, autoencoder_epochs=1,
+                    supervisor_epochs=1, epochs=2, progress=False, device="cpu")
+    model = TimeGAN(**settings, pretrain_epochs=2).fit(short_windows)
+    phases = [row["phase"] for row in model.history_]
+    assert phases == ["pretrain_autoencoder", "pretrain_supervisor", "pretrain_joint",
+                      "pretrain_joint", "autoencoder", "supervisor", "joint", "joint"]
+    assert np.isfinite(model.sample(3, seed=0, length=40)).all()
+    plain = TimeGAN(**settings).fit(short_windows)  # the pooled phases changed the weights
+    assert not np.allclose(model.sample(3, seed=0), plain.sample(3, seed=0))
+
+
+def test_timegan_pretraining_needs_a_single_asset(two_asset_windows):
+    with pytest.raises(ConfigError, match="single-asset"):
+        TimeGAN(hidden=4, z_dim=2, steps_per_epoch=1, autoencoder_epochs=1, supervisor_epochs=1,
+                epochs=1, pretrain_epochs=1, progress=False).fit(two_asset_windows)
