@@ -14,8 +14,8 @@ from synthfin.scenarios import Scenarios, Shock
 TINY = {
     "ar": dict(hidden=8, layers=1, pretrained=None, epochs=1, stationary_days=252,
                progress=False),
-    "cvae": dict(epochs=1, hidden=8, latent_dim=2, batch_size=512, progress=False,
-                 device="cpu"),
+    "cvae": dict(epochs=1, hidden=8, latent_dim=2, batch_size=512, pretrain_epochs=0,
+                 progress=False, device="cpu"),
     "timegan": dict(hidden=8, z_dim=4, batch_size=32, steps_per_epoch=5, autoencoder_epochs=1,
                     supervisor_epochs=1, epochs=1, validation_samples=32, patience=100,
                     progress=False, device="cpu"),

@@ -34,7 +34,7 @@ from synthfin.models.components import (
     update_mean_squares,
     window_tensors,
 )
-from synthfin.models.pooling import pooled_training_windows
+from synthfin.models.pooling import pretraining
 from synthfin.models.training import (
     BatchOrder,
     TorchConfig,
@@ -50,6 +50,9 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d | x]) above t
 MIN_SCALE = 1e-3              # floor of the decoder scale (scaled returns have unit std)
 SAMPLE_CHUNK = 4096           # windows decoded at once when sampling
 PRETRAIN_STEPS_PER_EPOCH = 100  # steps of a pooled pretraining epoch (then a validation)
+# pretraining epochs on a short history by default: the last 2,500 days of the 21 bundled series,
+# lag-1 ACF of |r| of one-year paths (median) 0.10 without, 0.155 with; real pooled 0.305
+AUTO_PRETRAIN_EPOCHS = 10
 VOL_SPANS = (5, 21, 63)       # days of the mean squares the decoder reads with vol_inputs
 VOL_ALPHAS = span_weights(VOL_SPANS)
 
@@ -81,12 +84,14 @@ class CVAEConfig(TorchConfig):
         the guard against posterior collapse.
     grad_clip : float
         Gradient norm clip.
-    pretrain_epochs : int
+    pretrain_epochs : int or None
         Epochs of ``PRETRAIN_STEPS_PER_EPOCH`` steps on windows pooled from the 21 bundled
         series (:func:`~synthfin.models.pooling.pooled_training_windows`: each in its own
         scaled units, none after the target's training days) before training on the target;
         early stopping on the target's validation ELBO. 0: no pretraining. Single-asset data
-        only.
+        only. None (default): :data:`AUTO_PRETRAIN_EPOCHS` for a single-asset series with
+        under ten years of training days, else none
+        (:func:`~synthfin.models.pooling.pretraining`).
     carry_state : bool
         Paths longer than a window continue the decoder's state (the GRU's hidden vector or the
         TCN's past days) and the last day across each seam, with a fresh ``z`` and condition
@@ -107,7 +112,7 @@ class CVAEConfig(TorchConfig):
     warmup_epochs: int = 5
     free_bits: float = 0.1
     grad_clip: float = 5.0
-    pretrain_epochs: int = 0
+    pretrain_epochs: int | None = None
     carry_state: bool = True
     vol_inputs: bool = False
     epochs: int = 40
@@ -390,8 +395,10 @@ class ConditionalVAE(TorchGenerator):
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         order = BatchOrder(len(x), config.batch_size, config.seed)
         streams: dict[str, BatchOrder] = {"order": order}
-        if config.pretrain_epochs:
-            pooled = window_tensors(*pooled_training_windows(data), self.device_)
+        pretrain_epochs, pooled_windows = pretraining(data, config.pretrain_epochs,
+                                                      AUTO_PRETRAIN_EPOCHS)
+        if pooled_windows is not None:
+            pooled = window_tensors(*pooled_windows, self.device_)
             streams["pooled"] = BatchOrder(len(pooled[0]), config.batch_size, config.seed + 1)
         loop = TrainingLoop({"cvae": model}, {"cvae": optimizer}, run_dir=run_dir,
                             resume=resume, progress=config.progress, streams=streams)
@@ -429,8 +436,8 @@ class ConditionalVAE(TorchGenerator):
             return -float(elbo.mean())
 
         model.train()
-        if config.pretrain_epochs:
-            loop.run("pretrain", config.pretrain_epochs, stepper(pooled, streams["pooled"]),
+        if pretrain_epochs:
+            loop.run("pretrain", pretrain_epochs, stepper(pooled, streams["pooled"]),
                      PRETRAIN_STEPS_PER_EPOCH, validate=validate, patience=config.patience)
         loop.run("elbo", config.epochs, stepper((x, regime, cond_vol), order), steps_per_epoch,
                  validate=validate, patience=config.patience)

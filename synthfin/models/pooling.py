@@ -4,10 +4,12 @@ A single series has a few thousand overlapping windows, too few for a deep model
 volatility clustering (on a short history it learns almost none). Pooled pretraining shows it the
 training windows of all bundled series, each in units of its own training volatility and
 conditioned on its own regimes and standardized log vol, before it fine-tunes on the target.
+It is the default for a short single-asset history (:func:`pretraining`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +19,12 @@ from synthfin.data.conditions import WindowConditions
 from synthfin.data.universe import bundled_universe
 from synthfin.data.windows import WindowData
 from synthfin.errors import ConfigError, DataError
+
+logger = logging.getLogger("synthfin.models")
+
+# training days (ten years) below which a single-asset window model pretrains by default
+SHORT_HISTORY_DAYS = 2520
+PooledWindows = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def pooled_training_windows(data: WindowData, tickers: Sequence[str] = BUNDLED_TICKERS
@@ -50,3 +58,26 @@ def pooled_training_windows(data: WindowData, tickers: Sequence[str] = BUNDLED_T
         raise DataError(f"no bundled training window starts on or before {last_start.date()}, "
                         "the target's last training window; pretraining has nothing to learn")
     return np.concatenate(windows), np.concatenate(regimes), np.concatenate(log_vol)
+
+
+def pretraining(data: WindowData, setting: int | None, default: int
+                ) -> tuple[int, PooledWindows | None]:
+    """A window model's pretraining epochs and the pooled windows they run on.
+
+    ``setting`` (the model's ``pretrain_epochs``) is used as given. None, the default, means
+    ``default`` epochs for a single-asset series with fewer than :data:`SHORT_HISTORY_DAYS`
+    training days, where a deep model alone learns little volatility clustering, and none for
+    longer or multi-asset data, or when no bundled window predates the target's training end.
+    """
+    if setting is not None:
+        return setting, pooled_training_windows(data) if setting else None
+    if data.n_assets != 1 or len(data.train.returns) >= SHORT_HISTORY_DAYS:
+        return 0, None
+    try:
+        pooled = pooled_training_windows(data)
+    except DataError as error:
+        logger.info("no pooled pretraining: %s", error)
+        return 0, None
+    logger.info("a short history (%d training days): pretraining on the pooled universe",
+                len(data.train.returns))
+    return default, pooled

@@ -36,7 +36,6 @@ from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
 from synthfin.models.base import Limit, register
 from synthfin.models.components import ConditionEmbedding, chain_windows, window_tensors
-from synthfin.models.pooling import pooled_training_windows
 from synthfin.models.training import (
     BatchOrder,
     TorchConfig,
@@ -70,12 +69,7 @@ class TimeGANConfig(TorchConfig):
     ``carry_state``: paths longer than a window continue the recurrent states of generator,
     supervisor and recovery across each seam (False: every window starts from zeros).
     ``collapse_ratio``: warn after training when the samples' mean per-step spread is below this
-    share of the data's. ``pretrain_epochs`` (single-asset data): first run the three phases on
-    the training windows of all bundled series (each in its own training-vol units and
-    conditions, none after the target's training days; see
-    :func:`~synthfin.models.pooling.pooled_training_windows`), the joint phase for
-    ``pretrain_epochs`` epochs, early-stopped on the target's held-out facts; then the three
-    phases on the target, from those weights.
+    share of the data's.
 
     The noise differs from the reference on purpose: ``z_t ~ N(0, I_{z_dim})`` at every step with
     ``z_dim = 8`` by default, where the reference draws ``U(0, 1)`` with ``z_dim`` equal to the
@@ -106,15 +100,13 @@ class TimeGANConfig(TorchConfig):
     stabilizer: str = "none"
     validation_samples: int = 512
     collapse_ratio: float = 0.1
-    pretrain_epochs: int = 0
     # epochs may be 0 in every phase: built, untrained networks (bench_timegan times steps so)
     limits: ClassVar[dict[str, Limit]] = {
         "cell": CELLS, "stabilizer": STABILIZERS, "hidden": ">= 1", "layers": ">= 1",
         "z_dim": ">= 1", "condition_dim": ">= 1", "steps_per_epoch": ">= 1",
         "validation_samples": ">= 1", "autoencoder_epochs": ">= 0",
         "supervisor_epochs": ">= 0", "epochs": ">= 0", "gamma": ">= 0", "eta": ">= 0",
-        "moment_weight": ">= 0", "clustering_weight": ">= 0", "collapse_ratio": ">= 0",
-        "pretrain_epochs": ">= 0"}
+        "moment_weight": ">= 0", "clustering_weight": ">= 0", "collapse_ratio": ">= 0"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,38 +481,19 @@ class TimeGAN(TorchGenerator):
         # training frequencies; the networks work behind the training days' Lambert W transform
         self.conditions_ = WindowConditions(data.train.regimes, data.train.realized_vol)
         self.tails_ = ReturnScaler(gaussianize=True).fit(data.train.returns)
-        stages = [("", self.training_steps(data), cfg.epochs)]
-        if cfg.pretrain_epochs:  # the pooled universe first, then the target
-            stages.insert(0, ("pretrain_", self._pooled_steps(data), cfg.pretrain_epochs))
-        optimizers, streams = {}, {}
-        for prefix, training, _ in stages:
-            optimizers.update({prefix + k: v for k, v in training.optimizers.items()})
-            streams.update({prefix + "order": training.order, prefix + "noise": training.noise})
-        loop = TrainingLoop(self.modules_, optimizers, run_dir=run_dir, resume=resume,
-                            progress=cfg.progress, streams=streams)
-        validate = self._held_out_validator(data)
-        for prefix, training, joint_epochs in stages:
-            loop.run(prefix + "autoencoder", cfg.autoencoder_epochs, training.autoencoder,
-                     cfg.steps_per_epoch)
-            loop.run(prefix + "supervisor", cfg.supervisor_epochs, training.supervisor,
-                     cfg.steps_per_epoch)
-            loop.run(prefix + "joint", joint_epochs, training.joint, cfg.steps_per_epoch,
-                     validate=validate, patience=cfg.patience)
+        training = self.training_steps(data)
+        loop = TrainingLoop(self.modules_, training.optimizers, run_dir=run_dir, resume=resume,
+                            progress=cfg.progress,
+                            streams={"order": training.order, "noise": training.noise})
+        loop.run("autoencoder", cfg.autoencoder_epochs, training.autoencoder,
+                 cfg.steps_per_epoch)
+        loop.run("supervisor", cfg.supervisor_epochs, training.supervisor, cfg.steps_per_epoch)
+        loop.run("joint", cfg.epochs, training.joint, cfg.steps_per_epoch,
+                 validate=self._held_out_validator(data), patience=cfg.patience)
         for module in self.modules_.values():
             module.requires_grad_(True)
         self.history_ = loop.history
         self._check_diversity(data)
-
-    def _pooled_steps(self, data: WindowData) -> TimeGANTraining:
-        """The phases' steps on the pooled universe's training windows (behind the target's
-        Lambert W transform), with their own optimizers and random streams."""
-        windows, regimes, log_vol = pooled_training_windows(data)
-        if not self.config.condition_vol:
-            log_vol = np.zeros(len(windows))
-        x, regime, log_vol = window_tensors(self.tails_.transform(windows), regimes, log_vol,
-                                            self.device_)
-        config = dataclasses.replace(self.config, seed=self.config.seed + 2)
-        return TimeGANTraining(self.modules_, config, self.device_, x, regime, log_vol)
 
     def _held_out_validator(self, data: WindowData) -> Callable[[], float]:
         """Lower is better: L2 gap of :func:`held_out_facts` of a fixed set of samples, drawn

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 
 from synthfin.data.bundled import BUNDLED_TICKERS
-from synthfin.errors import ConfigError
+from synthfin.errors import ConfigError, DataError
 from synthfin.models.cvae import ConditionalVAE
-from synthfin.models.pooling import pooled_training_windows
-from synthfin.models.timegan import TimeGAN
+from synthfin.models.pooling import SHORT_HISTORY_DAYS, pooled_training_windows, pretraining
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +46,33 @@ def test_cvae_pretrains_then_fine_tunes(short_windows):
     assert np.isfinite(model.sample(3, seed=0, length=40)).all()
 
 
-def test_timegan_pretrains_then_fine_tunes(short_windows):
-    settings = dict(hidden=8, z_dim=4, batch_size=32, steps_per_epoch=5, autoencoder_epochs=1,
-                    supervisor_epochs=1, epochs=2, progress=False, device="cpu")
-    model = TimeGAN(**settings, pretrain_epochs=2).fit(short_windows)
-    phases = [row["phase"] for row in model.history_]
-    assert phases == ["pretrain_autoencoder", "pretrain_supervisor", "pretrain_joint",
-                      "pretrain_joint", "autoencoder", "supervisor", "joint", "joint"]
-    assert np.isfinite(model.sample(3, seed=0, length=40)).all()
-    plain = TimeGAN(**settings).fit(short_windows)  # the pooled phases changed the weights
-    assert not np.allclose(model.sample(3, seed=0), plain.sample(3, seed=0))
+def test_a_short_single_asset_history_pretrains_by_default(short_windows, sp500_windows,
+                                                           two_asset_windows):
+    epochs, pooled = pretraining(short_windows, None, 7)
+    assert epochs == 7 and len(pooled[0]) > len(short_windows.train)
+    assert len(sp500_windows.train.returns) >= SHORT_HISTORY_DAYS  # a long history: none
+    assert pretraining(sp500_windows, None, 7) == (0, None)
+    assert pretraining(two_asset_windows, None, 7) == (0, None)
+    assert pretraining(short_windows, 0, 7) == (0, None)  # a setting is kept as it is
+    assert pretraining(sp500_windows, 3, 7)[0] == 3
 
 
-def test_timegan_pretraining_needs_a_single_asset(two_asset_windows):
-    with pytest.raises(ConfigError, match="single-asset"):
-        TimeGAN(hidden=4, z_dim=2, steps_per_epoch=1, autoencoder_epochs=1, supervisor_epochs=1,
-                epochs=1, pretrain_epochs=1, progress=False).fit(two_asset_windows)
+def test_default_pretraining_is_skipped_when_no_pooled_window_is_old_enough():
+    import pandas as pd
+
+    import synthfin as sf
+    dates = pd.bdate_range("1980-01-01", periods=1200)
+    returns = pd.DataFrame({"OLD": np.random.default_rng(0).standard_t(4, 1200) * 0.01},
+                           index=dates)
+    data = sf.make_windows(returns, 16, stride=4)
+    assert pretraining(data, None, 7) == (0, None)
+    with pytest.raises(DataError, match="no bundled training window"):
+        pretraining(data, 2, 7)
+
+
+def test_cvae_pretrains_by_default_on_a_short_history(short_windows, monkeypatch):
+    import synthfin.models.cvae as cvae_module
+    monkeypatch.setattr(cvae_module, "AUTO_PRETRAIN_EPOCHS", 1)
+    model = ConditionalVAE(epochs=1, hidden=8, latent_dim=2, progress=False,
+                           device="cpu").fit(short_windows)
+    assert [row["phase"] for row in model.history_] == ["pretrain", "elbo"]
