@@ -28,7 +28,7 @@ PooledWindows = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def pooled_training_windows(data: WindowData, tickers: Sequence[str] = BUNDLED_TICKERS
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            ) -> PooledWindows:
     """Windows (n, window_len, 1), regime codes (n,) and standardized log realized vols (n,) of
     the bundled series' training splits, cut like ``data`` (window length, stride, vol lookback,
     regime quantiles).
