@@ -2,12 +2,13 @@
 
     python pipelines/benchmark_panel.py [--pipeline pipelines/quickstart.yaml]
         [--series SP500,JPM] [--models ar,garch,gjr] [--n 1000] [--jobs 2] [--threads 1]
-        [--window 256] [--last-days 2500] [--quick] [--out runs/panel]
+        [--window 256] [--stride 4] [--last-days 2500] [--quick] [--out runs/panel]
 
 The models and data settings come from ``--pipeline`` (by default the quickstart: window 64,
 short training); ``--quick`` uses ``pipelines/tiny.yaml`` on two series (seconds, for
-tests); ``--window`` changes the window length and ``--last-days`` keeps only each series' last
-days (short histories).
+tests); ``--window`` and ``--stride`` change the window length and the days between window
+starts (at window 256, stride 4 keeps a window model's epochs as long as at 64 and 1), and
+``--last-days`` keeps only each series' last days (short histories).
 For each series, every model is fitted on that series' training split and sampled, and the
 evaluator scores the samples against both references (in-sample: training windows;
 out-of-sample: validation + test windows). Printed per model, across series: the median and
@@ -58,15 +59,17 @@ class OneStepDensity(Protocol):
 
 
 def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: int,
-               out: Path, window: int | None = None, last_days: int | None = None
+               out: Path, window: int | None = None, stride: int | None = None,
+               last_days: int | None = None
                ) -> dict[str, Any]:
     """Fit, sample and score every model on one series; per model: the gaps over the floor of
     both references, memorization, and the likelihood gain over GJR-GARCH-t. The result is saved
     as ``out/series/TICKER.json`` and reused by a rerun with the same settings."""
     saved = out / "series" / f"{ticker}.json"
     config = load_pipeline_config(pipeline)
-    if window is not None:
-        config.data = config.data.model_copy(update={"window_len": window})
+    for key, value in (("window_len", window), ("stride", stride)):
+        if value is not None:
+            config.data = config.data.model_copy(update={key: value})
     run_settings = finite_json({"config": config.model_dump(mode="json"), "models": models,
                                 "n": n, "last_days": last_days})
     if saved.is_file():
@@ -180,6 +183,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="pipelines/tiny.yaml on SP500 and JPM with 200 samples")
     parser.add_argument("--window", type=int, help="window length (default: the pipeline's)")
+    parser.add_argument("--stride", type=int, help="days between windows (default: the pipeline's)")
     parser.add_argument("--last-days", type=int,
                         help="keep only each series' last days (a short history)")
     parser.add_argument("--out", default="runs/panel")
@@ -198,11 +202,13 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(partial(run_series, pipeline=args.pipeline, models=models,
                                         n=args.n, threads=args.threads, out=out,
-                                        window=args.window, last_days=args.last_days), series))
+                                        window=args.window, stride=args.stride,
+                                        last_days=args.last_days), series))
     minutes = (time.perf_counter() - start) / 60
     tables = panel_tables(results, models)
     header = (f"panel of {len(series)} series ({', '.join(series)}), {args.pipeline}, window "
               f"{args.window or config.data.window_len}, "
+              f"stride {args.stride or config.data.stride}, "
               + (f"last {args.last_days} days, " if args.last_days else "")
               + f"{args.n} samples per model, {args.jobs} jobs x "
               f"{args.threads} threads, {minutes:.1f} min")
