@@ -3,7 +3,7 @@ generator, in that order.
 
 ``p(x | c) = ∫ p_θ(x | z, c) p(z) dz`` with one latent ``z ~ N(0, I)`` per window and the
 condition ``c`` (:class:`ConditionEmbedding`). The decoder is autoregressive inside the window,
-``p_θ(x | z, c) = Π_t p_θ(x_t | x_<t, z, c)``, Gaussian (default: better tails) or Student-t, so
+``p_θ(x | z, c) = Π_t p_θ(x_t | x_<t, z, c)``, Student-t (default) or Gaussian, so
 clustering and leverage inside a window come from the decoder and its vol level from ``z`` and
 ``c``; with ``vol_inputs`` the decoder also reads slow volatility inputs (mean squares of the past
 days over 5, 21 and 63 days). Longer paths chain windows (:func:`chain_windows`).
@@ -74,6 +74,11 @@ class CVAEConfig(TorchConfig):
         Width of the regime label embedding.
     likelihood : "studentt" or "gaussian"
         Per-step density of the decoder; Student-t learns one degrees-of-freedom value per asset.
+        Student-t by default: against the Gaussian decoder (quickstart settings, window 64)
+        the out-of-sample kurtosis gap (noise floors) on S&P 500 / XOM / JPM / KO was
+        0.72 / 1.53 / 0.44 / 1.10 against 1.15 / 2.95 / 1.00 / 2.33, and the |r| correlation
+        across a seam of a 10-year path 0.97 / 0.95 / 0.97 / 0.95 of the within-window value
+        against 0.86 / 0.80 / 0.87 / 0.90.
     beta : float
         Weight of the KL term at the end of the warm-up (1 is the ELBO).
     warmup_epochs : int
@@ -107,7 +112,7 @@ class CVAEConfig(TorchConfig):
     hidden: int = 32
     latent_dim: int = 8
     regime_embedding: int = 4
-    likelihood: str = "gaussian"
+    likelihood: str = "studentt"
     beta: float = 1.0
     warmup_epochs: int = 5
     free_bits: float = 0.1
