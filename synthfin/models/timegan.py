@@ -62,8 +62,10 @@ class TimeGANConfig(TorchConfig):
     epoch (a joint step is two generator/embedder updates and one discriminator update, as one
     iteration of the reference). ``eta`` weighs ``sqrt(L_S)`` and ``moment_weight`` weighs
     ``L_V`` in the generator loss (both 100 in the reference); ``clustering_weight`` weighs
-    ``L_C``, the gap of the ACF of |x| (:func:`clustering_loss`; not in the reference: without
-    it the ACF of |r| stays flat at about 0.13 on S&P 500, measured); ``gamma`` weighs the losses on
+    ``L_C``, the gaps of the ACF of |x| and of the leverage curve (:func:`clustering_loss`; not in
+    the reference: without it the ACF of |r| stays flat at about 0.13 on S&P 500, and without
+    its leverage term the leverage gap on S&P 500 / JPM was 0.89 / 1.38 noise floors in-sample
+    against 0.46 / 0.41 with it, measured); ``gamma`` weighs the losses on
     the unsupervised latent ``g(z)``. ``condition_vol`` adds the standardized log realized vol to
     the regime condition. ``stabilizer="spectral_norm"`` normalizes the discriminator's weights.
     ``carry_state``: paths longer than a window continue the recurrent states of generator,
@@ -226,15 +228,29 @@ def abs_acf(x: torch.Tensor, max_lag: int) -> torch.Tensor:
     return batch_acf(x.float().abs(), max_lag)
 
 
+def batch_leverage(x: torch.Tensor, max_lag: int) -> torch.Tensor:
+    """Leverage curve of a batch of windows (B, T, A): ``corr(x_t, |x_{t+k}|)`` at lags
+    1..max_lag, pooled over windows and days after standardizing ``x`` and ``|x|`` per asset:
+    (max_lag, A)."""
+    x = x.float()
+    a = x.abs()
+    x = (x - x.mean(dim=(0, 1))) / (x.std(dim=(0, 1)) + 1e-6)
+    a = (a - a.mean(dim=(0, 1))) / (a.std(dim=(0, 1)) + 1e-6)
+    return torch.stack([(x[:, :-lag] * a[:, lag:]).mean(dim=(0, 1))
+                        for lag in range(1, max_lag + 1)])                  # (K, A)
+
+
 def clustering_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Mean absolute gap of the batch ACF of ``|x|`` (:func:`abs_acf`) and of ``x``
-    (:func:`batch_acf`) at lags 1 to :func:`~synthfin.stats.catalogue.clustering_max_lag`
-    between generated and real windows: volatility clustering, which the adversarial and moment
-    losses leave flat (about 0.13 at every lag, measured), without the linear autocorrelation
-    that matching ``|x|`` alone brings in."""
+    """Mean absolute gap of the batch ACF of ``|x|`` (:func:`abs_acf`), of ``x``
+    (:func:`batch_acf`) and of the leverage curve (:func:`batch_leverage`) at lags 1 to
+    :func:`~synthfin.stats.catalogue.clustering_max_lag` between generated and real windows:
+    volatility clustering, which the adversarial and moment losses leave flat (about 0.13 at
+    every lag, measured), without the linear autocorrelation that matching ``|x|`` alone brings
+    in, and the leverage effect (falls raise later volatility)."""
     max_lag = min(clustering_max_lag(real.shape[1]), real.shape[1] - 1)
     return ((abs_acf(fake, max_lag) - abs_acf(real, max_lag)).abs().mean()
-            + (batch_acf(fake, max_lag) - batch_acf(real, max_lag)).abs().mean())
+            + (batch_acf(fake, max_lag) - batch_acf(real, max_lag)).abs().mean()
+            + (batch_leverage(fake, max_lag) - batch_leverage(real, max_lag)).abs().mean())
 
 
 def gated_step(optimizer: torch.optim.Optimizer, gate: torch.Tensor) -> None:

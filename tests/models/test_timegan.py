@@ -167,6 +167,28 @@ def test_abs_acf_of_a_two_level_scale_mixture_equals_its_closed_form():
     assert float(iid.abs().max()) < 5 / np.sqrt(4000 * 27)
 
 
+def test_batch_leverage_sees_a_scale_set_by_the_previous_sign_and_only_at_lag_one():
+    """``x_t = (1 + 0.8 [x_{t-1} < 0]) e_t`` with iid N(0, 1) ``e``: ``corr(x_t, |x_{t+1}|)``
+    is negative, ``corr(x_t, |x_{t+k}|)`` for k >= 2 is 0 (the sign of ``x_{t+1}`` is that of
+    ``e_{t+1}``, independent of ``x_t``), iid noise gives 0 at every lag, and flipping the sign
+    of the returns flips the curve; tolerance 5 / sqrt(pairs)."""
+    from synthfin.models.timegan import batch_leverage
+
+    generator = torch.Generator().manual_seed(2)
+    e = torch.randn(4000, 32, 1, generator=generator)
+    x = e.clone()
+    for t in range(1, 32):
+        x[:, t] = (1.0 + 0.8 * (x[:, t - 1] < 0)) * e[:, t]
+    tolerance = 5 / np.sqrt(4000 * 27)
+    curve = batch_leverage(x, 5)[:, 0].numpy()
+    assert curve.shape == (5,)
+    assert curve[0] < -0.1
+    assert np.abs(curve[1:]).max() < tolerance
+    np.testing.assert_allclose(batch_leverage(-x, 5)[:, 0].numpy(), -curve, atol=1e-6)
+    iid = batch_leverage(torch.randn(4000, 32, 1, generator=generator), 5)
+    assert float(iid.abs().max()) < tolerance
+
+
 def test_clustering_loss_is_zero_on_equal_batches_and_has_a_gradient():
     from synthfin.models.timegan import clustering_loss
 
