@@ -214,13 +214,22 @@ def moment_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
             + marginal_gap)
 
 
+def _standardized(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, T, A) standardized per asset over windows and days."""
+    return (x - x.mean(dim=(0, 1))) / (x.std(dim=(0, 1)) + 1e-6)
+
+
+def _lagged_products(a: torch.Tensor, b: torch.Tensor, max_lag: int) -> torch.Tensor:
+    """Mean of ``a_t b_{t+k}`` over windows and days, k = 1..max_lag: (max_lag, A)."""
+    return torch.stack([(a[:, :-lag] * b[:, lag:]).mean(dim=(0, 1))
+                        for lag in range(1, max_lag + 1)])
+
+
 def batch_acf(x: torch.Tensor, max_lag: int) -> torch.Tensor:
     """Autocorrelation at lags 1..max_lag of a batch of windows (B, T, A), pooled over windows
     and days after standardizing per asset: (max_lag, A)."""
-    x = x.float()
-    x = (x - x.mean(dim=(0, 1))) / (x.std(dim=(0, 1)) + 1e-6)             # (B, T, A)
-    return torch.stack([(x[:, :-lag] * x[:, lag:]).mean(dim=(0, 1))
-                        for lag in range(1, max_lag + 1)])                  # (K, A)
+    x = _standardized(x.float())
+    return _lagged_products(x, x, max_lag)
 
 
 def abs_acf(x: torch.Tensor, max_lag: int) -> torch.Tensor:
@@ -233,11 +242,7 @@ def batch_leverage(x: torch.Tensor, max_lag: int) -> torch.Tensor:
     1..max_lag, pooled over windows and days after standardizing ``x`` and ``|x|`` per asset:
     (max_lag, A)."""
     x = x.float()
-    a = x.abs()
-    x = (x - x.mean(dim=(0, 1))) / (x.std(dim=(0, 1)) + 1e-6)
-    a = (a - a.mean(dim=(0, 1))) / (a.std(dim=(0, 1)) + 1e-6)
-    return torch.stack([(x[:, :-lag] * a[:, lag:]).mean(dim=(0, 1))
-                        for lag in range(1, max_lag + 1)])                  # (K, A)
+    return _lagged_products(_standardized(x), _standardized(x.abs()), max_lag)
 
 
 def clustering_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
