@@ -75,7 +75,8 @@ class CVAEConfig(TorchConfig):
     likelihood : "studentt" or "gaussian"
         Per-step density of the decoder; Student-t learns one degrees-of-freedom value per asset.
         Student-t by default: against the Gaussian decoder (quickstart settings, window 64)
-        the out-of-sample kurtosis gap (noise floors) on S&P 500 / XOM / JPM / KO was
+        its validation ELBO per day was higher on S&P 500 / XOM / JPM / KO (+0.038 / +0.021 /
+        +0.034 / +0.053 nats), the out-of-sample kurtosis gap (noise floors) was
         0.72 / 1.53 / 0.44 / 1.10 against 1.15 / 2.95 / 1.00 / 2.33, and the |r| correlation
         across a seam of a 10-year path 0.97 / 0.95 / 0.97 / 0.95 of the within-window value
         against 0.86 / 0.80 / 0.87 / 0.90.
