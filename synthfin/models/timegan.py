@@ -51,6 +51,7 @@ logger = logging.getLogger("synthfin.models")
 STABILIZERS = ("none", "spectral_norm")
 TAIL_KEYS = ("mean", "std", "delta", "u_mean", "u_std")  # the Lambert W transform's state
 CELLS = ("gru", "lstm")
+VOL_STARTS = ("stationary", "condition")
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU h, or LSTM (h, c)
 
 
@@ -98,6 +99,9 @@ class TimeGANConfig(TorchConfig):
     moment_weight: float = 100.0
     clustering_weight: float = 100.0
     carry_state: bool = True
+    vol_state: bool = False
+    vol_factors: int = 3
+    vol_start: str = "stationary"
     d_threshold: float = 0.15
     stabilizer: str = "none"
     validation_samples: int = 512
@@ -105,10 +109,17 @@ class TimeGANConfig(TorchConfig):
     # epochs may be 0 in every phase: built, untrained networks (bench_timegan times steps so)
     limits: ClassVar[dict[str, Limit]] = {
         "cell": CELLS, "stabilizer": STABILIZERS, "hidden": ">= 1", "layers": ">= 1",
-        "z_dim": ">= 1", "condition_dim": ">= 1", "steps_per_epoch": ">= 1",
+        "z_dim": ">= 1", "vol_factors": ">= 1", "vol_start": VOL_STARTS,
+        "condition_dim": ">= 1", "steps_per_epoch": ">= 1",
         "validation_samples": ">= 1", "autoencoder_epochs": ">= 0",
         "supervisor_epochs": ">= 0", "epochs": ">= 0", "gamma": ">= 0", "eta": ">= 0",
         "moment_weight": ">= 0", "clustering_weight": ">= 0", "collapse_ratio": ">= 0"}
+
+    @property
+    def noise_dim(self) -> int:
+        """Width of the generator's noise per day: ``z_dim``, plus ``vol_factors`` with
+        ``vol_state``."""
+        return self.z_dim + (self.vol_factors if self.vol_state else 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,6 +176,87 @@ class ConditionedNet(nn.Module):
         condition = self.condition(regime, log_vol)                    # (B, C)
         condition = condition[:, None, :].expand(-1, x.shape[1], -1)  # (B, T, C)
         return self.net.run(torch.cat([x, condition.to(x.dtype)], dim=-1), state)
+
+
+class VolStateGenerator(nn.Module):
+    r"""The generator with a stochastic-volatility state in its noise (``vol_state=True``).
+
+    ``K`` slow factors follow stationary AR(1) recursions driven by extra noise ``eps``,
+
+    .. math:: a_{k,t} = \phi_k a_{k,t-1} + \sqrt{1-\phi_k^2}\,\eta_{k,t}, \qquad
+        \eta_{k,t} = \rho_k (-z_{t-1,0}) + \sqrt{1-\rho_k^2}\,\epsilon_{k,t},
+
+    with ``phi_k = sigmoid(.)`` (initialized at time scales ``1 / (1 - phi)`` from 3 to 200
+    days) and ``rho_k = tanh(.)`` (leverage: a fall of the previous day's first noise raises
+    the factors), so ``a_{k,t}`` is N(0, 1) at every day. The log-scale ``l_t = sum_k w_k
+    a_{k,t}`` multiplies the return noise: the recurrent net reads ``[z_t exp(l_t), l_t,
+    condition]``. The first day of a window with no state starts the factors from their
+    stationary law (``start="stationary"``: ``a_{k,1} = eta_{k,1}`` with ``rho`` off) or from
+    the condition's standardized log vol ``v`` (``start="condition"``: ``a_{k,1} = u_k v +
+    sqrt(1 - u_k^2) eps_{k,1}``, ``u_k = tanh(.)``; the net then reads a zero vol condition,
+    so a carried state is the only vol memory of a chained path). The state after the last day
+    (recurrent state, factors, last ``z_{t,0}``) continues the recursion exactly in the next
+    window.
+    """
+
+    def __init__(self, z_dim: int, hidden: int, output_dim: int, layers: int, cell: str,
+                 n_regimes: int, condition_dim: int, factors: int, start: str) -> None:
+        super().__init__()
+        self.z_dim, self.start = z_dim, start
+        self.condition = ConditionEmbedding(n_regimes, condition_dim)
+        self.net = RecurrentNet(z_dim + 1 + self.condition.size, hidden, output_dim, layers,
+                                cell, True)
+        phi = 1 - 1 / torch.as_tensor(np.geomspace(10 / 3, 200, factors), dtype=torch.float32)
+        self.phi_logit = nn.Parameter(torch.logit(phi))
+        self.weight = nn.Parameter(torch.full((factors,), 0.3))
+        self.rho_raw = nn.Parameter(torch.zeros(factors))
+        self.start_raw = nn.Parameter(torch.full((factors,), 0.5))
+
+    @property
+    def phi(self) -> torch.Tensor:
+        """The factors' daily persistence, in (0, 1)."""
+        return torch.sigmoid(self.phi_logit)
+
+    def forward(self, noise: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor
+                ) -> torch.Tensor:
+        return self.run(noise, regime, log_vol)[0]
+
+    def factors(self, eps: torch.Tensor, z0: torch.Tensor, log_vol: torch.Tensor,
+                state: tuple[torch.Tensor, torch.Tensor] | None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Factor paths (B, T, K) from noises ``eps`` (B, T, K) and ``z0`` (B, T) and the
+        state ``(a, z0)`` after the previous day (None: a window's start), and the end state."""
+        phi, rho = self.phi, torch.tanh(self.rho_raw)
+        scale, keep = torch.sqrt(1 - phi**2), torch.sqrt(1 - rho**2)
+        previous_z0 = torch.cat([(torch.zeros_like(z0[:, :1]) if state is None
+                                  else state[1][:, None]), z0[:, :-1]], 1)   # (B, T)
+        eta = rho * -previous_z0[..., None] + keep * eps                     # (B, T, K)
+        if state is None:
+            u = torch.tanh(self.start_raw)
+            a = (u * log_vol[:, None] + torch.sqrt(1 - u**2) * eps[:, 0]
+                 if self.start == "condition" else eps[:, 0])                # (B, K)
+        else:
+            a = phi * state[0] + scale * eta[:, 0]
+        path = [a]
+        for t in range(1, eps.shape[1]):
+            a = phi * a + scale * eta[:, t]
+            path.append(a)
+        return torch.stack(path, 1), (a, z0[:, -1])
+
+    def run(self, noise: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor,
+            state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """The latent (B, T, output_dim) from ``noise`` (B, T, z_dim + K) and the state after
+        the previous window (None: a window's start), and the state after the last day."""
+        z, eps = noise[..., :self.z_dim], noise[..., self.z_dim:]
+        a, factor_state = self.factors(eps.float(), z[..., 0].float(), log_vol,
+                                       None if state is None else state[1])
+        level = (a * self.weight).sum(-1, keepdim=True)                      # (B, T, 1)
+        if self.start == "condition":
+            log_vol = torch.zeros_like(log_vol)
+        condition = self.condition(regime, log_vol)[:, None, :].expand(-1, z.shape[1], -1)
+        inputs = torch.cat([z * torch.exp(level), level, condition], -1).to(noise.dtype)
+        out, rnn_state = self.net.run(inputs, None if state is None else state[0])
+        return out, (rnn_state, factor_state)
 
 
 def spectral_normalize(module: nn.Module) -> nn.Module:
@@ -309,7 +401,7 @@ class TimeGANTraining:
         self.x, self.regime, self.log_vol = x, regime, log_vol
         self.order = BatchOrder(len(x), config.batch_size, config.seed)
         self.noise = torch.Generator(device).manual_seed(config.seed + 1)
-        self.z_shape = (min(config.batch_size, len(x)), x.shape[1], config.z_dim)
+        self.z_shape = (min(config.batch_size, len(x)), x.shape[1], config.noise_dim)
         self.optimizers = {"autoencoder": self._adam("embedder", "recovery"),
                            "supervisor": self._adam("supervisor"),
                            "generator": self._adam("generator", "supervisor"),
@@ -469,8 +561,11 @@ class TimeGAN(TorchGenerator):
         return {
             "embedder": RecurrentNet(assets, hidden, hidden, layers, cell, True),
             "recovery": RecurrentNet(hidden, hidden, assets, layers, cell, False),
-            "generator": ConditionedNet(cfg.z_dim, hidden, hidden, layers, cell, True, regimes,
-                                        cfg.condition_dim),
+            "generator": (VolStateGenerator(cfg.z_dim, hidden, hidden, layers, cell, regimes,
+                                            cfg.condition_dim, cfg.vol_factors, cfg.vol_start)
+                          if cfg.vol_state else
+                          ConditionedNet(cfg.z_dim, hidden, hidden, layers, cell, True, regimes,
+                                         cfg.condition_dim)),
             "supervisor": RecurrentNet(hidden, hidden, hidden, max(1, layers - 1), cell, True),
             "discriminator": discriminator,
         }
@@ -556,7 +651,7 @@ class TimeGAN(TorchGenerator):
         m, device = self.modules_, self.device_
         for module in m.values():
             module.eval()
-        shape = (self._spec().window_len, self.config.z_dim)
+        shape = (self._spec().window_len, self.config.noise_dim)
         out, end = [], []
         for k, lo in enumerate(range(0, len(regimes), chunk)):
             regime = torch.as_tensor(regimes[lo:lo + chunk], dtype=torch.long, device=device)
