@@ -244,6 +244,18 @@ def test_vol_state_factors_are_stationary_with_unit_variance_and_ar1_persistence
     assert ((net.phi > 0) & (net.phi < 1)).all()
 
 
+def test_vol_state_condition_start_sets_the_first_day_from_the_vol_condition():
+    """``a_1 = u v + sqrt(1 - u^2) eps``: mean u v and variance 1 - u^2 over 20000 draws
+    (sd of the mean < 0.01, of the variance < 0.01; 5 sd)."""
+    net = _vol_state_generator("condition")
+    u = torch.tanh(net.start_raw).detach()
+    eps = torch.randn(20000, 2, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, _ = net.factors(eps, torch.zeros(20000, 2), torch.full((20000,), 1.5), None)
+    np.testing.assert_allclose(a[:, 0].mean(0).numpy(), 1.5 * u.numpy(), atol=0.05)
+    np.testing.assert_allclose(a[:, 0].var(0).numpy(), (1 - u**2).numpy(), atol=0.05)
+
+
 @pytest.mark.parametrize("start", ["stationary", "condition"])
 def test_vol_state_continues_exactly_across_a_seam(start):
     """Two 20-day windows chained through the end state give the same latent as one 40-day
