@@ -86,7 +86,8 @@ class TimeGANConfig(TorchConfig):
     0.08, 0.32 -> 0.03, 0.22 -> 0.08. Window-64 gaps (noise floors, mean of the four, in /
     out of sample): ACF of |r| 0.29 / 0.76 -> 0.27 / 0.77, ACF of r^2 0.67 / 0.95 -> 0.57 /
     0.90, leverage 0.52 / 0.87 -> 0.60 / 0.93 (worse on all four), kurtosis about equal.
-    ``"stationary"`` kept the flat long-range ACF (S&P 500 beta gap 0.36, JPM 0.19).
+    ``"stationary"`` kept the flat long-range ACF (S&P 500 beta gap 0.36, JPM 0.19). At window
+    256 (S&P 500) and on short histories: see the README.
 
     The noise differs from the reference on purpose: ``z_t ~ N(0, I_{z_dim})`` at every step with
     ``z_dim = 8`` by default, where the reference draws ``U(0, 1)`` with ``z_dim`` equal to the
