@@ -10,7 +10,7 @@ from synthfin.errors import ConfigError, ModelError
 from synthfin.evaluation.scores import score_samples
 from synthfin.models import Generator, available_generators
 from synthfin.models.baselines import GaussianGenerator
-from synthfin.models.timegan import TimeGAN, gated_step
+from synthfin.models.timegan import TimeGAN, VolStateGenerator, gated_step
 
 TINY = dict(hidden=8, z_dim=4, batch_size=32, steps_per_epoch=10, autoencoder_epochs=2,
             supervisor_epochs=2, epochs=2, validation_samples=64, patience=100,
@@ -217,3 +217,69 @@ def test_carrying_the_recurrent_states_raises_the_correlation_across_the_seam(sp
     finally:
         sp500_model.config.carry_state = True
     assert difference.mean() > 4 * difference.std(ddof=1) / np.sqrt(len(difference))
+
+
+def _vol_state_generator(start: str = "stationary") -> VolStateGenerator:
+    torch.manual_seed(0)
+    net = VolStateGenerator(z_dim=3, hidden=8, output_dim=8, layers=1, cell="gru",
+                            n_regimes=3, condition_dim=2, factors=3, start=start)
+    with torch.no_grad():
+        net.rho_raw.fill_(0.6)  # leverage on, so the carried z_{t,0} matters too
+    return net
+
+
+def test_vol_state_factors_are_stationary_with_unit_variance_and_ar1_persistence():
+    """20000 paths of 300 days from the stationary start: the variance of every factor on
+    days 1, 100 and 300 is 1 (sd of a sample variance sqrt(2/n) = 0.01; 5 sd), and the lag-1
+    autocorrelation on day 300 is phi (sd about (1 - phi^2)/sqrt(n) < 0.007; 0.03)."""
+    net = _vol_state_generator()
+    g = torch.Generator().manual_seed(0)
+    eps, z0 = torch.randn(20000, 300, 3, generator=g), torch.randn(20000, 300, generator=g)
+    with torch.no_grad():
+        a, _ = net.factors(eps, z0, torch.zeros(20000), None)
+    for day in (0, 99, 299):
+        np.testing.assert_allclose(a[:, day].var(0).numpy(), 1.0, atol=0.05)
+    lag1 = (a[:, 298] * a[:, 299]).mean(0) / a[:, 299].var(0)
+    np.testing.assert_allclose(lag1.numpy(), net.phi.detach().numpy(), atol=0.03)
+    assert ((net.phi > 0) & (net.phi < 1)).all()
+
+
+def test_vol_state_condition_start_sets_the_first_day_from_the_vol_condition():
+    """``a_1 = u v + sqrt(1 - u^2) eps``: mean u v and variance 1 - u^2 over 20000 draws
+    (sd of the mean < 0.01, of the variance < 0.01; 5 sd)."""
+    net = _vol_state_generator("condition")
+    u = torch.tanh(net.start_raw).detach()
+    eps = torch.randn(20000, 2, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, _ = net.factors(eps, torch.zeros(20000, 2), torch.full((20000,), 1.5), None)
+    np.testing.assert_allclose(a[:, 0].mean(0).numpy(), 1.5 * u.numpy(), atol=0.05)
+    np.testing.assert_allclose(a[:, 0].var(0).numpy(), (1 - u**2).numpy(), atol=0.05)
+
+
+@pytest.mark.parametrize("start", ["stationary", "condition"])
+def test_vol_state_continues_exactly_across_a_seam(start):
+    """Two 20-day windows chained through the end state give the same latent as one 40-day
+    run on the same noise: one continuous volatility recursion and recurrent state."""
+    net = _vol_state_generator(start)
+    noise = torch.randn(5, 40, 6, generator=torch.Generator().manual_seed(1))
+    regime, log_vol = torch.tensor([0, 1, 2, 1, 0]), torch.linspace(-1, 1, 5)
+    with torch.no_grad():
+        whole, _ = net.run(noise, regime, log_vol)
+        first, state = net.run(noise[:, :20], regime, log_vol)
+        second, _ = net.run(noise[:, 20:], regime, log_vol, state)
+        restarted, _ = net.run(noise[:, 20:], regime, log_vol)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    assert not torch.allclose(restarted, whole[:, 20:])
+
+
+def test_vol_state_trains_keeps_phi_in_the_unit_interval_and_round_trips(tiny_windows,
+                                                                            tmp_path):
+    model = TimeGAN(**{**TINY, "vol_state": True}).fit(tiny_windows)
+    generator = model.modules_["generator"]
+    assert isinstance(generator, VolStateGenerator) and model.config.noise_dim == 4 + 3
+    assert ((generator.phi > 0) & (generator.phi < 1)).all()
+    loaded = Generator.load(model.save(tmp_path / "vs"))
+    np.testing.assert_array_equal(loaded.sample(6, seed=2, length=40),
+                                  model.sample(6, seed=2, length=40))
+    with pytest.raises(ConfigError, match="vol_start"):
+        TimeGAN(**{**TINY, "vol_start": "random"})
