@@ -283,3 +283,5 @@ def test_vol_state_trains_keeps_phi_in_the_unit_interval_and_round_trips(tiny_wi
                                   model.sample(6, seed=2, length=40))
     with pytest.raises(ConfigError, match="vol_start"):
         TimeGAN(**{**TINY, "vol_start": "random"})
+    with pytest.raises(ConfigError, match="condition_vol=True"):
+        TimeGAN(**{**TINY, "vol_state": True, "condition_vol": False})
