@@ -239,10 +239,9 @@ class VolStateGenerator(nn.Module):
                  n_regimes: int, condition_dim: int, factors: int, start: str) -> None:
         super().__init__()
         self.z_dim, self.start = z_dim, start
-        self.condition = (ConditionEmbedding(n_regimes, condition_dim) if start == "stationary"
-                          else None)
-        width = z_dim + 1 + (0 if self.condition is None else self.condition.size)
-        self.net = RecurrentNet(width, hidden, output_dim, layers, cell, True)
+        self.net = (ConditionedNet(z_dim + 1, hidden, output_dim, layers, cell, True, n_regimes,
+                                   condition_dim) if start == "stationary" else
+                    RecurrentNet(z_dim + 1, hidden, output_dim, layers, cell, True))
         phi = 1 - 1 / torch.as_tensor(np.geomspace(10 / 3, 200, factors), dtype=torch.float32)
         self.phi_logit = nn.Parameter(torch.logit(phi))
         self.weight = nn.Parameter(torch.full((factors,), 0.3))
@@ -291,11 +290,10 @@ class VolStateGenerator(nn.Module):
         a, factor_state = self.factors(eps.float(), z[..., 0].float(), log_vol.float(),
                                        None if state is None else state[1])
         level = (a * self.weight).sum(-1, keepdim=True)                      # (B, T, 1)
-        inputs = [z * torch.exp(level), level]
-        if self.condition is not None:
-            inputs.append(self.condition(regime, log_vol)[:, None, :].expand(-1, z.shape[1], -1))
-        out, rnn_state = self.net.run(torch.cat(inputs, -1).to(noise.dtype),
-                                      None if state is None else state[0])
+        x = torch.cat([z * torch.exp(level), level], -1).to(noise.dtype)
+        rnn_state = None if state is None else state[0]
+        out, rnn_state = (self.net.run(x, regime, log_vol, rnn_state)
+                          if isinstance(self.net, ConditionedNet) else self.net.run(x, rnn_state))
         return out, (rnn_state, factor_state)
 
 
