@@ -5,12 +5,13 @@ import pytest
 import torch
 
 import synthfin.models.timegan  # noqa: F401  (registers "timegan")
+from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData, make_windows
 from synthfin.errors import ConfigError, ModelError
 from synthfin.evaluation.scores import score_samples
 from synthfin.models import Generator, available_generators
 from synthfin.models.baselines import GaussianGenerator
-from synthfin.models.timegan import TimeGAN, VolStateGenerator, gated_step
+from synthfin.models.timegan import TimeGAN, VolScale, VolStateGenerator, gated_step, lambertw
 
 TINY = dict(hidden=8, z_dim=4, batch_size=32, steps_per_epoch=10, autoencoder_epochs=2,
             supervisor_epochs=2, epochs=2, validation_samples=64, patience=100,
@@ -268,7 +269,10 @@ def test_vol_state_continues_exactly_across_a_seam(start):
         first, state = net.run(noise[:, :20], regime, log_vol)
         second, _ = net.run(noise[:, 20:], regime, log_vol, state)
         restarted, _ = net.run(noise[:, 20:], regime, log_vol)
+        level = net.log_scale(noise, log_vol)[0]
+        level_second = net.log_scale(noise[:, 20:], log_vol, state)[0]
     torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    torch.testing.assert_close(level_second, level[:, 20:])
     assert not torch.allclose(restarted, whole[:, 20:])
 
 
@@ -285,3 +289,40 @@ def test_vol_state_trains_keeps_phi_in_the_unit_interval_and_round_trips(tiny_wi
         TimeGAN(**{**TINY, "vol_start": "random"})
     with pytest.raises(ConfigError, match="condition_vol=True"):
         TimeGAN(**{**TINY, "vol_state": True, "condition_vol": False})
+
+
+def test_lambertw_matches_scipy_from_zero_to_the_far_tail():
+    from scipy.special import lambertw as scipy_lambertw
+
+    x = torch.tensor([0.0, 1e-8, 0.01, 0.5, 1.0, 7.0, 50.0, 1e3], dtype=torch.float64)
+    np.testing.assert_allclose(lambertw(x).numpy(), scipy_lambertw(x.numpy()).real,
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_vol_scale_is_the_same_map_in_network_and_return_space():
+    """``network(y, l)`` is ``transform(returns(y, l))``: the losses see exactly the gaussianized
+    version of the samples the model returns; a zero level leaves ``y`` as it is."""
+    rng = np.random.default_rng(0)
+    tails = ReturnScaler(gaussianize=True).fit(0.01 * rng.standard_t(3, size=(5000, 2)))
+    assert (tails.delta_ > 0.05).all()  # heavy tails, so the transform is far from linear
+    scale = VolScale(tails, 0.7, torch.device("cpu"))
+    y = rng.standard_normal((4, 30, 2)) * 1.5
+    level = rng.standard_normal((4, 30, 1))
+    network = scale.network(torch.as_tensor(y, dtype=torch.float32),
+                            torch.as_tensor(level, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(network, tails.transform(scale.returns(y, level)), atol=2e-5)
+    np.testing.assert_allclose(scale.network(torch.as_tensor(y, dtype=torch.float32),
+                                             torch.zeros(4, 30, 1)).numpy(), y, atol=2e-5)
+    np.testing.assert_allclose(scale.returns(y, np.zeros((4, 30, 1))), tails.inverse(y))
+
+
+def test_vol_scale_trains_round_trips_and_needs_vol_state(tiny_windows, tmp_path):
+    model = TimeGAN(**{**TINY, "vol_state": True, "vol_scale": 0.5}).fit(tiny_windows)
+    samples = model.sample(6, seed=2, length=40)
+    assert np.isfinite(samples).all()
+    loaded = Generator.load(model.save(tmp_path / "vscale"))
+    np.testing.assert_array_equal(loaded.sample(6, seed=2, length=40), samples)
+    with pytest.raises(ConfigError, match="vol_state=True"):
+        TimeGAN(**{**TINY, "vol_scale": 0.5})
+    with pytest.raises(ConfigError, match="vol_scale"):
+        TimeGAN(**{**TINY, "vol_state": True, "vol_scale": -1.0})
