@@ -24,8 +24,7 @@ import torch
 
 from synthfin.config import load_pipeline_config
 from synthfin.evaluation import evaluate_windows
-from synthfin.evaluation.evaluate import finite_json
-from synthfin.io import atomic_write_json, atomic_write_text
+from synthfin.io import atomic_write_json, atomic_write_text, finite_json
 from synthfin.pipeline import model_settings, prepare_data
 
 SCORES = ["acf_r", "acf_abs", "acf_sq", "leverage", "tails", "w1_1d", "w1_20d"]

@@ -41,8 +41,7 @@ from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
 from synthfin.errors import ModelError
 from synthfin.evaluation import evaluate_windows
-from synthfin.evaluation.evaluate import finite_json
-from synthfin.io import atomic_write_json, atomic_write_text
+from synthfin.io import atomic_write_json, atomic_write_text, finite_json
 from synthfin.models.baselines import garch_one_step_log_likelihood
 from synthfin.pipeline import model_settings, prepare_data
 
@@ -72,11 +71,10 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
             config.data = config.data.model_copy(update={key: value})
     run_settings = finite_json({"config": config.model_dump(mode="json"), "models": models,
                                 "n": n, "last_days": last_days})
-    if saved.is_file():
-        result = json.loads(saved.read_text())
-        if result["settings"] == run_settings:
-            print(f"{ticker}: reused {saved}", flush=True)
-            return result
+    result = _saved_result(saved)
+    if result is not None and result.get("settings") == run_settings:
+        print(f"{ticker}: reused {saved}", flush=True)
+        return result
     torch.set_num_threads(threads)
     start = time.perf_counter()
     settings = config.data.model_copy(update={"tickers": [ticker]})
@@ -115,6 +113,20 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
     result = finite_json({"ticker": ticker, "settings": run_settings, "test_days": len(gjr),
                           "rows": rows, "warnings": evaluation.warnings})
     atomic_write_json(saved, result)
+    return result
+
+
+def _saved_result(saved: Path) -> dict[str, Any] | None:
+    """A series' saved result, or None when there is none or it is damaged (rebuilt then)."""
+    try:
+        result = json.loads(saved.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        result = None
+    if not isinstance(result, dict):
+        print(f"{saved} is damaged; its series runs again", flush=True)
+        return None
     return result
 
 

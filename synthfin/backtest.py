@@ -24,7 +24,7 @@ import pandas as pd
 
 from synthfin.data.conditions import TRADING_DAYS
 from synthfin.errors import DataError, SynthfinError
-from synthfin.io import atomic_write_json, atomic_write_text
+from synthfin.io import atomic_directory, atomic_write_json, atomic_write_text
 from synthfin.scenarios import Scenarios
 
 Strategy = Callable[..., object]
@@ -181,16 +181,16 @@ class StressReport:
 
     def save(self, directory: str | Path) -> Path:
         """``stress.md``, ``stress.json`` and ``stress.png`` (fan chart and histograms)."""
-        directory = Path(directory)
         table = self.table()
-        atomic_write_text(directory / "stress.md", f"# Stress test: {self.strategy}\n\n"
-                          + _markdown(table.round(4)))
-        atomic_write_json(directory / "stress.json", {
-            "strategy": self.strategy, "real_segments": len(self.real),
-            "table": [{"scenarios": s, "metric": m, **{k: float(v) for k, v in row.items()}}
-                      for (s, m), row in table.iterrows()]})
-        self._plot(directory / "stress.png")
-        return directory
+        with atomic_directory(directory, keep_old=False) as temp:  # the three as a unit
+            atomic_write_text(temp / "stress.md", f"# Stress test: {self.strategy}\n\n"
+                              + _markdown(table.round(4)))
+            atomic_write_json(temp / "stress.json", {
+                "strategy": self.strategy, "real_segments": len(self.real),
+                "table": [{"scenarios": s, "metric": m, **{k: float(v) for k, v in row.items()}}
+                          for (s, m), row in table.iterrows()]})
+            self._plot(temp / "stress.png")
+        return Path(directory)
 
     def _plot(self, path: Path) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -17,6 +17,18 @@ DEFAULT_CALENDAR = "XNYS"
 BUSINESS_DAYS = "business"
 
 
+def parse_day(day: pd.Timestamp | str, what: str = "date") -> pd.Timestamp:
+    """``day`` as a midnight Timestamp; anything that is not a date is a :class:`DataError`
+    naming ``what``."""
+    try:
+        parsed = pd.Timestamp(day)
+    except (ValueError, TypeError, OverflowError):
+        parsed = pd.NaT
+    if parsed is pd.NaT:
+        raise DataError(f"{what} {day!r} is not a date; write it as YYYY-MM-DD")
+    return parsed.normalize()
+
+
 def trading_days_after(last_day: pd.Timestamp | str, length: int,
                        calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     """The ``length`` trading days strictly after ``last_day``.
@@ -33,7 +45,7 @@ def trading_days_after(last_day: pd.Timestamp | str, length: int,
     -------
     DatetimeIndex named ``date``, sorted, unique, ``freq=None``.
     """
-    last_day = pd.Timestamp(last_day).normalize()
+    last_day = parse_day(last_day, "the start date")
     if calendar == BUSINESS_DAYS:
         days = pd.bdate_range(last_day + pd.offsets.BDay(1), periods=length)
     else:
@@ -51,7 +63,7 @@ def trading_days_after(last_day: pd.Timestamp | str, length: int,
 def previous_trading_day(day: pd.Timestamp | str, calendar: str = DEFAULT_CALENDAR
                          ) -> pd.Timestamp:
     """The last trading day strictly before ``day`` on ``calendar``."""
-    day = pd.Timestamp(day).normalize()
+    day = parse_day(day)
     if calendar == BUSINESS_DAYS:
         return day - pd.offsets.BDay(1)
     sessions = _sessions(calendar, day.year - 1, day.year)

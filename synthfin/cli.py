@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import math
+import os
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -15,11 +19,20 @@ import typer
 
 from synthfin import __version__
 from synthfin.errors import SynthfinError
+from synthfin.io import output_lock
 
 app = typer.Typer(help="Realistic synthetic financial time series.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 F = TypeVar("F", bound=Callable[..., Any])
 _options = {"verbose": False}  # set by the global -v
+# what a command interrupted by Ctrl-C left behind, and how to go on
+_AFTER_INTERRUPT = {
+    "run": "`synthfin run` again continues from the finished stages and the last checkpoint",
+    "train": "`synthfin train` again with --resume continues from the last checkpoint",
+    "sample": "nothing partial was written; with --shard-size the same command keeps the "
+              "finished shards",
+    "evaluate": "the folder keeps its earlier report, whole; run the command again",
+}
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -46,13 +59,18 @@ def user_errors(command: F) -> F:
     """A failure the user caused (:class:`SynthfinError`, their files, disk or memory) becomes
     one line on stderr and exit code 2; Ctrl-C one line and exit code 130. ``-v`` also prints
     the traceback."""
+    after = _AFTER_INTERRUPT.get(command.__name__, "nothing partial was written")
+
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with _interrupts() as interrupted:
+                result = command(*args, **kwargs)
+            if interrupted:  # a library swallowed the KeyboardInterrupt: still not a success
+                raise KeyboardInterrupt
+            return result
         except KeyboardInterrupt:
-            raise _fail("interrupted; `synthfin run` again (or `train --resume`) continues "
-                    "from the finished stages and the last checkpoint", code=130) from None
+            raise _fail(f"interrupted; {after}", code=130) from None
         except Exception as error:
             message = _user_message(error)
             if message is None:
@@ -61,6 +79,34 @@ def user_errors(command: F) -> F:
                 traceback.print_exc()
             raise _fail(message) from None
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _interrupts() -> Any:
+    """Record every SIGINT while a command runs (then raise KeyboardInterrupt as usual), so
+    that one a library catches still ends the command with exit code 130; yields a list that
+    is non-empty after an interrupt."""
+    seen: list[int] = []
+    if not hasattr(signal, "SIGINT") or signal.getsignal(signal.SIGINT) is not (
+            signal.default_int_handler):  # not the main thread, or someone else's handler
+        yield seen
+        return
+
+    def record(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, record)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _locked(path: Path) -> contextlib.AbstractContextManager:
+    """The lock on an output (:func:`synthfin.io.output_lock`), taken by rank 0 alone when
+    torchrun starts several copies of the command."""
+    return output_lock(path) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
 
 
 def _folder(path: Path) -> Path:
@@ -165,9 +211,9 @@ def prepare(
         "vol_lookback": vol_lookback, "gaussianize": gaussianize, "fill_gaps": fill_gaps,
         "regime_quantiles": [float(q) for q in _split_list(regime_quantiles)],
         "cache_dir": None if cache_dir is None else str(cache_dir)}, "synthfin prepare")
-    _folder(out)
-    data = prepare_data(config)
-    data.save(out)
+    with _locked(_folder(out)):
+        data = prepare_data(config)
+        data.save(out)
     typer.echo(f"prepared {', '.join(data.assets)}: window {window}, stride {stride} -> {out}")
     typer.echo(data.summary().to_string())
     thresholds = ", ".join(f"{v:.1%}" for v in data.regimes.thresholds_)
@@ -195,7 +241,7 @@ def train(
     model: Annotated[str, typer.Option(help="Model name: see `synthfin models`.")],
     data: Annotated[Path, typer.Option(help="Folder written by `synthfin prepare`.")],
     out: Annotated[Path, typer.Option(help="Folder for the fitted model.")],
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
     setting: Annotated[list[str] | None, typer.Option(
         "--set", help="Model setting KEY=VALUE (repeatable), e.g. --set gjr=true.")] = None,
     resume: Annotated[bool, typer.Option(
@@ -214,13 +260,17 @@ def train(
     from synthfin.models import get_generator
 
     settings = _parse_settings(setting or [])
-    if nproc is not None:
-        settings["nproc"] = nproc
-    generator = get_generator(model)(seed=seed, **settings)
-    generator.fit(WindowData.load(data), run_dir=_folder(out) / "training", resume=resume)
-    if distributed.is_main():
-        generator.save(out)
-        typer.echo(f"trained {model} -> {out}")
+    for key, value in (("seed", seed), ("nproc", nproc)):
+        if value is not None and settings.setdefault(key, value) != value:
+            raise _fail(f"--{key} {value} and --set {key}={settings[key]} disagree; give one")
+    settings.setdefault("seed", 0)
+    generator = get_generator(model)(**settings)
+    prepared = WindowData.load(data)
+    with _locked(_folder(out)):
+        generator.fit(prepared, run_dir=out / "training", resume=resume)
+        if distributed.is_main():
+            generator.save(out)
+            typer.echo(f"trained {model} -> {out}")
     distributed.shutdown()
 
 
@@ -234,7 +284,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     regime: Annotated[str | None, typer.Option(help="calm, normal or stressed.")] = None,
     length: Annotated[int | None, typer.Option(
-        help="Days per path (default: window).")] = None,
+        min=1, help="Days per path (default: window).")] = None,
     shard_size: Annotated[int | None, typer.Option(
         min=1, help="Write a partitioned parquet data set (path, date, asset, return, price) "
                     "into the folder OUT, this many paths per shard; resumable.")] = None,
@@ -259,13 +309,16 @@ def sample(
     from synthfin.models import Generator
 
     if shard_size is not None:
-        _sample_shards(model_dir, _folder(out), n, seed, regime, length, shard_size, start_date,
-                       start_price, nproc, ohlcv)
+        with _locked(_folder(out)):
+            _sample_shards(model_dir, out, n, seed, regime, length, shard_size, start_date,
+                           start_price, nproc, ohlcv)
         return
     generator = Generator.load(model_dir)
     length = length or generator.spec_.window_len
     assets = generator.spec_.assets
-    with SampleWriter(out, n, length, assets) as writer, tqdm(
+    source = {"model": generator.name, "model_sha256": generator.fingerprint(), "seed": seed,
+              "regime": regime}
+    with _locked(out), SampleWriter(out, n, length, assets, source=source) as writer, tqdm(
             total=n, unit="path", desc="sample", disable=None, leave=False) as bar:
         for chunk in generator.sample_chunks(n, condition=regime, seed=seed, length=length):
             writer.write(chunk)
@@ -314,11 +367,11 @@ def evaluate(
     report."""
     from synthfin.data.windows import WindowData
     from synthfin.evaluation import evaluate_windows
-    from synthfin.io import load_samples
+    from synthfin.io import file_sha256, load_samples
 
     _folder(out)
     prepared = WindowData.load(data)
-    named = {}
+    named, files = {}, {}
     for item in samples:
         name, sep, file = item.partition("=")
         if not sep or not name:
@@ -326,8 +379,12 @@ def evaluate(
         if name in named:
             raise _fail(f"--samples names {name!r} twice; give each set its own NAME")
         named[name] = load_samples(file)
-    result = evaluate_windows(prepared, named, neural=neural, seed=seed)
-    result.save(out)
+        files[name] = {"file": str(Path(file).resolve()), "sha256": file_sha256(file)}
+    with _locked(out):
+        result = evaluate_windows(prepared, named, neural=neural, seed=seed)
+        result.inputs = {"data": {"folder": str(data.resolve()),
+                                  "fingerprint": prepared.fingerprint()}, "samples": files}
+        result.save(out)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.summary().round(3).to_string())
         if result.long_horizon is not None:
@@ -443,6 +500,8 @@ def stress(
     else:
         raise _fail(f"{model_dir} is not a saved Synthesizer; pass --data with the prepared "
                     "data set the generator was trained on")
+    if crash is not None and not math.isfinite(crash):
+        raise _fail(f"--crash must be a finite log return such as -0.1, got {crash}")
     chosen = load_strategy(strategy)
     scenarios = {"unconditional": synth.sample(n, length=length, seed=seed)}
     for name in _split_list(regime or ""):
@@ -453,7 +512,8 @@ def stress(
     prepared = synth.data_
     history = prepared.history()
     report = stress_test(chosen, scenarios, history)
-    report.save(out)
+    with _locked(out):
+        report.save(out)
     metrics = ["total_return", "sharpe", "max_drawdown", "es_99"]
     table = report.table().loc[(slice(None), metrics), :]
     with pd.option_context("display.width", 200, "display.max_columns", 30):

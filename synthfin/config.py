@@ -21,6 +21,7 @@ from pydantic import (
 from synthfin.data.conditions import REGIME_NAMES
 from synthfin.data.windows import WindowData, make_windows
 from synthfin.errors import ConfigError, SynthfinError, first_line
+from synthfin.io import check_name
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -104,12 +105,18 @@ class PipelineConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     distributed: DistributedConfig = DistributedConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        return check_name(name, "the pipeline name")  # runs/NAME must stay inside runs/
+
     @field_validator("models")
     @classmethod
     def _known_models(cls, models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         from synthfin.models import available_generators, get_generator
 
         for run_name, settings in models.items():
+            check_name(run_name, "the model name")  # models/NAME, samples/NAME
             settings = dict(settings or {})
             kind = settings.pop("model", run_name)
             if kind not in available_generators():
@@ -149,6 +156,9 @@ def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(error)}") from None
+    except ValueError as error:  # a value YAML reads but cannot build, e.g. a date 2008-13-45
+        raise ConfigError(f"{path} holds a value that cannot be read ({first_line(error)}); "
+                          "write dates as YYYY-MM-DD") from None
     except (UnicodeDecodeError, OSError) as error:
         raise ConfigError(f"cannot read {path} as UTF-8 text ({first_line(error)})") from None
     if not isinstance(raw, dict):

@@ -24,6 +24,7 @@ import datetime
 import logging
 import os
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -142,6 +143,22 @@ def _all_reduce(tensor: torch.Tensor, where: str,
     return tensor
 
 
+def gather_bytes(data: bytes, where: str) -> list[bytes]:
+    """Every rank's ``data``, in rank order, on every rank (``[data]`` in one process)."""
+    if not active():
+        return [data]
+    device = torch.device("cuda", torch.cuda.current_device()) if (
+        dist.get_backend() == "nccl") else torch.device("cpu")
+    size = _all_reduce(torch.tensor([len(data)], dtype=torch.int64), where, dist.ReduceOp.MAX)
+    padded = torch.zeros(int(size[0]) + 8, dtype=torch.uint8)  # 8 bytes: the true length
+    padded[:8] = torch.tensor([len(data)], dtype=torch.int64).view(torch.uint8)
+    padded[8:8 + len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    parts = [torch.empty_like(padded, device=device) for _ in range(world_size())]
+    _collective(where, dist.all_gather, parts, padded.to(device))
+    parts = [part.cpu() for part in parts]
+    return [part[8:8 + int(part[:8].view(torch.int64)[0])].numpy().tobytes() for part in parts]
+
+
 def barrier(where: str) -> None:
     """Wait until every rank gets here."""
     if active():
@@ -251,11 +268,85 @@ class GradientAverager:
 
 def torchrun(nproc: int, args: list[str], what: str) -> None:
     """Run ``python -m torch.distributed.run --standalone --nproc-per-node nproc ARGS`` and
-    wait; a failed job is a :class:`ModelError` (torchrun has printed each rank's error)."""
+    wait; a failed job is a :class:`ModelError` naming the rank that failed first.
+
+    The ranks' output (progress, their own one-line errors) passes through as it comes;
+    torchrun's own report of a failure (its log lines, its traceback and the table of failed
+    ranks, some 50 lines) is summed up in that error instead, unless the ``synthfin`` logger
+    is at INFO (``-v``), when it is printed too.
+    """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc}", *args]
     environment = {"OMP_NUM_THREADS": "1", **os.environ}  # torchrun's default, without its warning
-    code = subprocess.run(command, env=environment, check=False).returncode
-    if code:
-        raise ModelError(f"{what} in {nproc} processes failed (torchrun exit code {code}); the "
-                         "failing rank's error is printed above")
+    with subprocess.Popen(command, env=environment, stderr=subprocess.PIPE) as process:
+        launcher = _LauncherFilter(sys.stderr, verbose=logger.isEnabledFor(logging.INFO))
+        for chunk in iter(lambda: os.read(process.stderr.fileno(), 65536), b""):
+            launcher.feed(chunk)
+        launcher.close()
+    if process.returncode:
+        raise ModelError(f"{what} in {nproc} processes failed ({launcher.root_cause()}); the "
+                         "failing rank's own error, if it printed one, is above")
+
+
+class _LauncherFilter:
+    """Pass a torchrun job's stderr through to ``out``, holding back torchrun's own failure
+    report (kept in ``held``): its glog-style lines, its ``ChildFailedError`` traceback and
+    the table of failed ranks that follows."""
+
+    _LOG = re.compile(rb"^[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ .*torch/distributed/")
+
+    def __init__(self, out: Any, verbose: bool) -> None:
+        self.out, self.verbose = out, verbose
+        self.pending, self.held, self.block = b"", [], []
+        self.in_report = False
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        for line in lines:
+            self._line(line + b"\n")
+        if self.pending and not self.block and not self.in_report and not (
+                self.pending[:1] in b"IWE" and self.pending[1:2].isdigit()):
+            self._write(self.pending)  # a progress bar redrawn with \r: show it now
+            self.pending = b""
+
+    def close(self) -> None:
+        if self.pending:
+            self._line(self.pending)
+        for line in self.block:  # a traceback that never reached torchrun's error
+            self._write(line)
+        self.block = []
+
+    def _line(self, line: bytes) -> None:
+        if self.in_report:
+            self.held.append(line)
+        elif self._LOG.match(line):
+            self.held.append(line)
+        elif self.block or line.startswith(b"Traceback (most recent call last):"):
+            self.block.append(line)
+            if not line[:1].isspace() and not line.startswith(b"Traceback"):  # its error line
+                if b"ChildFailedError" in line:
+                    self.held.extend(self.block)
+                    self.in_report = True
+                else:
+                    for kept in self.block:
+                        self._write(kept)
+                self.block = []
+        else:
+            self._write(line)
+        if self.verbose and (self.in_report or self._LOG.match(line)):
+            self._write(line)
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data.decode(errors="replace"))
+        self.out.flush()
+
+    def root_cause(self) -> str:
+        """``rank R: exitcode C (SIGNAL)`` of the first failure torchrun saw."""
+        text = b"".join(self.held).decode(errors="replace")
+        found = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)[^\n]*?"
+                          r"(\(SIG\w+\))?\n", text, re.S)
+        if found is None:
+            return "torchrun reported no failed rank"
+        rank_number, code, name = found.groups()
+        return f"rank {rank_number} failed first, exit code {code}" + (
+            f" {name}" if name else "")

@@ -23,6 +23,10 @@ class ConfigError(SynthfinError, ValueError):
     """A setting has the wrong type or is out of range (model settings, pipeline YAML)."""
 
 
+class BusyError(SynthfinError):
+    """An output folder or file is locked by another synthfin process that is still running."""
+
+
 def first_line(error: BaseException | str) -> str:
     """The first non-empty line of a (third-party) error message, for a one-line report."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

@@ -1,5 +1,6 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either; and the
-one place that writes and reads sample files (``.npy`` or a long ``.parquet`` table).
+"""Atomic file writes: a reader sees the old file or the new one, never half of either; the
+one place that writes and reads sample files (``.npy`` or a long ``.parquet`` table); file
+hashes; and the lock a command holds on its output while it writes there.
 
 Each helper writes to a temporary file in the destination's folder and moves it into place
 with :func:`os.replace`, which is atomic on POSIX and Windows when both paths share a
@@ -9,11 +10,17 @@ file system. Caches, checkpoints, samples and reports all write through here.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
+import hashlib
 import json
+import math
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -26,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors import SafetensorError
 
-from synthfin.errors import DataError, SynthfinError, first_line
+from synthfin.errors import BusyError, DataError, SynthfinError, first_line
 
 SAMPLE_SUFFIXES = (".npy", ".parquet")
 
@@ -66,6 +73,40 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[Path], object]) ->
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def finite_json(value: Any) -> Any:
+    """Replace NaN / inf by None and NumPy scalars by Python ones, recursively."""
+    if isinstance(value, dict):
+        return {str(k): finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [finite_json(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (float, np.floating, int, np.integer)):
+        return None if not math.isfinite(float(value)) else value.item() if hasattr(
+            value, "item") else value
+    return value
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if it can name a file or folder inside another one, else a
+    :class:`~synthfin.errors.DataError` naming ``what``: no separator, not ``.`` or ``..``, not
+    hidden (synthfin's temporary and lock files start with a dot), not empty."""
+    if (not isinstance(name, str) or not name.strip() or name in (".", "..")
+            or name.startswith(".") or any(c in name for c in "/\\\0")):
+        raise DataError(f"{what} {name!r} cannot name a folder: use letters, digits, '-' or "
+                        "'_' (no '/', '\\', leading '.', or '..')")
+    return name
 
 
 def _umask() -> int:
@@ -108,20 +149,24 @@ class SampleWriter:
     ``.npy`` is the header of the final shape followed by each chunk's bytes, appended (no
     memory map, whose written pages would count as resident memory); ``.parquet`` is a long table
     with columns ``path, step, asset, return``, one row group per chunk
-    (:class:`pyarrow.parquet.ParquetWriter`). Both go to a temporary file in the destination's
-    folder that replaces ``path`` only when every path was written; use as a context manager::
+    (:class:`pyarrow.parquet.ParquetWriter`), and ``source`` (what drew the paths, such as the
+    model's fingerprint) as JSON under the schema metadata key ``synthfin``. Both go to a
+    temporary file in the destination's folder that replaces ``path`` only when every path
+    was written; use as a context manager::
 
         with SampleWriter(path, n, length, assets) as writer:
             for chunk in chunks:            # (k, length, assets) each, k paths at a time
                 writer.write(chunk)
     """
 
-    def __init__(self, path: str | os.PathLike, n: int, length: int, assets: list[str]) -> None:
+    def __init__(self, path: str | os.PathLike, n: int, length: int, assets: list[str], *,
+                 source: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         if self.path.suffix not in SAMPLE_SUFFIXES:
             raise DataError(f"a samples file must end in {' or '.join(SAMPLE_SUFFIXES)}, "
                             f"got {self.path.name!r}")
         self.shape, self.assets, self.written = (n, length, len(assets)), list(assets), 0
+        self.source = source  # what drew them (model fingerprint, seed): parquet metadata
 
     def __enter__(self) -> SampleWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +180,9 @@ class SampleWriter:
                 "descr": np.lib.format.dtype_to_descr(np.dtype(np.float64)),
                 "fortran_order": False, "shape": self.shape})
         else:
-            self._parquet = pq.ParquetWriter(self._temp, _LONG_SCHEMA)
+            schema = _LONG_SCHEMA if self.source is None else _LONG_SCHEMA.with_metadata(
+                {"synthfin": json.dumps(self.source)})
+            self._parquet = pq.ParquetWriter(self._temp, schema)
         return self
 
     def write(self, chunk: np.ndarray) -> None:
@@ -155,7 +202,7 @@ class SampleWriter:
             self._parquet.write_table(pa.table(
                 [paths, steps, assets.cast(pa.string()),
                  np.ascontiguousarray(chunk, dtype=np.float64).ravel()],
-                schema=_LONG_SCHEMA))
+                schema=self._parquet.schema))
         self.written += k
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
@@ -257,15 +304,16 @@ class FileReading:
 
 # -- a folder written as a unit ---------------------------------------------------------------
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike, *, keep_old: bool = True) -> Iterator[Path]:
     """Write a whole folder atomically: yields a temporary sibling folder to fill, which then
     replaces ``path`` as a unit.
 
     The old folder is renamed aside, the new one renamed into place, then the old one removed;
-    entries of the old folder that the new one lacks (say a ``training/`` subfolder) are moved
-    into the new one first. A kill at any moment leaves ``path`` holding the old or the new
-    complete folder, or no folder and the old one aside, which :func:`recover_directory` (run
-    here and by loaders) puts back.
+    with ``keep_old``, entries of the old folder that the new one lacks (say a ``training/``
+    subfolder) are moved into the new one first; without it (a report) nothing old survives.
+    A kill at any moment leaves ``path`` holding the old or the new complete folder, or no
+    folder and the old one aside, which :func:`recover_directory` (run here and by loaders)
+    puts back (or, without ``keep_old``, removes once the new one is in place).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -273,16 +321,21 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(path)
     temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    os.chmod(temp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual mode
     try:
         yield temp
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    aside = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+    kind = "old" if keep_old else "drop"
+    aside = path.parent / f".{path.name}.{kind}-{uuid.uuid4().hex[:8]}"
     if path.exists():
         os.replace(path, aside)
     os.replace(temp, path)
-    _merge_aside(path, aside)
+    if keep_old:
+        _merge_aside(path, aside)
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def recover_directory(path: str | os.PathLike) -> None:
@@ -296,6 +349,11 @@ def recover_directory(path: str | os.PathLike) -> None:
             os.replace(leftover, path)
         else:
             _merge_aside(path, leftover)
+    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.drop-*")):
+        if not path.exists():
+            os.replace(leftover, path)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
 
@@ -308,3 +366,69 @@ def _merge_aside(path: Path, aside: Path) -> None:
         if not (path / entry.name).exists():
             os.replace(entry, path / entry.name)
     shutil.rmtree(aside)
+
+
+# -- the lock on an output ------------------------------------------------------------------
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold the lock on an output folder or file while a command writes it.
+
+    The lock is ``flock`` on the sibling file ``.NAME.lock``, which names its holder (process,
+    host, start time, command line). A second command on the same output raises
+    :class:`~synthfin.errors.BusyError` saying who holds it; the operating system releases the
+    lock of a process that dies, so a stale lock is simply taken over. While it holds the lock
+    a command owns the output alone, so it first removes what killed writers left there
+    (:func:`remove_leftovers`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        handle = open(lock, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise BusyError(f"{path} is in use by {holder}; wait for it to finish, or write "
+                            "somewhere else") from None
+        try:  # the previous holder may have removed the file between our open and flock
+            same = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv)[:200]})\n")
+        handle.flush()
+        remove_leftovers(path)
+        yield path
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove the temporary files and folders that killed atomic writes left for ``path``
+    (and, for a folder, anywhere inside it), and finish or undo killed folder swaps
+    (:func:`recover_directory`). Call it only while holding :func:`output_lock`: a live
+    writer's temporary files look the same."""
+    path = Path(path)
+    recover_directory(path)
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        temp.unlink(missing_ok=True)
+    if not path.is_dir():
+        return
+    for aside in sorted([*path.rglob(".*.old-*"), *path.rglob(".*.drop-*")]):
+        name = aside.name[1:max(aside.name.rfind(".old-"), aside.name.rfind(".drop-"))]
+        recover_directory(aside.parent / name)
+    for temp in sorted(path.rglob(".*.tmp*"), reverse=True):
+        if temp.is_dir() and ".tmp-" in temp.name:
+            shutil.rmtree(temp, ignore_errors=True)
+        elif temp.is_file() and temp.name.endswith(".tmp"):
+            temp.unlink(missing_ok=True)

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from synthfin.errors import DataError
-from synthfin.io import atomic_write_json
+from synthfin.io import FileReading, atomic_write_json
 
 FIELDS = ("Open", "High", "Low", "Close", "Volume")  # backtesting.py's column names
 EWMA_DECAY = 0.94            # RiskMetrics daily decay of the volatility state
@@ -163,12 +163,16 @@ class OHLCVModel:
         ``volume_level`` (shares per day) replaces the fitted level.
         """
         returns = np.asarray(returns, dtype=np.float64)
-        if returns.ndim != 3 or not np.isfinite(returns).all():
-            raise DataError(f"returns must be finite with shape (n, days, assets), got "
-                            f"{returns.shape}")
+        if returns.ndim != 3 or 0 in returns.shape or not np.isfinite(returns).all():
+            raise DataError(f"returns must be finite with shape (n, days, assets), each at "
+                            f"least 1, got {returns.shape}")
         rng = np.random.default_rng(seed)
         r = np.concatenate([np.zeros_like(returns[:, :1]), returns], axis=1)  # (n, days+1, a)
-        start = np.broadcast_to(np.asarray(start_prices, dtype=np.float64), r.shape[2:])
+        start = np.asarray(start_prices, dtype=np.float64)
+        if start.size not in (1, r.shape[2]):
+            raise DataError(f"give one start price, or one per asset ({r.shape[2]}); got "
+                            f"{start.size}")
+        start = np.broadcast_to(start.reshape(-1) if start.size > 1 else start, r.shape[2:])
         if not (np.isfinite(start).all() and (start > 0).all()):
             raise DataError(f"start prices must be positive and finite, got {start.tolist()}")
         close = start * np.exp(np.cumsum(r, axis=1))
@@ -212,12 +216,11 @@ class OHLCVModel:
     def load(cls, path: str | Path) -> OHLCVModel:
         """Read :meth:`save` output."""
         path = Path(path)
-        try:
+        with FileReading(DataError, "write it with OHLCVModel.save") as reading:
+            reading.file = path
             fields = json.loads(path.read_text())
             return cls(**{key: tuple(value) if isinstance(value, list) else value
                           for key, value in fields.items()})
-        except (OSError, ValueError, TypeError) as error:
-            raise DataError(f"cannot read an OHLCV model from {path}: {error}") from None
 
 
 def _log_level(volume_level: float) -> float:

@@ -27,8 +27,8 @@ from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
 from synthfin.data.windows import WindowData
-from synthfin.evaluation.evaluate import evaluate_windows, finite_json
-from synthfin.io import atomic_save_npy, atomic_write_json
+from synthfin.evaluation.evaluate import evaluate_windows
+from synthfin.io import atomic_save_npy, atomic_write_json, file_sha256, finite_json, output_lock
 from synthfin.models import Generator, get_generator
 from synthfin.models.training import CHECKPOINT
 
@@ -68,15 +68,6 @@ def model_settings(run_name: str, settings: dict[str, Any], *, seed: int, device
     if "device" in {f.name for f in dataclasses.fields(model_cls.config_class)}:
         settings.setdefault("device", device)
     return model_cls, settings
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Stage:
@@ -127,16 +118,20 @@ class Pipeline:
         self.progress = progress or (lambda line: None)  # told when each stage starts and ends
 
     def run(self) -> RunResult:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.run_dir / "config.json",
-                          self.config.model_dump(mode="json", by_alias=True))
-        data, data_key = self._data()
-        sample_keys, samples = {}, {}
-        for run_name, settings in self.config.models.items():
-            model, model_key = self._model(run_name, settings, data, data_key)
-            samples[run_name], sample_keys[run_name] = self._samples(run_name, model, model_key)
-        summary, warnings = self._evaluate(data, samples, sample_keys)
-        atomic_write_json(self.run_dir / "stages.json", self.stages)
+        """Every stage, holding the run directory's lock (:func:`~synthfin.io.output_lock`):
+        a second run on the same directory fails at once, naming this one."""
+        with output_lock(self.run_dir):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.run_dir / "config.json",
+                              self.config.model_dump(mode="json", by_alias=True))
+            data, data_key = self._data()
+            sample_keys, samples = {}, {}
+            for run_name, settings in self.config.models.items():
+                model, model_key = self._model(run_name, settings, data, data_key)
+                samples[run_name], sample_keys[run_name] = self._samples(run_name, model,
+                                                                         model_key)
+            summary, warnings = self._evaluate(data, samples, sample_keys)
+            atomic_write_json(self.run_dir / "stages.json", self.stages)
         return RunResult(self.run_dir, summary, warnings, self.stages)
 
     def _timed(self, name: str, stage: _Stage, work) -> Any:
@@ -218,6 +213,7 @@ class Pipeline:
                 window_samples = {name: x[:, :data.window_len] for name, x in samples.items()}
                 evaluation = evaluate_windows(data, window_samples, seed=self.config.seed,
                                               neural=self.config.evaluation.neural)
+                evaluation.inputs = {"data": data.fingerprint(), "samples": sample_keys}
                 evaluation.save(stage.directory)
                 atomic_write_json(stage.directory / "regime_vol.json",
                                   self._regime_vol(samples))

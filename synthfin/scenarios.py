@@ -20,7 +20,7 @@ import pandas as pd
 from synthfin.calendars import BUSINESS_DAYS, trading_days_after
 from synthfin.data.returns import prices_from_returns
 from synthfin.errors import DataError
-from synthfin.io import atomic_write
+from synthfin.io import FileReading, atomic_write
 from synthfin.ohlcv import FIELDS, OHLCVModel, sp500_ohlcv_model
 
 WIDE_VALUES = ("price", "open", "high", "low", "volume", "log_return", "simple_return")
@@ -240,23 +240,23 @@ class Scenarios:
     @classmethod
     def load(cls, path: str | Path) -> Scenarios:
         """Read :meth:`save` output (no pickle)."""
-        from safetensors import SafetensorError, safe_open
+
+        from safetensors import safe_open
 
         path = Path(path)
-        try:
+        with FileReading(DataError, "write it again with Scenarios.save") as reading:
+            reading.file = path
             with safe_open(str(path), framework="numpy") as handle:
                 meta = json.loads((handle.metadata() or {}).get("synthfin", "null"))
                 arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        except (OSError, SafetensorError, ValueError) as error:
-            raise DataError(f"cannot read scenarios from {path}: {error}") from None
-        if meta is None:
-            raise DataError(f"{path} is not a file written by Scenarios.save")
-        shock = None if meta["shock"] is None else Shock(tuple(meta["shock"]["size"]),
-                                                         meta["shock"]["day"])
-        return cls(arrays["returns"], pd.DatetimeIndex(arrays["dates"].astype("datetime64[ns]"),
-                                                       name="date"),
-                   meta["assets"], np.asarray(meta["start_prices"]), meta["regime"],
-                   pd.Timestamp(meta["start_date"]), shock, arrays.get("bars"))
+            if not isinstance(meta, dict):
+                raise DataError("not a file written by Scenarios.save (no synthfin metadata)")
+            shock = None if meta["shock"] is None else Shock(tuple(meta["shock"]["size"]),
+                                                             meta["shock"]["day"])
+            return cls(arrays["returns"], pd.DatetimeIndex(
+                arrays["dates"].astype("datetime64[ns]"), name="date"), meta["assets"],
+                np.asarray(meta["start_prices"]), meta["regime"],
+                pd.Timestamp(meta["start_date"]), shock, arrays.get("bars"))
 
     def _bars(self, seed: int) -> np.ndarray:
         return self.bars if self.bars is not None else self.with_ohlcv(seed=seed).bars

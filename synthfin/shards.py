@@ -32,12 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthfin import distributed
+from synthfin.calendars import parse_day
 from synthfin.errors import DataError
 from synthfin.evaluation.streaming import StreamingFacts
-from synthfin.io import atomic_write, atomic_write_json
+from synthfin.io import FileReading, atomic_write, atomic_write_json, file_sha256
 from synthfin.models.base import Generator
 from synthfin.ohlcv import OHLCVModel, sp500_ohlcv_model
-from synthfin.pipeline import file_sha256
 from synthfin.scenarios import business_days_after
 
 MANIFEST = "_manifest.json"
@@ -75,6 +75,7 @@ class ShardPlan:
         for name in ("n", "shard_size", "length", "chunk_size"):
             if getattr(self, name) < 1:
                 raise DataError(f"{name} must be >= 1, got {getattr(self, name)}")
+        parse_day(self.start_date, "start_date")
         if self.seed < 0:
             raise DataError(f"seed must be >= 0, got {self.seed}")
         if not (math.isfinite(self.start_price) and self.start_price > 0):
@@ -118,13 +119,12 @@ def write_dataset(generator: Generator, out: str | Path, plan: ShardPlan, *,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} is a file; a sharded data set goes into a folder")
-    settings = {"format": FORMAT, "model": generator.name, "plan": dataclasses.asdict(plan)}
-    if (out / PLAN).is_file() and json.loads((out / PLAN).read_text()) != settings:
-        raise DataError(f"{out} holds shards drawn with other settings ({out / PLAN}); choose "
-                        "another folder, or delete it to start again")
+    settings = {"format": FORMAT, "model": generator.name,
+                "model_sha256": generator.fingerprint(), "plan": dataclasses.asdict(plan)}
     rank, world = distributed.rank(), distributed.world_size()
     if rank == 0:
-        atomic_write_json(out / PLAN, settings)
+        _claim(out, settings)
+    distributed.barrier("waiting for rank 0 to check the folder's plan")
     mine = range(rank, plan.n_shards, world)
     quiet = not progress or rank > 0
     for shard in tqdm(mine, desc="shards", unit="shard", disable=True if quiet else None,
@@ -169,6 +169,31 @@ def _rank_main(job: Path) -> None:
     write_dataset(Generator.load(spec["model_dir"]), spec["out"], ShardPlan(**spec["plan"]),
                   progress=True)
     distributed.shutdown()
+
+
+def _claim(out: Path, settings: dict[str, Any]) -> None:
+    """Make ``out`` a data set of ``settings``. Finished shards drawn with other settings (or
+    from another model) are never mixed with new ones: that is a :class:`DataError`. A folder
+    with no finished shard, such as one left by a failed first command, is simply taken."""
+    try:
+        held = json.loads((out / PLAN).read_text())
+    except FileNotFoundError:
+        held = None
+    except (OSError, ValueError):
+        held = "damaged"
+    if held != settings and (out / RECORDS).is_dir() and any((out / RECORDS).iterdir()):
+        if held == "damaged":
+            reason = f"its {PLAN} is damaged"
+        elif isinstance(held, dict) and held.get("model_sha256") != settings["model_sha256"]:
+            reason = "they were drawn from another model (or another fit of it)"
+        else:
+            reason = f"they were drawn with other settings ({out / PLAN})"
+        raise DataError(f"{out} holds shards that cannot be continued: {reason}; choose "
+                        "another folder, or delete it to start again")
+    if held != settings:  # nothing finished: forget whatever an earlier attempt left
+        for stale in [*out.glob("part-*.parquet"), out / MANIFEST]:
+            stale.unlink(missing_ok=True)
+        atomic_write_json(out / PLAN, settings)
 
 
 def _record(out: Path, shard: int) -> dict[str, Any] | None:
@@ -239,10 +264,19 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{directory} is not a finished sharded data set (no {MANIFEST}); "
                         "write it with `synthfin sample --shard-size ...`")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{path} is not a {FORMAT} manifest")
+    with FileReading(DataError, _RESAMPLE) as reading:
+        reading.file = path
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise DataError(f"not a {FORMAT} manifest")
+        for record in manifest["shards"]:
+            if record["file"] != Path(record["file"]).name:  # a name, never a path outside
+                raise DataError(f"shard file {record['file']!r} is not a plain file name")
+        int(manifest["plan"]["length"]), len(manifest["assets"])
     return manifest
+
+
+_RESAMPLE = "write the data set again with `synthfin sample --shard-size ...`"
 
 
 def dataset_facts(directory: str | Path, window: int | None = None,
@@ -272,10 +306,19 @@ def iter_paths(directory: str | Path, batch_paths: int = 10_000) -> Iterator[np.
     pending: list[np.ndarray] = []
     held = 0
     for record in manifest["shards"]:
-        parquet = pq.ParquetFile(directory / record["file"])
-        for group in range(parquet.num_row_groups):
-            values = parquet.read_row_group(group, columns=["return"])["return"].to_numpy()
-            pending.append(values.reshape(-1, length, n_assets))  # rows are path, date, asset
+        part = directory / record["file"]
+        with FileReading(DataError, _RESAMPLE) as reading:
+            reading.file = part
+            if file_sha256(part) != record["sha256"]:
+                raise DataError(f"its SHA-256 is not the one in {MANIFEST}: the file was "
+                                f"replaced or damaged after it was written; {_RESAMPLE}")
+            parquet = pq.ParquetFile(part)
+        for group in range(parquet.num_row_groups):  # one row group in memory at a time
+            with FileReading(DataError, _RESAMPLE) as reading:
+                reading.file = part
+                values = parquet.read_row_group(group, columns=["return"])["return"].to_numpy()
+                values = values.reshape(-1, length, n_assets)  # rows are path, date, asset
+            pending.append(values)
             held += len(pending[-1])
             if held >= batch_paths:
                 yield np.concatenate(pending)

@@ -111,6 +111,8 @@ class Synthesizer:
         spec = self.generator_.spec_
         if not 0 <= shock_day < length:
             raise ModelError(f"shock_day must be in [0, {length}), got {shock_day}")
+        if not np.isfinite(np.asarray(shock, dtype=np.float64)).all():
+            raise ModelError(f"shock must be a finite log return (per asset), got {shock}")
         rng = np.random.default_rng(seed)
         seeds = rng.integers(2**62, size=3)
         shock_row = np.broadcast_to(np.asarray(shock, dtype=np.float64), (n, 1, data.n_assets))

@@ -58,7 +58,10 @@ def _regression_step(net: nn.Linear, optimizer: torch.optim.Optimizer, x: torch.
     return loss.detach()
 
 
-def main(out: Path, kill_rank: int = -1, kill_step: int = -1, local_gate: bool = False) -> None:
+def main(out: Path, kill_rank: int = -1, kill_step: int = -1, local_gate: bool = False,
+         noise: float = 0.0, resume: bool = False) -> None:
+    """Train; ``noise`` adds ``noise * randn`` from the global torch stream (its own on each
+    rank) to the targets, ``resume`` continues ``out/run``'s checkpoint."""
     torch.set_num_threads(1)
     distributed.setup(torch.device("cpu"))
     x, y = data()
@@ -72,13 +75,14 @@ def main(out: Path, kill_rank: int = -1, kill_step: int = -1, local_gate: bool =
         if distributed.rank() == kill_rank and len(records["net"]["losses"]) == kill_step:
             os.kill(os.getpid(), signal.SIGKILL)
         idx = next(order)
-        return {name: _regression_step(net, optimizers[name], x[idx], y[idx],
+        target = y[idx] + noise * torch.randn(len(idx)) if noise else y[idx]
+        return {name: _regression_step(net, optimizers[name], x[idx], target,
                                        CRITIC_GATE if name == "critic" else None, records[name],
                                        local_gate)
                 for name, net in nets.items()}
 
     loop = TrainingLoop(nets, optimizers, run_dir=out / "run", progress=False,
-                        streams={"order": order})
+                        streams={"order": order}, resume=resume)
     loop.run("fit", EPOCHS, step, STEPS)
     if distributed.is_main():
         (out / "result.json").write_text(json.dumps({

@@ -88,6 +88,22 @@ def test_a_killed_rank_fails_the_job_clearly_and_keeps_the_last_good_checkpoint(
     assert loop.completed("fit") == 2  # the two finished epochs, nothing of the third
 
 
+def test_a_rank_killed_and_resumed_ends_bit_identical_to_an_uninterrupted_run(
+        tmp_path: Path) -> None:
+    # each rank adds noise from its own global stream: a resume that re-derived rank 1's
+    # stream instead of restoring it would train on other noise from epoch 3 on
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir(), killed.mkdir()
+    assert launch(whole, lambda: worker.main(whole, noise=0.5)) == [0, 0]
+    codes = launch(killed, lambda: worker.main(killed, 1, worker.STEPS * 2 + 1, noise=0.5))
+    assert codes[1] == -9
+    assert launch(killed, lambda: worker.main(killed, noise=0.5, resume=True)) == [0, 0]
+    one, two = (json.loads((folder / "result.json").read_text()) for folder in (whole, killed))
+    assert two["weights"] == one["weights"]
+    assert two["history"] == one["history"]
+    assert json.loads((killed / "run" / "history.json").read_text()) == one["history"]
+
+
 def test_local_slices_cover_the_global_batch_once() -> None:
     assert not distributed.active()
     batch = torch.arange(10)

@@ -140,7 +140,8 @@ class WindowData:
 
     @classmethod
     def load(cls, directory: str | Path) -> WindowData:
-        """Read a folder written by :meth:`save` (``allow_pickle=False``)."""
+        """Read a folder written by :meth:`save` (``allow_pickle=False``), checked against the
+        fingerprint saved with it: a hand-edited or mixed folder is a :class:`DataError`."""
         directory = Path(directory)
         recover_directory(directory)
         meta_path, npz_path = directory / "meta.json", directory / "windows.npz"
@@ -160,12 +161,17 @@ class WindowData:
                     realized_vol=arrays[f"{name}_realized_vol"],
                     returns=arrays[f"{name}_returns"]) for name in SPLIT_NAMES}
             reading.file = meta_path
-            return cls(**splits, assets=list(meta["assets"]),
+            data = cls(**splits, assets=list(meta["assets"]),
                        window_len=int(meta["window_len"]), stride=int(meta["stride"]),
                        vol_lookback=int(meta["vol_lookback"]),
                        scaler=ReturnScaler.from_dict(meta["scaler"]),
                        regimes=RegimeModel.from_dict(meta["regimes"]),
                        split_dates={k: list(v) for k, v in meta["split_dates"].items()})
+        if meta.get("fingerprint") != data.fingerprint():  # edited or mixed by hand
+            raise DataError(f"{directory} was changed after it was prepared (its meta.json and "
+                            "windows.npz no longer match the fingerprint written with them); "
+                            + hint)
+        return data
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {}

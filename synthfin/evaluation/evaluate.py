@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,6 +25,7 @@ from synthfin.evaluation.scores import (
     score_samples,
     undefined_facts,
 )
+from synthfin.io import atomic_directory, atomic_write_json, finite_json
 from synthfin.stats import stylized_facts
 
 SUMMARY_COLUMNS = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level",
@@ -58,6 +58,9 @@ class Evaluation:
         sample set.
     long_horizon : LongHorizon or None
         Facts of paths of 1,000 days or more against the real series' segments.
+    inputs : dict
+        What the evaluation was made from, written into ``metrics.json`` so that a report
+        names its inputs: e.g. the prepared data's fingerprint and each samples file's SHA-256.
     """
 
     references: dict[str, Reference]
@@ -68,6 +71,7 @@ class Evaluation:
     secondary: pd.DataFrame = field(default_factory=pd.DataFrame)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     long_horizon: LongHorizon | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def real(self) -> np.ndarray:
@@ -137,6 +141,7 @@ class Evaluation:
                 "summary": self.summary(name).to_dict(orient="index"),
             }
         return finite_json({
+            "inputs": self.inputs,
             **window,
             "memorization": self.memorization.to_dict(orient="index"),
             "secondary": self.secondary.to_dict(orient="index"),
@@ -146,29 +151,16 @@ class Evaluation:
         })
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``metrics.json`` and the self-contained ``report.html`` into ``directory``."""
+        """Write ``metrics.json``, the self-contained ``report.html`` and its figures into
+        ``directory`` as a unit (:func:`~synthfin.io.atomic_directory`): a kill at any moment
+        leaves the previous report or this one, never parts of both."""
         from synthfin.evaluation.report import write_report
-        from synthfin.io import atomic_write_json
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(directory / "metrics.json", self.to_dict())
-        write_report(self, directory)
+        with atomic_directory(directory, keep_old=False) as temp:
+            atomic_write_json(temp / "metrics.json", self.to_dict())
+            write_report(self, temp)
         return directory
-
-
-def finite_json(value: Any) -> Any:
-    """Replace NaN / inf by None and NumPy scalars by Python ones, recursively."""
-    if isinstance(value, dict):
-        return {str(k): finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [finite_json(v) for v in value]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (float, np.floating, int, np.integer)):
-        return None if not math.isfinite(float(value)) else value.item() if hasattr(
-            value, "item") else value
-    return value
 
 
 def _facts(x: np.ndarray) -> dict[str, Any]:

@@ -9,6 +9,7 @@ window length, scaler state and regime thresholds of the data it was fitted on) 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import numbers
 import operator
@@ -117,8 +118,8 @@ class GeneratorConfig:
 
     Every setting is checked when a config is made (so before any data is read or any network
     built): against its annotated type (``int``, ``float``, ``bool``, ``str``; an int is accepted
-    for a float) and against ``limits``, which each subclass extends with its own fields. A bad
-    setting raises :class:`~synthfin.errors.ConfigError` naming it.
+    for a float, NaN and infinity are not) and against ``limits``, which each subclass extends
+    with its own fields. A bad setting raises :class:`~synthfin.errors.ConfigError` naming it.
     """
 
     seed: int = 0
@@ -147,6 +148,8 @@ def _typed(name: str, value: Any, expected: Any) -> Any:
         if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)
         if kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            if not np.isfinite(float(value)):
+                raise ConfigError(f"setting {name}={value!r} must be a finite number")
             return float(value)
         if kind is str and isinstance(value, str):
             return value
@@ -261,6 +264,18 @@ class Generator(ABC):
     def sample_returns(self, n: int, **kwargs: Any) -> np.ndarray:
         """Like :meth:`sample`, but unscaled log returns (the scaler's exact inverse applied)."""
         return self._spec().scaler.inverse(self.sample(n, **kwargs))
+
+    def fingerprint(self) -> str:
+        """SHA-256 of everything a saved model folder holds (name, settings, data spec and
+        learned arrays): equal fingerprints mean the same fitted model, so files drawn from
+        it can name it and be checked against it."""
+        digest = hashlib.sha256(json.dumps(
+            [self.name, dataclasses.asdict(self.config), self._spec().to_dict()],
+            sort_keys=True).encode())
+        for key, value in sorted(self._state().items()):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        return digest.hexdigest()
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json``, ``data.json`` and ``weights.safetensors`` into ``directory``

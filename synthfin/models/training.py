@@ -13,9 +13,9 @@ Under ``torchrun`` (see :mod:`synthfin.distributed`) the same loop trains data-p
 :class:`BatchOrder` hands its rank a slice of the global batch, gradients are averaged across
 ranks before every optimizer step, losses and validation scores are averaged so every rank
 decides alike, and only rank 0 shows progress and writes files, whose weights load in a single
-process. A distributed run resumed from its checkpoint continues the weights, optimizers and
-batch order exactly; the global random streams of ranks other than 0 are re-derived from the
-restored ones.
+process. The checkpoint holds every rank's random streams (gathered to rank 0), so a
+distributed run resumed with the same number of processes continues exactly, as one never
+interrupted; resumed with another number, ranks other than 0 re-derive theirs from rank 0's.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -189,6 +189,17 @@ def _set_global_random_state(tensors: dict[str, torch.Tensor], meta: dict[str, A
     random.setstate((version, tuple(internal), gauss))
 
 
+def _pack(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+    """Random states as one safetensors blob (the JSON part as a uint8 tensor ``meta``)."""
+    text = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8)
+    return save({**tensors, "meta": text})
+
+
+def _unpack(blob: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = load(blob)
+    return tensors, json.loads(tensors.pop("meta").numpy().tobytes())
+
+
 class TrainingLoop:
     """Epochs of optimization steps in named phases, with early stopping on a validation score.
 
@@ -222,11 +233,11 @@ class TrainingLoop:
         self._done: dict[str, int] = {}  # phase -> epochs completed (from a resumed checkpoint)
         self._finished: dict[str, int] = {}  # phase -> epochs of a run() that returned
         self._resumed_best: dict[str, Any] = {}
-        if resume:
-            self._resume()
+        own_streams = resume and self._resume()
         if distributed.active():
             distributed.broadcast_modules(modules)
-            distributed.fork_global_random()
+            if not own_streams:  # this rank's streams were not in the checkpoint
+                distributed.fork_global_random()
 
     def completed(self, phase: str) -> int:
         """Epochs of ``phase`` completed so far (including those of a resumed run)."""
@@ -352,17 +363,20 @@ class TrainingLoop:
         position and history as the file's JSON header: one file, written atomically, so a
         kill at any moment leaves one consistent checkpoint."""
         self._resumed_best = {**self._resumed_best, phase: best}
-        if self.run_dir is None or not distributed.is_main():
+        if self.run_dir is None:
+            return
+        random_tensors, random_meta = self._random_state()
+        ranks = [] if not distributed.active() else distributed.gather_bytes(
+            _pack(random_tensors, random_meta), "gathering every rank's random state")
+        if not distributed.is_main():
             return
         optimizer_tensors, optimizer_meta = _optimizer_state(self.optimizers)
-        random_tensors, random_meta = _global_random_state()
-        stream_tensors = {f"stream.{name}.{key}": value.cpu().contiguous()
-                          for name, stream in self.streams.items()
-                          for key, value in _stream_state(stream).items()}
         tensors = {**module_state(self.modules), **optimizer_tensors, **random_tensors,
-                   **stream_tensors}
+                   **{f"rank.{r}": torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+                      for r, blob in enumerate(ranks) if r > 0}}
         meta = {"done": self._done, "finished": self._finished, "optimizers": optimizer_meta,
                 "random": random_meta, "history": self.history,
+                "world_size": distributed.world_size(),
                 "best": {k: [None if not math.isfinite(v[0]) else v[0], v[1]]
                          for k, v in self._resumed_best.items()}}
         header = {"checkpoint": json.dumps(meta, allow_nan=False)}
@@ -370,7 +384,23 @@ class TrainingLoop:
                      lambda tmp: save_file(tensors, str(tmp), metadata=header))
         atomic_write_json(self.run_dir / "history.json", self.history)  # a copy to read
 
-    def _resume(self) -> None:
+    def _random_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """This rank's global random states and model streams, as tensors and plain JSON."""
+        tensors, meta = _global_random_state()
+        tensors.update({f"stream.{name}.{key}": value.cpu().contiguous()
+                        for name, stream in self.streams.items()
+                        for key, value in _stream_state(stream).items()})
+        return tensors, meta
+
+    def _set_random_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        _set_global_random_state(tensors, meta)
+        for name, stream in self.streams.items():
+            prefix = f"stream.{name}."
+            _load_stream_state(stream, {k[len(prefix):]: v for k, v in tensors.items()
+                                        if k.startswith(prefix)})
+
+    def _resume(self) -> bool:
+        """Restore the checkpoint; True when this rank's own random streams were in it."""
         path = None if self.run_dir is None else self.run_dir / CHECKPOINT
         if path is None or not path.is_file():
             raise ModelError(f"cannot resume: no {CHECKPOINT} in {self.run_dir}")
@@ -379,20 +409,25 @@ class TrainingLoop:
             with safe_open(str(path), framework="pt") as handle:
                 meta = json.loads(handle.metadata()["checkpoint"])
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-            load_module_state(self.modules, {k: v for k, v in tensors.items()
-                                             if not k.startswith(("opt.", "rng.", "stream."))})
+            load_module_state(self.modules, {k: v for k, v in tensors.items() if not k.startswith(
+                ("opt.", "rng.", "stream.", "rank."))})
             _load_optimizer_state(self.optimizers, tensors, meta["optimizers"])
-            _set_global_random_state(tensors, meta["random"])
-            for name, stream in self.streams.items():
-                prefix = f"stream.{name}."
-                _load_stream_state(stream, {k[len(prefix):]: v for k, v in tensors.items()
-                                            if k.startswith(prefix)})
+            rank, blob = distributed.rank(), tensors.get(f"rank.{distributed.rank()}")
+            own = rank == 0 or (blob is not None
+                                and meta.get("world_size") == distributed.world_size())
+            if rank > 0 and own:
+                self._set_random_state(*_unpack(blob.numpy().tobytes()))
+            else:  # rank 0, or a rank the checkpoint has no streams of: rank 0's
+                self._set_random_state(tensors, meta["random"])
             self._done = {k: int(v) for k, v in meta["done"].items()}
             self._finished = {k: int(v) for k, v in meta["finished"].items()}
             self._resumed_best = {k: (math.inf if v[0] is None else v[0], v[1])
                                   for k, v in meta["best"].items()}
             self.history = meta["history"]
+        if distributed.is_main():  # the readable copy, whatever happened to it since
+            atomic_write_json(self.run_dir / "history.json", self.history)
         logger.info("resumed from %s: %s", self.run_dir, self._done)
+        return own
 
 
 @dataclasses.dataclass
