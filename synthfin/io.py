@@ -297,6 +297,8 @@ class FileReading:
                  *rest: object) -> None:
         if isinstance(error, SynthfinError):
             raise self.error_type(f"{self.file}: {first_line(error)}") from None
+        if isinstance(error, FileNotFoundError):
+            raise self.error_type(f"{self.file} does not exist; {self.hint}") from None
         if isinstance(error, FILE_ERRORS):
             raise self.error_type(f"{self.file} is damaged ({type(error).__name__}: "
                                   f"{first_line(error)}); {self.hint}") from None

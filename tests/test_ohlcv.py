@@ -76,7 +76,7 @@ def test_save_load_round_trips_as_json(model, tmp_path):
     path = model.save(tmp_path / "ohlcv.json")
     assert OHLCVModel.load(path) == model
     (tmp_path / "bad.json").write_text("{\"gap_beta\": 1}")
-    with pytest.raises(DataError, match="cannot read an OHLCV model"):
+    with pytest.raises(DataError, match="bad.json is damaged"):
         OHLCVModel.load(tmp_path / "bad.json")
 
 

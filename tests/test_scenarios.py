@@ -120,9 +120,9 @@ def test_crash_metadata_survives_save_and_parquet(garch, tmp_path):
     stored = pd.read_parquet(crash.to_parquet(tmp_path / "crash.parquet")).attrs["synthfin"]
     assert json.loads(stored)["shock"]["day"] == 2
     (tmp_path / "other.safetensors").write_bytes(b"not a file")
-    with pytest.raises(DataError, match="cannot read scenarios"):
+    with pytest.raises(DataError, match="other.safetensors is damaged"):
         Scenarios.load(tmp_path / "other.safetensors")
-    with pytest.raises(DataError, match="cannot read scenarios"):
+    with pytest.raises(DataError, match="missing.safetensors does not exist"):
         Scenarios.load(tmp_path / "missing.safetensors")
 
 
