@@ -266,6 +266,19 @@ class GradientAverager:
             handle.remove()
 
 
+def run_rank(work: Callable[[], None]) -> None:
+    """The body of a process torchrun started: a :class:`~synthfin.errors.SynthfinError` (a
+    lost peer, a bad file) is one ``error:`` line on stderr and exit code 1, not a traceback;
+    the parent's :func:`torchrun` then names the rank that failed first."""
+    from synthfin.errors import SynthfinError
+
+    try:
+        work()
+    except SynthfinError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
 def torchrun(nproc: int, args: list[str], what: str) -> None:
     """Run ``python -m torch.distributed.run --standalone --nproc-per-node nproc ARGS`` and
     wait; a failed job is a :class:`ModelError` naming the rank that failed first.

@@ -328,4 +328,4 @@ def iter_paths(directory: str | Path, batch_paths: int = 10_000) -> Iterator[np.
 
 
 if __name__ == "__main__":
-    _rank_main(Path(sys.argv[1]))
+    distributed.run_rank(lambda: _rank_main(Path(sys.argv[1])))

@@ -381,3 +381,16 @@ def test_a_rank_traceback_that_is_not_torchruns_passes_through(capsys):
     launcher.feed(text.encode())
     launcher.close()
     assert capsys.readouterr().err == text
+
+
+def test_a_rank_that_fails_with_a_synthfin_error_prints_one_line(capsys):
+    from synthfin.distributed import run_rank
+
+    def lost() -> None:
+        raise ModelError("rank 0 of 2: a collective failed\nin the gradient all_reduce")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_rank(lost)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == ("error: rank 0 of 2: a collective failed in the gradient "
+                                       "all_reduce\n")

@@ -57,4 +57,4 @@ def main(job: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    distributed.run_rank(lambda: main(Path(sys.argv[1])))
