@@ -394,3 +394,33 @@ def test_a_rank_that_fails_with_a_synthfin_error_prints_one_line(capsys):
     assert exit_info.value.code == 1
     assert capsys.readouterr().err == ("error: rank 0 of 2: a collective failed in the gradient "
                                        "all_reduce\n")
+
+
+# -- a pipeline killed at each stage boundary --------------------------------------------------
+def test_a_pipeline_killed_at_any_stage_boundary_ends_as_one_never_killed(tmp_path, monkeypatch):
+    from synthfin.config import PipelineConfig
+    from synthfin.pipeline import Pipeline, _Stage
+
+    config = {**_tiny(), "models": {"gaussian": {}}, "sampling": {"n": 100, "regimes": ["calm"]}}
+
+    def run(folder: Path) -> bytes:
+        Pipeline(PipelineConfig.model_validate({**config, "output": str(folder)})).run()
+        return (folder / "report" / "metrics.json").read_bytes()
+
+    whole = run(tmp_path / "whole")
+    complete = _Stage.complete
+    for boundary in range(3):  # after the data, the model, the samples
+        calls = []
+
+        def killed(stage, seconds, boundary=boundary, calls=calls):
+            complete(stage, seconds)
+            calls.append(stage)
+            if len(calls) > boundary:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(_Stage, "complete", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / f"killed{boundary}")
+        monkeypatch.setattr(_Stage, "complete", complete)
+        assert not (tmp_path / f".killed{boundary}.lock").exists()  # released on the way out
+        assert run(tmp_path / f"killed{boundary}") == whole
