@@ -21,6 +21,7 @@ import socket
 import sys
 import tempfile
 import time
+import tokenize
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -274,7 +275,8 @@ def _read_long(path: Path) -> np.ndarray:
 # what a truncated, garbage or hand-edited file makes the readers (json, numpy, zipfile,
 # safetensors) and our constructors raise
 FILE_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, EOFError,
-               zipfile.BadZipFile, SafetensorError)
+               zipfile.BadZipFile, SafetensorError,
+               SyntaxError, tokenize.TokenError)  # numpy parses a .npy header as Python
 
 
 class FileReading:

@@ -1,7 +1,8 @@
 """Property-based tests: whatever bytes a user's file holds, synthfin answers with its own
 error (a :class:`~synthfin.errors.SynthfinError`, one line for the CLI) or a valid result, never
 another exception. Fuzzed: the price loaders (CSV, gzipped CSV, parquet), the pipeline YAML
-loader and the model-folder loader."""
+loader, the model-folder loader and the other artifacts' (prepared data, sharded data sets,
+scenario files, the bar model)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from synthfin.errors import ModelError, SynthfinError
 from synthfin.models import Generator, get_generator
 
 TINY = Path(__file__).parents[1] / "pipelines" / "tiny.yaml"
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # trimmed or filled rows
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),  # trimmed or filled rows
+              # a damaged windows.npz is printed in full when an example fails: no need to warn
+              pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")]
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -167,5 +170,65 @@ def test_a_damaged_model_file_loads_or_fails_with_a_model_error(saved_models, tm
         except SynthfinError:
             return
         assert samples.shape[0] == 3 and np.isfinite(samples).all()
+
+    check()
+
+
+# -- the other artifacts: prepared data, sharded data sets, scenarios, the bar model ----------
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, two_asset_windows) -> dict[str, Path]:
+    from synthfin.ohlcv import sp500_ohlcv_model
+    from synthfin.shards import ShardPlan, write_dataset
+    from synthfin.synthesizer import Synthesizer
+
+    folder = tmp_path_factory.mktemp("artifacts")
+    two_asset_windows.save(folder / "data")
+    model = get_generator("gaussian")().fit(two_asset_windows)
+    write_dataset(model, folder / "shards", ShardPlan(20, 10, 5, chunk_size=5))
+    Synthesizer.from_parts(model, two_asset_windows).sample(3, 5, seed=0).save(
+        folder / "scenarios.safetensors")
+    sp500_ohlcv_model().save(folder / "bars.json")
+    return {"data/meta.json": folder / "data", "data/windows.npz": folder / "data",
+            "shards/_manifest.json": folder / "shards",
+            "shards/part-00001.parquet": folder / "shards",
+            "scenarios.safetensors": folder / "scenarios.safetensors",
+            "bars.json": folder / "bars.json"}
+
+
+def _read_artifact(name: str, path: Path) -> object:
+    from synthfin.data.windows import WindowData
+    from synthfin.ohlcv import OHLCVModel
+    from synthfin.scenarios import Scenarios
+    from synthfin.shards import dataset_facts
+
+    if name.startswith("data/"):
+        return WindowData.load(path)
+    if name.startswith("shards/"):
+        return dataset_facts(path)
+    return Scenarios.load(path) if name.endswith(".safetensors") else OHLCVModel.load(path)
+
+
+@pytest.mark.parametrize("name", ["data/meta.json", "data/windows.npz", "shards/_manifest.json",
+                                  "shards/part-00001.parquet", "scenarios.safetensors",
+                                  "bars.json"])
+def test_a_damaged_artifact_loads_unchanged_or_fails_with_a_synthfin_error(
+        artifacts, two_asset_windows, tmp_path, name):
+    source = artifacts[name]
+    file = source / name.split("/", 1)[1] if source.is_dir() else source
+    good = file.read_bytes()
+
+    @FUZZ
+    @given(data=damaged(good))
+    def check(data: bytes) -> None:
+        copy = tmp_path / source.name
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.unlink(missing_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, copy)
+        (copy / file.name if source.is_dir() else copy).write_bytes(data)
+        read = loads_or_fails_cleanly(lambda: _read_artifact(name, copy))
+        if read is not None and name.startswith("data/"):  # checked against its fingerprint
+            assert read.fingerprint() == two_asset_windows.fingerprint()
+        if read is not None and name.startswith("shards/part"):  # checked against its SHA-256
+            assert data == good
 
     check()
