@@ -182,7 +182,7 @@ class StressReport:
     def save(self, directory: str | Path) -> Path:
         """``stress.md``, ``stress.json`` and ``stress.png`` (fan chart and histograms)."""
         table = self.table()
-        with atomic_directory(directory, keep_old=False) as temp:  # the three as a unit
+        with atomic_directory(directory) as temp:  # the three as a unit
             atomic_write_text(temp / "stress.md", f"# Stress test: {self.strategy}\n\n"
                               + _markdown(table.round(4)))
             atomic_write_json(temp / "stress.json", {

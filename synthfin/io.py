@@ -308,16 +308,15 @@ class FileReading:
 
 # -- a folder written as a unit ---------------------------------------------------------------
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, *, keep_old: bool = True) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Write a whole folder atomically: yields a temporary sibling folder to fill, which then
     replaces ``path`` as a unit.
 
     The old folder is renamed aside, the new one renamed into place, then the old one removed;
-    with ``keep_old``, entries of the old folder that the new one lacks (say a ``training/``
-    subfolder) are moved into the new one first; without it (a report) nothing old survives.
-    A kill at any moment leaves ``path`` holding the old or the new complete folder, or no
-    folder and the old one aside, which :func:`recover_directory` (run here and by loaders)
-    puts back (or, without ``keep_old``, removes once the new one is in place).
+    entries of the old folder that the new one lacks (say a ``training/`` subfolder, or a user's
+    own files beside a report) are moved into the new one first. A kill at any moment leaves
+    ``path`` holding the old or the new complete folder, or no folder and the old one aside,
+    which :func:`recover_directory` (run here and by loaders) puts back.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -331,15 +330,11 @@ def atomic_directory(path: str | os.PathLike, *, keep_old: bool = True) -> Itera
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    kind = "old" if keep_old else "drop"
-    aside = path.parent / f".{path.name}.{kind}-{uuid.uuid4().hex[:8]}"
+    aside = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
     if path.exists():
         os.replace(path, aside)
     os.replace(temp, path)
-    if keep_old:
-        _merge_aside(path, aside)
-    else:
-        shutil.rmtree(aside, ignore_errors=True)
+    _merge_aside(path, aside)
 
 
 def recover_directory(path: str | os.PathLike) -> None:
@@ -353,11 +348,6 @@ def recover_directory(path: str | os.PathLike) -> None:
             os.replace(leftover, path)
         else:
             _merge_aside(path, leftover)
-    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.drop-*")):
-        if not path.exists():
-            os.replace(leftover, path)
-        else:
-            shutil.rmtree(leftover, ignore_errors=True)
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
 
@@ -428,9 +418,8 @@ def remove_leftovers(path: str | os.PathLike) -> None:
         temp.unlink(missing_ok=True)
     if not path.is_dir():
         return
-    for aside in sorted([*path.rglob(".*.old-*"), *path.rglob(".*.drop-*")]):
-        name = aside.name[1:max(aside.name.rfind(".old-"), aside.name.rfind(".drop-"))]
-        recover_directory(aside.parent / name)
+    for aside in sorted(path.rglob(".*.old-*")):
+        recover_directory(aside.parent / aside.name[1:aside.name.rindex(".old-")])
     for temp in sorted(path.rglob(".*.tmp*"), reverse=True):
         if temp.is_dir() and ".tmp-" in temp.name:
             shutil.rmtree(temp, ignore_errors=True)

@@ -157,7 +157,7 @@ class Evaluation:
         from synthfin.evaluation.report import write_report
 
         directory = Path(directory)
-        with atomic_directory(directory, keep_old=False) as temp:
+        with atomic_directory(directory) as temp:
             atomic_write_json(temp / "metrics.json", self.to_dict())
             write_report(self, temp)
         return directory
