@@ -428,6 +428,10 @@ def stress(
         help="Also a crash set: this one-day log return on --crash-day.")] = None,
     crash_day: Annotated[int, typer.Option(help="Day of the crash (0 = first).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    start: Annotated[str, typer.Option(
+        help="Where every set's paths start: 'stationary' (the model's long-run states) or "
+             "'today' (continue the real history; models that continue one, such as ar).")
+    ] = "stationary",
 ) -> None:
     """Run a strategy on synthetic paths (unconditional, by regime, crash) and on the real
     history; print where the real history falls in each distribution."""
@@ -444,12 +448,12 @@ def stress(
         raise _fail(f"{model_dir} is not a saved Synthesizer; pass --data with the prepared "
                     "data set the generator was trained on")
     chosen = load_strategy(strategy)
-    scenarios = {"unconditional": synth.sample(n, length=length, seed=seed)}
+    scenarios = {"unconditional": synth.sample(n, length=length, seed=seed, start=start)}
     for name in _split_list(regime or ""):
         scenarios[name] = synth.sample(n, length=length, regime=name, seed=seed)
     if crash is not None:
         scenarios[f"crash {crash:+.0%} day {crash_day}"] = synth.crash(
-            n, length, shock=crash, shock_day=crash_day, seed=seed)
+            n, length, shock=crash, shock_day=crash_day, seed=seed, start=start)
     prepared = synth.data_
     history = prepared.history()
     report = stress_test(chosen, scenarios, history)

@@ -16,15 +16,24 @@ import pandas as pd
 
 from synthfin.calendars import DEFAULT_CALENDAR, previous_trading_day, trading_days_after
 from synthfin.config import WindowSettings, validated
+from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.files import wide_prices
 from synthfin.data.returns import log_returns
 from synthfin.data.validation import validate_prices
 from synthfin.data.windows import WindowData
 from synthfin.errors import DataError, ModelError
 from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
-from synthfin.io import atomic_write_json
-from synthfin.models import Generator, get_generator
+from synthfin.io import atomic_write, atomic_write_json
+from synthfin.models import ContextSampler, Generator, available_generators, get_generator
 from synthfin.scenarios import Scenarios, Shock
+
+STARTS = ("stationary", "today")  # where paths start: see the Synthesizer docstring
+
+
+def continuing_models() -> list[str]:
+    """The registered generators that can continue a real history (``start="today"``)."""
+    return [name for name in available_generators()
+            if get_generator(name).context_sampler is not Generator.context_sampler]
 
 
 class Synthesizer:
@@ -38,6 +47,21 @@ class Synthesizer:
         Data preparation, as in :func:`synthfin.make_windows`.
     **model_settings
         The generator's own settings (``epochs=``, ``gjr=``, ``device=``...).
+
+    Notes
+    -----
+    Where paths start is one choice, ``start=``, the same for :meth:`sample`, :meth:`crash`
+    and the stress tests built on them:
+
+    - ``"stationary"`` (default): from the model's own long-run states (the autoregressive
+      model's stationary states, a window model's regime draw), whatever the market is doing
+      on the last real day. Paths are comparable across dates and with the stressed regime.
+    - ``"today"``: continue the real history up to the last real day (the model reads its last
+      days), so the paths start in today's volatility. Only models that continue a history
+      offer it (:func:`continuing_models`, e.g. ``"ar"``); it takes no ``regime``.
+
+    Dates and prices always continue from the last real day (or ``start_date`` and
+    ``start_price``); :meth:`real_segments` gives the real history cut into dated paths.
 
     Examples
     --------
@@ -66,6 +90,7 @@ class Synthesizer:
             raise DataError(f"prices must be a DataFrame, got {type(prices).__name__}")
         prices = validate_prices(wide_prices(prices))
         self.data_ = self.data_settings.make_windows(log_returns(prices))
+        self.prices_ = prices
         self.last_date_ = prices.index[-1]
         self.last_prices_ = prices.iloc[-1].to_numpy(dtype=np.float64)
         self.generator_ = self.generator_cls(**self.model_settings).fit(
@@ -80,55 +105,71 @@ class Synthesizer:
 
     def sample(self, n: int, length: int | None = None, regime: str | None = None,
                seed: int | None = None, start_date: str | pd.Timestamp | None = None, *,
-               calendar: str = DEFAULT_CALENDAR, start_price: float | np.ndarray | None = None
-               ) -> Scenarios:
+               start: str = "stationary", calendar: str = DEFAULT_CALENDAR,
+               start_price: float | np.ndarray | None = None) -> Scenarios:
         """``n`` scenarios of ``length`` trading days (default: the window length) on
         ``calendar`` (an exchange such as ``"XNYS"``, ``"XLON"``, or ``"business"``) after
         ``start_date`` (default: the last real date), from ``start_price`` (default: the last
-        real closes); ``regime`` is ``"calm"``, ``"normal"``, ``"stressed"`` or None."""
-        self._fitted()
-        returns = self.generator_.sample_returns(n, condition=regime, seed=seed, length=length)
+        real closes); ``regime`` is ``"calm"``, ``"normal"``, ``"stressed"`` or None;
+        ``start`` is ``"stationary"`` or ``"today"`` (see the class Notes)."""
+        data = self._fitted()
+        sampler = self._sampler(start)
+        if sampler is None:
+            returns = self.generator_.sample_returns(n, condition=regime, seed=seed,
+                                                     length=length)
+        elif regime is not None:
+            raise ModelError(f"start='today' continues the real history, which sets its own "
+                             f"regime; drop regime={regime!r} or use start='stationary'")
+        else:
+            context = data.history()[-sampler.context_days:]
+            returns = sampler.sample_after(context, n, length or data.window_len, seed=seed)
         return self._scenarios(returns, start_date, calendar, start_price, regime)
 
     def crash(self, n: int, length: int, *, shock: float | np.ndarray = -0.10,
-              shock_day: int = 0, seed: int | None = None, calendar: str = DEFAULT_CALENDAR,
-              start_price: float | np.ndarray | None = None) -> Scenarios:
+              shock_day: int = 0, seed: int | None = None, start: str = "stationary",
+              calendar: str = DEFAULT_CALENDAR, start_price: float | np.ndarray | None = None
+              ) -> Scenarios:
         """Crash injection: every path takes the log return ``shock`` (per asset, or the same for
         all) on day ``shock_day`` (0-based) and continues with the model's own dynamics; the
-        scenarios record both (``Scenarios.shock``). Dates and start prices as in :meth:`sample`.
+        scenarios record both (``Scenarios.shock``). ``start`` as in :meth:`sample` (the class
+        Notes): the days before the shock start where :meth:`sample`'s paths would, so a crash
+        and plain paths of one ``start`` differ by the shock alone. Dates and start prices as
+        in :meth:`sample`.
 
-        How the model continues depends on what it can condition on:
+        How the model continues after the shock depends on what it can condition on:
 
-        - models that continue a history (:meth:`Generator.context_sampler`: the
-          autoregressive model) draw the
-          days before the shock after the real history, then continue from that history
-          with the shock appended, so their volatility state reacts to the shock itself;
-        - every other model draws the days before the shock unconditionally and the days after
-          it conditioned on the regime implied by the trailing realized vol up to and including
-          the shock (usually ``stressed``): the shock moves the regime, not a hidden state.
+        - models that continue a history (:func:`continuing_models`, the autoregressive
+          model) continue from the days before (a year of their own stationary draws, or the
+          real history) with the shock appended, so their volatility state reacts to the
+          shock itself;
+        - every other model draws the days after it conditioned on the regime implied by the
+          trailing realized vol up to and including the shock (usually ``stressed``): the
+          shock moves the regime, not a hidden state.
         """
         data = self._fitted()
         spec = self.generator_.spec_
         if not 0 <= shock_day < length:
             raise ModelError(f"shock_day must be in [0, {length}), got {shock_day}")
+        sampler = self._sampler(start, history_free=True)
         rng = np.random.default_rng(seed)
         seeds = rng.integers(2**62, size=3)
         shock_row = np.broadcast_to(np.asarray(shock, dtype=np.float64), (n, 1, data.n_assets))
-        sampler = self.generator_.context_sampler()
-        days = sampler.context_days if sampler is not None else spec.vol_lookback
-        context = data.history()[-days:]
-        context = np.broadcast_to(context, (n, *context.shape))
-        rest = length - shock_day - 1
-        if sampler is not None:
+        if start == "today":  # sampler is not None: _sampler checked it
+            history = data.history()[-sampler.context_days:]
+            context = np.broadcast_to(history, (n, *history.shape))
             before = (sampler.sample_after(context[0], n, shock_day, seed=seeds[0])
                       if shock_day else np.empty((n, 0, data.n_assets)))
-            shocked = np.concatenate([context, before, shock_row], axis=1)
+        else:  # the model's own stationary days stand in for the history
+            days = (min(sampler.context_days, TRADING_DAYS) if sampler is not None
+                    else spec.vol_lookback)
+            drawn = self.generator_.sample_returns(n, length=days + shock_day, seed=seeds[0])
+            context, before = drawn[:, :days], drawn[:, days:]
+        shocked = np.concatenate([context, before, shock_row], axis=1)
+        rest = length - shock_day - 1
+        if sampler is not None:
             after = (sampler.sample_after(shocked, n, rest, seed=seeds[1]) if rest
                      else np.empty((n, 0, data.n_assets)))
         else:
-            before = (self.generator_.sample_returns(n, length=shock_day, seed=seeds[0])
-                      if shock_day else np.empty((n, 0, data.n_assets)))
-            shocked = np.concatenate([context, before, shock_row], axis=1)
             regimes = spec.regime_of(spec.scaler.transform(shocked))
             after = np.empty((n, rest, data.n_assets))
             for code in np.unique(regimes) if rest else []:
@@ -138,6 +179,44 @@ class Synthesizer:
         returns = np.concatenate([before, shock_row, after], axis=1)
         return self._scenarios(returns, None, calendar, start_price, "crash",
                                Shock(tuple(shock_row[0, 0].tolist()), shock_day))
+
+    def real_segments(self, length: int) -> list[Scenarios]:
+        """The real history cut into non-overlapping dated paths of ``length`` days, the last
+        ending on the last real day: one single-path :class:`Scenarios` each, with its real
+        dates and its real close the day before as start price (regime ``"real"``), to run a
+        backtest on real and synthetic paths side by side."""
+        self._fitted()
+        prices = getattr(self, "prices_", None)
+        if prices is None:
+            raise ModelError("this Synthesizer has no real prices (built with from_parts); "
+                             "fit it on prices, or load one saved after fit")
+        k = (len(prices) - 1) // length
+        if length < 1 or k < 1:
+            raise DataError(f"length must be in [1, {len(prices) - 1}] (the real history's "
+                            f"days), got {length}")
+        values, dates = np.log(prices.to_numpy(dtype=np.float64)), prices.index
+        first = len(prices) - 1 - k * length  # the start day of the first segment
+        segments = []
+        for lo in range(first, len(prices) - 1, length):
+            returns = np.diff(values[lo:lo + length + 1], axis=0)[None]
+            segments.append(Scenarios(returns, pd.DatetimeIndex(dates[lo + 1:lo + length + 1]),
+                                      list(prices.columns), np.exp(values[lo]), "real",
+                                      start_date=dates[lo]))
+        return segments
+
+    def _sampler(self, start: str, history_free: bool = False) -> ContextSampler | None:
+        """The context sampler that ``start`` needs: the model's own with ``"today"``; with
+        ``"stationary"`` None for :meth:`sample` (it draws from the stationary states) and the
+        model's own, if any, for a crash (``history_free``: it continues its own draws)."""
+        if start not in STARTS:
+            raise ModelError(f"start must be one of {', '.join(map(repr, STARTS))}, "
+                             f"got {start!r}")
+        sampler = self.generator_.context_sampler()
+        if start == "today" and sampler is None:
+            raise ModelError(f"start='today' needs a model that continues a history "
+                             f"({', '.join(continuing_models())}); {self.model!r} starts from "
+                             "its stationary states only (start='stationary')")
+        return sampler if start == "today" or history_free else None
 
     def _scenarios(self, returns: np.ndarray, start_date: str | pd.Timestamp | None,
                    calendar: str, start_price: float | np.ndarray | None,
@@ -160,6 +239,8 @@ class Synthesizer:
         directory = Path(directory)
         self.generator_.save(directory / "model")
         data.save(directory / "data")
+        if getattr(self, "prices_", None) is not None:  # the dated history of real_segments
+            atomic_write(directory / "prices.parquet", self.prices_.to_parquet)
         atomic_write_json(directory / "synthesizer.json", {
             "model": self.model, "data_settings": self.data_settings.model_dump(),
             "model_settings": self.model_settings, "last_date": str(self.last_date_.date()),
@@ -177,6 +258,8 @@ class Synthesizer:
         synth = cls(meta["model"], **meta["data_settings"], **meta["model_settings"])
         synth.generator_ = Generator.load(directory / "model")
         synth.data_ = WindowData.load(directory / "data")
+        prices = directory / "prices.parquet"
+        synth.prices_ = pd.read_parquet(prices) if prices.is_file() else None
         synth.last_date_ = pd.Timestamp(meta["last_date"])
         synth.last_prices_ = np.asarray(meta["last_prices"], dtype=np.float64)
         return synth
@@ -188,7 +271,7 @@ class Synthesizer:
         ``models/NAME/model`` and ``data``); paths start at ``start_price`` after the data's
         last day."""
         synth = cls(generator.name)
-        synth.generator_, synth.data_ = generator, data
+        synth.generator_, synth.data_, synth.prices_ = generator, data, None
         synth.last_date_ = pd.Timestamp(data.split_dates["test"][1])
         synth.last_prices_ = np.full(data.n_assets, float(start_price))
         return synth
