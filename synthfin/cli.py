@@ -17,6 +17,7 @@ from synthfin import __version__
 from synthfin.errors import SynthfinError
 
 app = typer.Typer(help="Realistic synthetic financial time series.", no_args_is_help=True,
+                  rich_markup_mode="markdown",  # docstrings reflowed, paragraphs kept
                   add_completion=False, pretty_exceptions_enable=False)
 F = TypeVar("F", bound=Callable[..., Any])
 _options = {"verbose": False}  # set by the global -v
@@ -206,9 +207,11 @@ def train(
                     "(torchrun); the same as --set nproc=N. Under torchrun it is not needed."
     )] = None,
 ) -> None:
-    """Fit a generator on a prepared data set and save it (models trained in epochs also write
-    their loss history, checkpoints and best weights to OUT/training). Launched by ``torchrun``
-    (one or several machines), every rank trains its share and rank 0 saves."""
+    """Fit a generator on a prepared data set and save it.
+
+    Models trained in epochs also write their loss history, checkpoints and best weights to
+    OUT/training, and print their progress. Launched by torchrun (one or several machines),
+    every rank trains its share and rank 0 saves."""
     from synthfin import distributed
     from synthfin.data.windows import WindowData
     from synthfin.models import get_generator
@@ -251,8 +254,10 @@ def sample(
         help="With --shard-size: also open, high, low, volume columns (price is the close).")
     ] = False,
 ) -> None:
-    """Draw synthetic paths of unscaled log returns, written chunk by chunk (bounded memory);
-    with --shard-size, a sharded data set (under torchrun each rank writes its own shards)."""
+    """Draw synthetic paths of unscaled log returns.
+
+    Paths are written chunk by chunk (bounded memory); with --shard-size, a sharded data set
+    (under torchrun each rank writes its own shards)."""
     from tqdm.auto import tqdm
 
     from synthfin.io import SampleWriter
@@ -310,8 +315,9 @@ def evaluate(
     neural: Annotated[bool, typer.Option(
         help="Also compute the discriminative and predictive scores.")] = True,
 ) -> None:
-    """Compare synthetic samples with the real windows (in-sample and out-of-sample); write the
-    report."""
+    """Compare synthetic samples with the real windows; write the report.
+
+    Both references are used: in-sample (training) and out-of-sample (validation + test)."""
     from synthfin.data.windows import WindowData
     from synthfin.evaluation import evaluate_windows
     from synthfin.io import load_samples
@@ -349,8 +355,9 @@ def facts(
              "windows of its length.")] = None,
     out: Annotated[Path | None, typer.Option(help="JSON file for every fact vector.")] = None,
 ) -> None:
-    """Pooled stylized facts of a sharded data set, in streaming form (bounded memory): ACF
-    curves from running sums of lag products, tails from histograms."""
+    """Pooled stylized facts of a sharded data set, in bounded memory.
+
+    ACF curves come from running sums of lag products, tails from histograms."""
     import numpy as np
 
     from synthfin.io import atomic_write_json
@@ -393,8 +400,9 @@ def run(
     device: Annotated[str | None, typer.Option(help="Override the device: auto, cpu, cuda.")
                       ] = None,
 ) -> None:
-    """Run a pipeline: data, every model, samples, evaluation and report (stages whose inputs
-    did not change are reused)."""
+    """Run a pipeline: data, every model, samples, evaluation and report.
+
+    Stages whose inputs did not change are reused; progress goes to the terminal."""
     from synthfin.config import load_pipeline_config
     from synthfin.pipeline import Pipeline
 
@@ -433,8 +441,10 @@ def stress(
              "'today' (continue the real history; models that continue one, such as ar).")
     ] = "stationary",
 ) -> None:
-    """Run a strategy on synthetic paths (unconditional, by regime, crash) and on the real
-    history; print where the real history falls in each distribution."""
+    """Run a strategy on synthetic paths and on the real history.
+
+    Scenario sets: unconditional, by regime and crash; the table says where the real history
+    falls in each distribution."""
     from synthfin.backtest import load_strategy, stress_test
     from synthfin.data.windows import WindowData
     from synthfin.models import Generator

@@ -30,7 +30,7 @@ from synthfin.data.windows import WindowData
 from synthfin.evaluation.evaluate import evaluate_windows, finite_json
 from synthfin.io import atomic_save_npy, atomic_write_json
 from synthfin.models import Generator, get_generator
-from synthfin.models.training import CHECKPOINT
+from synthfin.models.training import CHECKPOINT, progress_lines
 
 logger = logging.getLogger("synthfin.pipeline")
 
@@ -144,7 +144,8 @@ class Pipeline:
         if not reused:
             self.progress(f"{name}: running")
         start = time.perf_counter()
-        result = work(reused)
+        with progress_lines(lambda line: self.progress(f"{name}: {line}")):
+            result = work(reused)  # epochs and other long steps report as they go
         seconds = time.perf_counter() - start
         if not reused:
             stage.complete(seconds)

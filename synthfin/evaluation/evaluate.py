@@ -26,6 +26,7 @@ from synthfin.evaluation.scores import (
     score_samples,
     undefined_facts,
 )
+from synthfin.models.training import report_progress
 from synthfin.stats import stylized_facts
 
 SUMMARY_COLUMNS = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level",
@@ -241,6 +242,7 @@ def evaluate(references: Mapping[str, Reference] | np.ndarray, samples: Mapping[
         for name, x in bar:  # the long part: a bar on a terminal, silent elsewhere
             if not np.isfinite(x).all():
                 continue
+            report_progress(f"neural scores of {name}")
             mean, std = discriminative_score(real, x, seed=seed, config=neural_config)
             rows[name] = {"discriminative": mean, "discriminative_std": std,
                           "predictive_mae": predictive_score(x, test, seed=seed,
