@@ -17,7 +17,7 @@ import pandas as pd
 from synthfin.calendars import DEFAULT_CALENDAR, previous_trading_day, trading_days_after
 from synthfin.config import WindowSettings, validated
 from synthfin.data.conditions import TRADING_DAYS
-from synthfin.data.files import wide_prices
+from synthfin.data.files import bar_volumes, wide_prices
 from synthfin.data.returns import log_returns
 from synthfin.data.validation import validate_prices
 from synthfin.data.windows import WindowData
@@ -25,6 +25,7 @@ from synthfin.errors import DataError, ModelError
 from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
 from synthfin.io import atomic_write, atomic_write_json
 from synthfin.models import ContextSampler, Generator, available_generators, get_generator
+from synthfin.ohlcv import VOLUME_TREND_DAYS
 from synthfin.scenarios import Scenarios, Shock
 
 STARTS = ("stationary", "today")  # where paths start: see the Synthesizer docstring
@@ -82,13 +83,24 @@ class Synthesizer:
         self.model_settings = model_settings
         self.generator_cls = get_generator(model)
 
-    def fit(self, prices: pd.DataFrame, *, run_dir: str | Path | None = None,
-            resume: bool = False) -> Synthesizer:
-        """Prepare ``prices`` (wide: date index x tickers, or long: date, ticker, value) and fit
-        the generator; ``run_dir`` and ``resume`` go to :meth:`Generator.fit`."""
+    def fit(self, prices: pd.DataFrame, *, volume: pd.DataFrame | pd.Series | None = None,
+            run_dir: str | Path | None = None, resume: bool = False) -> Synthesizer:
+        """Prepare ``prices`` (wide: date index x tickers, long: date, ticker, value, or one
+        ticker's bars as Yahoo writes them) and fit the generator; ``run_dir`` and ``resume``
+        go to :meth:`Generator.fit`.
+
+        ``volume`` (daily shares, a column per ticker; read from ``prices`` when it holds a
+        Volume column) sets the level of sampled bars' volume: the mean of the last
+        :data:`~synthfin.ohlcv.VOLUME_TREND_DAYS` days, per asset. Without it bars keep the
+        bar model's level (the S&P 500 index's shares).
+        """
         if not isinstance(prices, pd.DataFrame):
             raise DataError(f"prices must be a DataFrame, got {type(prices).__name__}")
+        volumes = bar_volumes(prices) if volume is None else pd.DataFrame(volume)
         prices = validate_prices(wide_prices(prices))
+        if isinstance(volume, pd.Series) and len(prices.columns) == 1:  # read_bars(p)["Volume"]
+            volumes = volume.to_frame(prices.columns[0])
+        self.volume_level_ = _volume_levels(volumes, prices)
         self.data_ = self.data_settings.make_windows(log_returns(prices))
         self.prices_ = prices
         self.last_date_ = prices.index[-1]
@@ -224,7 +236,8 @@ class Synthesizer:
         dates = trading_days_after(start_date or self.last_date_, returns.shape[1], calendar)
         start = self.last_prices_ if start_price is None else start_price
         return Scenarios(returns, dates, list(self.generator_.spec_.assets), start, regime,
-                         start_date=previous_trading_day(dates[0], calendar), shock=shock)
+                         start_date=previous_trading_day(dates[0], calendar), shock=shock,
+                         volume_level=getattr(self, "volume_level_", None))
 
     def evaluate(self, n: int = 2000, *, seed: int = 0, neural: bool = False) -> Evaluation:
         """Evaluate ``n`` unconditional windows against the in-sample (training) and the
@@ -244,7 +257,9 @@ class Synthesizer:
         atomic_write_json(directory / "synthesizer.json", {
             "model": self.model, "data_settings": self.data_settings.model_dump(),
             "model_settings": self.model_settings, "last_date": str(self.last_date_.date()),
-            "last_prices": self.last_prices_.tolist()})
+            "last_prices": self.last_prices_.tolist(),
+            "volume_level": None if getattr(self, "volume_level_", None) is None
+            else self.volume_level_.tolist()})
         return directory
 
     @classmethod
@@ -262,6 +277,8 @@ class Synthesizer:
         synth.prices_ = pd.read_parquet(prices) if prices.is_file() else None
         synth.last_date_ = pd.Timestamp(meta["last_date"])
         synth.last_prices_ = np.asarray(meta["last_prices"], dtype=np.float64)
+        level = meta.get("volume_level")
+        synth.volume_level_ = None if level is None else np.asarray(level, dtype=np.float64)
         return synth
 
     @classmethod
@@ -272,6 +289,7 @@ class Synthesizer:
         last day."""
         synth = cls(generator.name)
         synth.generator_, synth.data_, synth.prices_ = generator, data, None
+        synth.volume_level_ = None
         synth.last_date_ = pd.Timestamp(data.split_dates["test"][1])
         synth.last_prices_ = np.full(data.n_assets, float(start_price))
         return synth
@@ -280,3 +298,19 @@ class Synthesizer:
         if not hasattr(self, "data_"):
             raise ModelError("the Synthesizer is not fitted; call fit(prices) or load(dir)")
         return self.data_
+
+
+def _volume_levels(volumes: pd.DataFrame | None, prices: pd.DataFrame) -> np.ndarray | None:
+    """Mean daily volume of each priced ticker over its last VOLUME_TREND_DAYS days, or None."""
+    if volumes is None:
+        return None
+    absent = [ticker for ticker in prices.columns if ticker not in volumes.columns]
+    if absent:
+        raise DataError(f"volume has no column for {', '.join(absent)}; it has "
+                        f"{', '.join(map(str, volumes.columns))}")
+    recent = volumes[list(prices.columns)].loc[:prices.index[-1]].tail(VOLUME_TREND_DAYS)
+    levels = recent.mean().to_numpy(dtype=np.float64)
+    if not (np.isfinite(levels).all() and (levels > 0).all()):
+        raise DataError(f"volume must be positive where prices are, got mean levels "
+                        f"{levels.tolist()}")
+    return levels

@@ -146,6 +146,26 @@ def wide_prices(raw: pd.DataFrame, *, origin: str = "the price frame",
     return _numeric(wide.rename_axis("date"), origin)
 
 
+def bar_volumes(raw: pd.DataFrame, *, ticker: str = "price") -> pd.DataFrame | None:
+    """The daily volumes (date index x tickers, as :func:`wide_prices` names them) of a bar
+    table with a Volume column, one ticker's or long; None when ``raw`` has no volume."""
+    raw = _unstacked_yahoo_header(raw.copy())
+    if isinstance(raw.index, pd.DatetimeIndex):
+        raw = raw.rename_axis(raw.index.name or "date").reset_index()
+    by_name = {str(column).strip().lower(): column for column in raw.columns}
+    date_column, volume = _pick(by_name, _DATE_NAMES), by_name.get("volume")
+    if date_column is None or volume is None:
+        return None
+    raw[date_column] = _parse_dates(raw[date_column], "the bar table")
+    ticker_column = _pick(by_name, _TICKER_NAMES)
+    if ticker_column is None:
+        wide = raw.set_index(date_column)[[volume]].set_axis([ticker], axis=1)
+    else:
+        wide = raw.pivot(index=date_column, columns=ticker_column, values=volume)
+        wide.columns = [str(column) for column in wide.columns]
+    return _numeric(wide.rename_axis("date").sort_index(), "the bar table")
+
+
 def _one_ticker_close(raw: pd.DataFrame, by_name: dict[str, Hashable], date_column: Hashable,
                       fields: list[str], origin: str, ticker: str) -> pd.DataFrame:
     """The adjusted close (else the close) of a one-ticker bar table, as a column ``ticker``."""
