@@ -219,9 +219,10 @@ class Pipeline:
                 window_samples = {name: x[:, :data.window_len] for name, x in samples.items()}
                 evaluation = evaluate_windows(data, window_samples, seed=self.config.seed,
                                               neural=self.config.evaluation.neural)
+                regime_vol = self._regime_vol(samples)
+                evaluation.about["regime_vol"].update(regime_vol)  # in the report, too
                 evaluation.save(stage.directory)
-                atomic_write_json(stage.directory / "regime_vol.json",
-                                  self._regime_vol(samples))
+                atomic_write_json(stage.directory / "regime_vol.json", regime_vol)
                 atomic_write_json(headline, {
                     "summary": finite_json({name: evaluation.summary(name).to_dict(orient="index")
                                             for name in evaluation.scores}),

@@ -48,6 +48,8 @@ def test_a_run_writes_every_artifact(first_run):
         assert (run / "report" / file).is_file()
     regime_vol = json.loads((run / "report" / "regime_vol.json").read_text())
     assert regime_vol["gjr"]["stressed"] > regime_vol["gjr"]["calm"]
+    report = (run / "report" / "report.md").read_text()  # the regime table is in the report
+    assert f"| gjr | {regime_vol['gjr']['calm']:.3g} |" in report
     for reference in ("in_sample", "out_of_sample"):
         assert list(result.summary.loc[reference].index) == list(config.models)
     assert not any(stage["reused"] for stage in result.stages)
