@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -215,12 +217,16 @@ def train(
     from synthfin import distributed
     from synthfin.data.windows import WindowData
     from synthfin.models import get_generator
+    from synthfin.models.training import progress_lines
 
     settings = _parse_settings(setting or [])
     if nproc is not None:
         settings["nproc"] = nproc
     generator = get_generator(model)(seed=seed, **settings)
-    generator.fit(WindowData.load(data), run_dir=_folder(out) / "training", resume=resume)
+    lines = (contextlib.nullcontext() if sys.stderr.isatty()  # a terminal shows a bar instead
+             else progress_lines(lambda line: typer.echo(line, err=True)))
+    with lines:
+        generator.fit(WindowData.load(data), run_dir=_folder(out) / "training", resume=resume)
     if distributed.is_main():
         generator.save(out)
         typer.echo(f"trained {model} -> {out}")

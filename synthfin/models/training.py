@@ -227,7 +227,8 @@ class TrainingLoop:
         Continue from ``run_dir/checkpoint.*``: finished phases are skipped and the current one
         continues after its last completed epoch, with every random state as it was then.
     progress : bool
-        Show a tqdm bar per phase with the running losses.
+        Show a tqdm bar per phase with the running losses on a terminal (elsewhere, e.g. in a
+        log, :func:`progress_lines` reports the epochs as text).
     streams : dict name -> BatchOrder or torch.Generator, optional
         The random streams the steps draw from besides the global ones (torch, NumPy, Python,
         which are always checkpointed): their states are checkpointed and restored too.
@@ -297,8 +298,8 @@ class TrainingLoop:
         """The epochs of :meth:`run`; returns the best weights (None without validation)."""
         start = self._done.get(phase, 0)
         best_score, best_epoch = self._resumed_best.get(phase, (math.inf, start))
-        bar = tqdm(range(start, epochs), desc=phase, disable=not self.progress, leave=False,
-                   initial=start, total=epochs)
+        bar = tqdm(range(start, epochs), desc=phase, leave=False, initial=start, total=epochs,
+                   disable=None if self.progress else True)  # a bar on a terminal only
         good_state = self._snapshot()
         reported = -math.inf  # when the last text progress line went out
         for epoch in bar:
