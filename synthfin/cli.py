@@ -73,6 +73,16 @@ def _folder(path: Path) -> Path:
     return path
 
 
+def _progress_off_terminal() -> contextlib.AbstractContextManager:
+    """Long work reports progress as lines on stderr when stderr is no terminal (a log, CI);
+    a terminal shows progress bars instead."""
+    from synthfin.models.training import progress_lines
+
+    if sys.stderr.isatty():
+        return contextlib.nullcontext()
+    return progress_lines(lambda line: typer.echo(line, err=True))
+
+
 def _split_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -217,15 +227,12 @@ def train(
     from synthfin import distributed
     from synthfin.data.windows import WindowData
     from synthfin.models import get_generator
-    from synthfin.models.training import progress_lines
 
     settings = _parse_settings(setting or [])
     if nproc is not None:
         settings["nproc"] = nproc
     generator = get_generator(model)(seed=seed, **settings)
-    lines = (contextlib.nullcontext() if sys.stderr.isatty()  # a terminal shows a bar instead
-             else progress_lines(lambda line: typer.echo(line, err=True)))
-    with lines:
+    with _progress_off_terminal():
         generator.fit(WindowData.load(data), run_dir=_folder(out) / "training", resume=resume)
     if distributed.is_main():
         generator.save(out)
@@ -338,7 +345,8 @@ def evaluate(
         if name in named:
             raise _fail(f"--samples names {name!r} twice; give each set its own NAME")
         named[name] = load_samples(file)
-    result = evaluate_windows(prepared, named, neural=neural, seed=seed)
+    with _progress_off_terminal():
+        result = evaluate_windows(prepared, named, neural=neural, seed=seed)
     result.save(out)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.summary().round(3).to_string())
