@@ -49,9 +49,11 @@ def read_bars(path: str | Path, ticker: str | None = None) -> pd.DataFrame:
         The file is not one ticker's bars, or a field is missing or not a number.
     """
     path = Path(path)
-    raw = _unstacked_yahoo_header(_read_table(path))
+    raw = _unstacked_yahoo_header(_read_table(path), str(path))
     if isinstance(raw.index, pd.DatetimeIndex):
         raw = raw.rename_axis(raw.index.name or "date").reset_index()
+    if raw.empty:
+        raise DataError(f"{path} has no bars (no rows)")
     by_name = {str(column).strip().lower(): column for column in raw.columns}
     ticker_column = _pick(by_name, _TICKER_NAMES)
     if ticker_column is not None:
@@ -112,7 +114,7 @@ def wide_prices(raw: pd.DataFrame, *, origin: str = "the price frame",
         No date column; a long table without a value column; bar fields mixed with other
         columns (is it bars or one column per ticker?); a value that is not a number.
     """
-    raw = _unstacked_yahoo_header(raw.copy())  # the caller's frame stays as it was
+    raw = _unstacked_yahoo_header(raw.copy(), origin)  # the caller's frame stays as it was
     if isinstance(raw.index, pd.DatetimeIndex):  # e.g. a parquet file written with a date index
         raw = raw.rename_axis(raw.index.name or "date").reset_index()
 
@@ -184,7 +186,7 @@ def _one_ticker_close(raw: pd.DataFrame, by_name: dict[str, Hashable], date_colu
     return raw.set_index(date_column)[[close]].set_axis([ticker], axis=1)
 
 
-def _unstacked_yahoo_header(raw: pd.DataFrame) -> pd.DataFrame:
+def _unstacked_yahoo_header(raw: pd.DataFrame, origin: str = "the price frame") -> pd.DataFrame:
     """The flat bar table of one ticker from yfinance's two-level columns (Price, Ticker), as a
     frame or as the three header rows ``Price,...`` / ``Ticker,...`` / ``Date,,,`` of its CSV;
     it becomes a long (date, fields..., ticker) table."""
@@ -202,13 +204,18 @@ def _unstacked_yahoo_header(raw: pd.DataFrame) -> pd.DataFrame:
     header = [str(column).split(".")[0] if i else "date"  # pandas renames repeats 'Close.1'
               for i, column in enumerate(raw.columns)]
     tickers = raw.iloc[0].tolist()
+    blank = [field for field, ticker in zip(header[1:], tickers[1:], strict=True)
+             if pd.isna(ticker) or not str(ticker).strip()]
+    if blank:
+        raise DataError(f"{origin} has yfinance's Price / Ticker header rows but no ticker "
+                        f"under {', '.join(blank)}")
     body = raw.iloc[1:]
-    if str(body.iloc[0, 0]).strip().lower() == "date":
+    if len(body) and str(body.iloc[0, 0]).strip().lower() == "date":
         body = body.iloc[1:]
     columns = pd.MultiIndex.from_arrays([header[1:], tickers[1:]])
     table = pd.DataFrame(body.iloc[:, 1:].to_numpy(), index=pd.Index(body.iloc[:, 0], name="date"),
                          columns=columns)
-    return _unstacked_yahoo_header(table)
+    return _unstacked_yahoo_header(table, origin)
 
 
 def _pick(by_name: dict[str, Hashable], candidates: tuple[str, ...]) -> Hashable | None:

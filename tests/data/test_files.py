@@ -95,3 +95,12 @@ def test_a_yahoo_csv_prepares_trains_and_samples_with_one_command_each(tmp_path,
         assert result.exit_code == 0, result.output
     assert "prepared JPM" in runner.invoke(app, [str(p) for p in steps[0]]).output
     assert np.load(tmp_path / "s.npy").shape == (50, 64, 1)
+
+
+def test_damaged_yahoo_headers_and_empty_bar_files_are_data_errors(tmp_path):
+    (tmp_path / "blank.csv").write_text("Price,Close\nTicker,\nDate,\n2020-01-02,1\n")
+    (tmp_path / "empty.csv").write_text("Price,Close\nTicker,JPM\n")
+    with pytest.raises(DataError, match="no ticker under Close"):
+        load_prices(tmp_path / "blank.csv")
+    with pytest.raises(DataError, match="has no bars"):
+        read_bars(tmp_path / "empty.csv")
