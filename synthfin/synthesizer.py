@@ -91,8 +91,9 @@ class Synthesizer:
 
         ``volume`` (daily shares, a column per ticker; read from ``prices`` when it holds a
         Volume column) sets the level of sampled bars' volume: the mean of the last
-        :data:`~synthfin.ohlcv.VOLUME_TREND_DAYS` days, per asset. Without it bars keep the
-        bar model's level (the S&P 500 index's shares).
+        :data:`~synthfin.ohlcv.VOLUME_TREND_DAYS` days, per asset. Without it (or when a file's
+        volumes are zero, as Yahoo gives for currencies) bars keep the bar model's level (the
+        S&P 500 index's shares).
         """
         if not isinstance(prices, pd.DataFrame):
             raise DataError(f"prices must be a DataFrame, got {type(prices).__name__}")
@@ -100,7 +101,12 @@ class Synthesizer:
         prices = validate_prices(wide_prices(prices))
         if isinstance(volume, pd.Series) and len(prices.columns) == 1:  # read_bars(p)["Volume"]
             volumes = volume.to_frame(prices.columns[0])
-        self.volume_level_ = _volume_levels(volumes, prices)
+        try:
+            self.volume_level_ = _volume_levels(volumes, prices)
+        except DataError:
+            if volume is not None:
+                raise
+            self.volume_level_ = None  # a file's Volume of zeros (FX, some indices): no level
         self.data_ = self.data_settings.make_windows(log_returns(prices))
         self.prices_ = prices
         self.last_date_ = prices.index[-1]

@@ -152,6 +152,8 @@ def test_bars_of_a_stock_fitted_on_its_bars_trade_its_own_volume():
     from_series = sf.Synthesizer("gaussian", window_len=16).fit(
         close.to_frame(), volume=pd.Series(volume, index=close.index, name="Volume"))
     np.testing.assert_allclose(from_series.volume_level_, [1.2e7])
+    no_volume = sf.Synthesizer("gaussian", window_len=16).fit(bars.assign(Volume=0.0))
+    assert no_volume.volume_level_ is None  # zeros, as Yahoo gives for FX: the default level
     with pytest.raises(sf.DataError, match="volume has no column for JPM"):
         sf.Synthesizer("gaussian").fit(close.to_frame(), volume=pd.DataFrame({"XOM": volume},
                                                                             index=close.index))
