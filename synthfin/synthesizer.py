@@ -314,9 +314,9 @@ def _volume_levels(volumes: pd.DataFrame | None, prices: pd.DataFrame) -> np.nda
     if absent:
         raise DataError(f"volume has no column for {', '.join(absent)}; it has "
                         f"{', '.join(map(str, volumes.columns))}")
-    recent = volumes[list(prices.columns)].loc[:prices.index[-1]].tail(VOLUME_TREND_DAYS)
+    recent = volumes[list(prices.columns)].reindex(prices.index).tail(VOLUME_TREND_DAYS)
     levels = recent.mean().to_numpy(dtype=np.float64)
     if not (np.isfinite(levels).all() and (levels > 0).all()):
-        raise DataError(f"volume must be positive where prices are, got mean levels "
-                        f"{levels.tolist()}")
+        raise DataError(f"volume must be positive on the price dates (a date index like the "
+                        f"prices'), got mean levels {levels.tolist()}")
     return levels
