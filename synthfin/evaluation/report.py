@@ -183,7 +183,8 @@ def _about_lines(evaluation: Evaluation) -> list[str]:
     return [f"Data: {', '.join(about['assets'])}, daily, {about['period'][0]} to "
             f"{about['period'][1]}",
             f"Splits (first and last day): {splits}",
-            f"Windows: {about['window_len']} days, a new one every {about['stride']} days",
+            f"Windows: {about['window_len']} days, a new one every "
+            f"{'day' if about['stride'] == 1 else str(about['stride']) + ' days'}",
             f"Regimes (annualized {about['vol_lookback']}-day realized vol before a window; "
             f"cut at the training quantiles {quantiles}): {'; '.join(bands)}",
             f"Seed: {about['seed']}",
