@@ -42,6 +42,7 @@ _EXPORTS = {
     "volatility_targeting": "synthfin.backtest",
     "risk_backtest": "synthfin.risk",
     "wide_prices": "synthfin.data.files",
+    "read_bars": "synthfin.data.files",
     "validate_prices": "synthfin.data.validation",
     "Evaluation": "synthfin.evaluation",
     "SynthfinError": "synthfin.errors",

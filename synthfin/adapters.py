@@ -7,6 +7,8 @@
   dates x columns close frame; a long position is opened at the close of an entry bar and closed
   at the close of an exit bar, which is vectorbt's ``Portfolio.from_signals(close, entries,
   exits)`` without fees. It needs no vectorbt.
+- :func:`vectorbt_defaults`: vectorbt's global frequency set for synthfin's trading-day frames,
+  so ``vbt.Portfolio.from_signals(scenarios.to_wide(), entries, exits)`` needs no ``freq=``.
 
 Each adapter exposes ``name`` and ``scenario_returns(scenarios) -> (n, days)`` daily returns.
 """
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from synthfin.backtest import weighted_returns
+from synthfin.data.conditions import TRADING_DAYS
 from synthfin.errors import DataError
 from synthfin.ohlcv import OHLCVModel
 from synthfin.scenarios import Scenarios
@@ -67,7 +70,8 @@ class BacktestingStrategy:
 
         if len(scenarios.assets) != 1:
             raise DataError(f"backtesting.py trades one asset; these scenarios hold "
-                            f"{len(scenarios.assets)} ({', '.join(scenarios.assets)})")
+                            f"{len(scenarios.assets)} ({', '.join(scenarios.assets)}): run one "
+                            f"at a time, e.g. scenarios.frames(asset={scenarios.assets[0]!r})")
         if scenarios.bars is None:
             scenarios = scenarios.with_ohlcv(self.ohlcv_model, seed=self.seed)
         cash = self.cash or 10_000 * float(scenarios.start_prices[0])
@@ -98,6 +102,31 @@ def _quiet_backtesting() -> Iterator[None]:
     finally:
         if original is not None:
             engine._tqdm = original
+
+
+VECTORBT_SETTINGS = {"array_wrapper": {"freq": "1D"},
+                     "returns": {"year_freq": f"{TRADING_DAYS} days"}}
+
+
+def vectorbt_defaults(vbt: Any = None) -> dict[str, dict[str, str]]:
+    """Set vectorbt's global settings for synthfin frames (:data:`VECTORBT_SETTINGS`): one bar
+    per trading day (``freq="1D"``) and 252 of them a year (``year_freq="252 days"``), so
+    Sharpe ratios and volatilities are annualized over trading days with no extra argument.
+
+    Frames are dated on an exchange's trading days, which skip holidays: their index has no
+    pandas frequency for vectorbt to infer (and ``"B"`` would be wrong on holidays), so the
+    frequency is set once here. ``vbt`` is the ``vectorbt`` module (imported when None).
+    Returns the settings applied.
+    """
+    if vbt is None:
+        try:
+            import vectorbt as vbt
+        except ImportError:
+            raise DataError("vectorbt is not installed: pip install 'synthfin[backtest]'"
+                            ) from None
+    for group, values in VECTORBT_SETTINGS.items():
+        vbt.settings[group].update(values)
+    return VECTORBT_SETTINGS
 
 
 def signal_strategy(signals: Callable[[pd.DataFrame], tuple[Any, Any]],

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from synthfin.errors import SynthfinError
 from synthfin.io import output_lock
 
 app = typer.Typer(help="Realistic synthetic financial time series.", no_args_is_help=True,
+                  rich_markup_mode="markdown",  # docstrings reflowed, paragraphs kept
                   add_completion=False, pretty_exceptions_enable=False)
 F = TypeVar("F", bound=Callable[..., Any])
 _options = {"verbose": False}  # set by the global -v
@@ -114,6 +116,16 @@ def _folder(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise _fail(f"{path} is a file; --out takes a folder (a new or an existing one)")
     return path
+
+
+def _progress_off_terminal() -> contextlib.AbstractContextManager:
+    """Long work reports progress as lines on stderr when stderr is no terminal (a log, CI);
+    a terminal shows progress bars instead."""
+    from synthfin.models.training import progress_lines
+
+    if sys.stderr.isatty():
+        return contextlib.nullcontext()
+    return progress_lines(lambda line: typer.echo(line, err=True))
 
 
 def _split_list(text: str) -> list[str]:
@@ -252,9 +264,11 @@ def train(
                     "(torchrun); the same as --set nproc=N. Under torchrun it is not needed."
     )] = None,
 ) -> None:
-    """Fit a generator on a prepared data set and save it (models trained in epochs also write
-    their loss history, checkpoints and best weights to OUT/training). Launched by ``torchrun``
-    (one or several machines), every rank trains its share and rank 0 saves."""
+    """Fit a generator on a prepared data set and save it.
+
+    Models trained in epochs also write their loss history, checkpoints and best weights to
+    OUT/training, and print their progress. Launched by torchrun (one or several machines),
+    every rank trains its share and rank 0 saves."""
     from synthfin import distributed
     from synthfin.data.windows import WindowData
     from synthfin.models import get_generator
@@ -267,7 +281,8 @@ def train(
     generator = get_generator(model)(**settings)
     prepared = WindowData.load(data)
     with _locked(_folder(out)):
-        generator.fit(prepared, run_dir=out / "training", resume=resume)
+        with _progress_off_terminal():
+            generator.fit(prepared, run_dir=out / "training", resume=resume)
         if distributed.is_main():
             generator.save(out)
             typer.echo(f"trained {model} -> {out}")
@@ -301,8 +316,10 @@ def sample(
         help="With --shard-size: also open, high, low, volume columns (price is the close).")
     ] = False,
 ) -> None:
-    """Draw synthetic paths of unscaled log returns, written chunk by chunk (bounded memory);
-    with --shard-size, a sharded data set (under torchrun each rank writes its own shards)."""
+    """Draw synthetic paths of unscaled log returns.
+
+    Paths are written chunk by chunk (bounded memory); with --shard-size, a sharded data set
+    (under torchrun each rank writes its own shards)."""
     from tqdm.auto import tqdm
 
     from synthfin.io import SampleWriter
@@ -363,8 +380,9 @@ def evaluate(
     neural: Annotated[bool, typer.Option(
         help="Also compute the discriminative and predictive scores.")] = True,
 ) -> None:
-    """Compare synthetic samples with the real windows (in-sample and out-of-sample); write the
-    report."""
+    """Compare synthetic samples with the real windows; write the report.
+
+    Both references are used: in-sample (training) and out-of-sample (validation + test)."""
     from synthfin.data.windows import WindowData
     from synthfin.evaluation import evaluate_windows
     from synthfin.io import file_sha256, load_samples
@@ -381,9 +399,9 @@ def evaluate(
         named[name] = load_samples(file)
         files[name] = {"file": str(Path(file).resolve()), "sha256": file_sha256(file)}
     with _locked(out):
-        result = evaluate_windows(prepared, named, neural=neural, seed=seed)
-        result.inputs = {"data": {"folder": str(data.resolve()),
-                                  "fingerprint": prepared.fingerprint()}, "samples": files}
+        with _progress_off_terminal():
+            result = evaluate_windows(prepared, named, neural=neural, seed=seed)
+        result.about["samples"] = files  # what the report was made from
         result.save(out)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.summary().round(3).to_string())
@@ -406,8 +424,9 @@ def facts(
              "windows of its length.")] = None,
     out: Annotated[Path | None, typer.Option(help="JSON file for every fact vector.")] = None,
 ) -> None:
-    """Pooled stylized facts of a sharded data set, in streaming form (bounded memory): ACF
-    curves from running sums of lag products, tails from histograms."""
+    """Pooled stylized facts of a sharded data set, in bounded memory.
+
+    ACF curves come from running sums of lag products, tails from histograms."""
     import numpy as np
 
     from synthfin.io import atomic_write_json
@@ -450,8 +469,9 @@ def run(
     device: Annotated[str | None, typer.Option(help="Override the device: auto, cpu, cuda.")
                       ] = None,
 ) -> None:
-    """Run a pipeline: data, every model, samples, evaluation and report (stages whose inputs
-    did not change are reused)."""
+    """Run a pipeline: data, every model, samples, evaluation and report.
+
+    Stages whose inputs did not change are reused; progress goes to the terminal."""
     from synthfin.config import load_pipeline_config
     from synthfin.pipeline import Pipeline
 
@@ -485,9 +505,15 @@ def stress(
         help="Also a crash set: this one-day log return on --crash-day.")] = None,
     crash_day: Annotated[int, typer.Option(help="Day of the crash (0 = first).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    start: Annotated[str, typer.Option(
+        help="Where every set's paths start: 'stationary' (the model's long-run states) or "
+             "'today' (continue the real history; models that continue one, such as ar).")
+    ] = "stationary",
 ) -> None:
-    """Run a strategy on synthetic paths (unconditional, by regime, crash) and on the real
-    history; print where the real history falls in each distribution."""
+    """Run a strategy on synthetic paths and on the real history.
+
+    Scenario sets: unconditional, by regime and crash; the table says where the real history
+    falls in each distribution."""
     from synthfin.backtest import load_strategy, stress_test
     from synthfin.data.windows import WindowData
     from synthfin.models import Generator
@@ -503,12 +529,12 @@ def stress(
     if crash is not None and not math.isfinite(crash):
         raise _fail(f"--crash must be a finite log return such as -0.1, got {crash}")
     chosen = load_strategy(strategy)
-    scenarios = {"unconditional": synth.sample(n, length=length, seed=seed)}
+    scenarios = {"unconditional": synth.sample(n, length=length, seed=seed, start=start)}
     for name in _split_list(regime or ""):
         scenarios[name] = synth.sample(n, length=length, regime=name, seed=seed)
     if crash is not None:
         scenarios[f"crash {crash:+.0%} day {crash_day}"] = synth.crash(
-            n, length, shock=crash, shock_day=crash_day, seed=seed)
+            n, length, shock=crash, shock_day=crash_day, seed=seed, start=start)
     prepared = synth.data_
     history = prepared.history()
     report = stress_test(chosen, scenarios, history)

@@ -153,14 +153,15 @@ class OHLCVModel:
 
     def sample(self, returns: np.ndarray, start_prices: float | np.ndarray, *,
                seed: int | np.random.Generator | None = None,
-               volume_level: float | None = None) -> np.ndarray:
+               volume_level: float | np.ndarray | None = None) -> np.ndarray:
         """Bars for close paths: array (n, days + 1, assets, 5) of Open, High, Low, Close,
         Volume.
 
         ``returns`` (n, days, assets) are log returns; the closes are
         ``start_prices * exp(cumsum)`` with the start price as the close of row 0, a bar of
         zero close-to-close return (so the row before the first return is a full bar too).
-        ``volume_level`` (shares per day) replaces the fitted level.
+        ``volume_level`` (shares per day, one for all assets or one per asset) replaces the
+        fitted level (the S&P 500 index's shares for the default model, about 3.4e9 a day).
         """
         returns = np.asarray(returns, dtype=np.float64)
         if returns.ndim != 3 or 0 in returns.shape or not np.isfinite(returns).all():
@@ -223,10 +224,12 @@ class OHLCVModel:
                           for key, value in fields.items()})
 
 
-def _log_level(volume_level: float) -> float:
-    if not (np.isfinite(volume_level) and volume_level > 0):
-        raise DataError(f"volume_level must be a positive number of shares, got {volume_level}")
-    return float(np.log(volume_level))
+def _log_level(volume_level: float | np.ndarray) -> np.ndarray:
+    level = np.asarray(volume_level, dtype=np.float64)
+    if level.ndim > 1 or not (np.isfinite(level).all() and (level > 0).all()):
+        raise DataError(f"volume_level must be a positive number of shares (or one per "
+                        f"asset), got {volume_level}")
+    return np.log(level)
 
 
 def _har_features(x: np.ndarray, z: np.ndarray, log_sigma: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from synthfin.data.windows import WindowData
 from synthfin.evaluation.evaluate import evaluate_windows
 from synthfin.io import atomic_save_npy, atomic_write_json, file_sha256, finite_json, output_lock
 from synthfin.models import Generator, get_generator
-from synthfin.models.training import CHECKPOINT
+from synthfin.models.training import CHECKPOINT, progress_lines
 
 logger = logging.getLogger("synthfin.pipeline")
 
@@ -139,7 +139,8 @@ class Pipeline:
         if not reused:
             self.progress(f"{name}: running")
         start = time.perf_counter()
-        result = work(reused)
+        with progress_lines(lambda line: self.progress(f"{name}: {line}")):
+            result = work(reused)  # epochs and other long steps report as they go
         seconds = time.perf_counter() - start
         if not reused:
             stage.complete(seconds)
@@ -213,10 +214,11 @@ class Pipeline:
                 window_samples = {name: x[:, :data.window_len] for name, x in samples.items()}
                 evaluation = evaluate_windows(data, window_samples, seed=self.config.seed,
                                               neural=self.config.evaluation.neural)
-                evaluation.inputs = {"data": data.fingerprint(), "samples": sample_keys}
+                regime_vol = self._regime_vol(samples)
+                evaluation.about["regime_vol"].update(regime_vol)  # in the report, too
+                evaluation.about["samples"] = sample_keys  # the stage keys they came from
                 evaluation.save(stage.directory)
-                atomic_write_json(stage.directory / "regime_vol.json",
-                                  self._regime_vol(samples))
+                atomic_write_json(stage.directory / "regime_vol.json", regime_vol)
                 atomic_write_json(headline, {
                     "summary": finite_json({name: evaluation.summary(name).to_dict(orient="index")
                                             for name in evaluation.scores}),

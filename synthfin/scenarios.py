@@ -60,6 +60,10 @@ class Scenarios:
         Size and day of an injected crash.
     bars : array (n, length + 1, assets, 5) or None
         Open, High, Low, Close, Volume from :meth:`with_ohlcv`, start row included.
+    volume_level : float, array (assets,) or None
+        Mean daily volume (shares) of each asset's real bars, when known (a
+        :class:`~synthfin.Synthesizer` fitted on bars with a Volume column): the level of
+        drawn bars. None: the bar model's own level (the S&P 500 index's shares).
     """
 
     returns: np.ndarray
@@ -70,6 +74,7 @@ class Scenarios:
     start_date: pd.Timestamp | None = None
     shock: Shock | None = None
     bars: np.ndarray | None = None
+    volume_level: float | np.ndarray | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -150,21 +155,42 @@ class Scenarios:
     def with_ohlcv(self, model: OHLCVModel | None = None, *, seed: int | None = None,
                    volume_level: float | None = None) -> Scenarios:
         """A copy carrying Open/High/Low/Close/Volume bars from ``model`` (default:
-        :func:`synthfin.ohlcv.sp500_ohlcv_model`) around these closes."""
+        :func:`synthfin.ohlcv.sp500_ohlcv_model`) around these closes; volume at
+        ``volume_level`` shares a day (default: :attr:`volume_level`, else the model's)."""
         model = model or sp500_ohlcv_model()
-        bars = model.sample(self.returns, self.start_prices, seed=seed,
-                            volume_level=volume_level)
+        level = self.volume_level if volume_level is None else volume_level
+        bars = model.sample(self.returns, self.start_prices, seed=seed, volume_level=level)
         return dataclasses.replace(self, bars=bars)
 
-    def frames(self, ohlcv: bool = True, *, seed: int = 0) -> Iterator[pd.DataFrame]:
+    def frames(self, ohlcv: bool = True, *, seed: int = 0,
+               asset: str | None = None) -> Iterator[pd.DataFrame]:
         """One DataFrame per path, indexed by :attr:`price_dates` (start row included).
 
         ``ohlcv=True``: columns Open, High, Low, Close, Volume (backtesting.py's names) for one
-        asset, ``(asset, field)`` for several; the bars are this object's, or drawn from the
-        default model with ``seed`` when it has none. ``ohlcv=False``: one close column per
-        asset.
+        asset (or the one named by ``asset``), ``(asset, field)`` for several; the bars are
+        this object's, or drawn from the default model with ``seed`` when it has none.
+        ``ohlcv=False``: one close column per asset (a portfolio tool such as skfolio takes
+        these columns as its assets; :meth:`to_wide`'s columns are paths, not assets).
+
+        backtesting.py trades one asset in whole units: give ``Backtest`` a ``cash=`` of some
+        thousand start prices (``stress_test`` uses 10,000) or use
+        ``backtesting.lib.FractionalBacktest``, else at index price levels much of the cash
+        stays idle.
         """
         index = self.price_dates
+        if asset is not None:
+            if asset not in self.assets:
+                raise DataError(f"asset={asset!r} is not in these scenarios "
+                                f"({', '.join(self.assets)})")
+            one = self.assets.index(asset)
+            bars = None if self.bars is None else self.bars[:, :, one:one + 1]
+            level = (self.volume_level if np.ndim(self.volume_level) == 0
+                     else np.asarray(self.volume_level)[one])
+            yield from dataclasses.replace(
+                self, returns=self.returns[:, :, one:one + 1], assets=[asset],
+                start_prices=self.start_prices[one:one + 1], bars=bars,
+                volume_level=level).frames(ohlcv, seed=seed)
+            return
         if not ohlcv:
             for path in self.prices():
                 yield pd.DataFrame(path, index=index, columns=self.assets)
@@ -211,13 +237,15 @@ class Scenarios:
             "price": self.prices(start)[:, 1:].ravel()})
 
     def metadata(self) -> dict[str, Any]:
-        """JSON-ready description: assets, start, regime, shock (size, day, date)."""
+        """JSON-ready description: assets, start, regime, shock (size, day, date), volume
+        level."""
         shock = None if self.shock is None else {
             "size": list(self.shock.size), "day": self.shock.day,
             "date": str(self.dates[self.shock.day].date())}
+        level = None if self.volume_level is None else np.asarray(self.volume_level).tolist()
         return {"assets": list(self.assets), "start_date": str(self.start_date.date()),
                 "start_prices": self.start_prices.tolist(), "regime": self.regime,
-                "shock": shock}
+                "shock": shock, "volume_level": level}
 
     def to_parquet(self, path: str | Path) -> Path:
         """Write :meth:`to_frame` as parquet, atomically; :meth:`metadata` is stored in the
@@ -256,7 +284,8 @@ class Scenarios:
             return cls(arrays["returns"], pd.DatetimeIndex(
                 arrays["dates"].astype("datetime64[ns]"), name="date"), meta["assets"],
                 np.asarray(meta["start_prices"]), meta["regime"],
-                pd.Timestamp(meta["start_date"]), shock, arrays.get("bars"))
+                pd.Timestamp(meta["start_date"]), shock, arrays.get("bars"),
+                meta.get("volume_level"))
 
     def _bars(self, seed: int) -> np.ndarray:
         return self.bars if self.bars is not None else self.with_ohlcv(seed=seed).bars

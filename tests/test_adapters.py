@@ -1,9 +1,16 @@
+import types
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import synthfin as sf
-from synthfin.adapters import BacktestingStrategy, signal_strategy
+from synthfin.adapters import (
+    BacktestingStrategy,
+    _quiet_backtesting,
+    signal_strategy,
+    vectorbt_defaults,
+)
 from synthfin.backtest import moving_average_crossover, strategy_returns
 from synthfin.errors import DataError
 
@@ -122,7 +129,31 @@ def test_signals_match_vectorbt_when_installed(synth):
 
     close = scen.to_wide()
     entries, exits = ma_signals(close)
-    portfolio = vbt.Portfolio.from_signals(close, entries, exits, freq="1D")
+    vectorbt_defaults()  # no freq= needed after it
+    portfolio = vbt.Portfolio.from_signals(close, entries, exits)
     expected = portfolio.returns().to_numpy()[1:].T
     np.testing.assert_allclose(signal_strategy(ma_signals).scenario_returns(scen), expected,
                                atol=1e-12)
+
+
+def test_vectorbt_defaults_set_a_trading_day_frequency_and_year():
+    settings = {"array_wrapper": {"freq": None, "silence_warnings": False},
+                "returns": {"year_freq": "365 days"}}
+    vectorbt_defaults(types.SimpleNamespace(settings=settings))
+    assert settings["array_wrapper"] == {"freq": "1D", "silence_warnings": False}
+    assert settings["returns"]["year_freq"] == "252 days"  # trading days, not calendar days
+
+
+def test_one_asset_of_a_multi_asset_set_runs_in_a_bare_backtest():
+    prices = sf.load_prices("bundled", ["JPM", "XOM"], start="2015-01-01")
+    scen = sf.Synthesizer("gaussian", window_len=16).fit(prices).sample(2, 40, seed=0)
+    frame = next(scen.frames(asset="XOM"))
+    assert list(frame.columns) == ["Open", "High", "Low", "Close", "Volume"]
+    np.testing.assert_allclose(frame["Close"].to_numpy(), scen.prices()[0, :, 1])
+    with _quiet_backtesting():
+        stats = Backtest(frame, SmaCross, cash=10_000 * frame["Close"].iloc[0]).run()
+    assert len(stats["_equity_curve"]) == 41
+    with pytest.raises(DataError, match=r"frames\(asset='JPM'\)"):
+        BacktestingStrategy(SmaCross).scenario_returns(scen)
+    with pytest.raises(DataError, match="asset='SPY' is not in"):
+        next(scen.frames(asset="SPY"))

@@ -11,7 +11,7 @@ SCRIPT = Path(__file__).parents[1] / "pipelines" / "benchmark_panel.py"
 def test_quick_panel_prints_both_references_and_the_likelihood_table(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--jobs", "1",
                              "--stride", "8", "--out", str(tmp_path)], capture_output=True,
-                            text=True, timeout=300, check=True)
+                            text=True, check=True)  # pytest-timeout guards a hang
     text = result.stdout
     assert "window 32, stride 8," in text  # tiny.yaml's window, the stride asked for
     for title in ("In-sample", "Out-of-sample", "GJR-GARCH(1,1)-t"):
@@ -30,5 +30,5 @@ def test_quick_panel_prints_both_references_and_the_likelihood_table(tmp_path):
 
 def test_unknown_model_is_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--models", "ar,nope",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+                             "--out", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and "['nope'] are not in" in result.stderr

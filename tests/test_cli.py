@@ -221,3 +221,22 @@ def test_samples_are_written_in_chunks_that_equal_one_draw(gaussian_model, tmp_p
     np.testing.assert_array_equal(load_samples(tmp_path / "s.parquet"), np.concatenate(chunks))
     one = next(generator.sample_chunks(40, seed=3))
     np.testing.assert_array_equal(one, generator.sample_returns(40, seed=3))
+
+
+@pytest.mark.parametrize("command", ["", "download", "prepare", "train", "sample", "evaluate",
+                                     "facts", "run", "stress", "models"])
+def test_help_shows_no_docstring_markup(command):
+    result = invoke(*[part for part in (command, "--help") if part])
+    assert result.exit_code == 0, result.output
+    for markup in ("``", ":class:", ":func:", ":meth:"):
+        assert markup not in result.output
+
+
+def test_train_reports_its_epochs_as_lines_when_stderr_is_no_terminal(prepared, tmp_path):
+    result = runner.invoke(app, ["train", "--model", "ar", "--data", str(prepared[0]),
+                                 "--out", str(tmp_path / "ar"), "--set", "epochs=2",
+                                 "--set", "hidden=8", "--set", "pretrained=null",
+                                 "--set", "stationary_days=252", "--set", "patience=5"])
+    assert result.exit_code == 0, result.output
+    assert "mle: epoch 1/2, nll " in result.stderr and "mle: epoch 2/2, " in result.stderr
+    assert "stationary states" in result.stderr and "trained ar" in result.stdout

@@ -112,8 +112,8 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_whole(data, tmp_pat
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["inputs"]["samples"]["g"]["sha256"]  # it names what it was made from
-    assert metrics["inputs"]["data"]["fingerprint"] == WindowData.load(data).fingerprint()
+    assert metrics["about"]["samples"]["g"]["sha256"]  # it names what it was made from
+    assert metrics["about"]["data_fingerprint"] == WindowData.load(data).fingerprint()
 
 
 # -- 3. hand-edited prepared data --------------------------------------------------------------

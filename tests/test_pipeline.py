@@ -48,6 +48,8 @@ def test_a_run_writes_every_artifact(first_run):
         assert (run / "report" / file).is_file()
     regime_vol = json.loads((run / "report" / "regime_vol.json").read_text())
     assert regime_vol["gjr"]["stressed"] > regime_vol["gjr"]["calm"]
+    report = (run / "report" / "report.md").read_text()  # the regime table is in the report
+    assert f"| gjr | {regime_vol['gjr']['calm']:.3g} |" in report
     for reference in ("in_sample", "out_of_sample"):
         assert list(result.summary.loc[reference].index) == list(config.models)
     assert not any(stage["reused"] for stage in result.stages)
@@ -172,3 +174,21 @@ def test_run_prints_a_line_when_each_stage_starts_and_ends(tmp_path):
             i for i, line in enumerate(lines) if line.startswith(f"{stage}: done in "))
     again = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
     assert "model gaussian: reused in" in again.output and "running" not in again.output
+
+
+def test_training_reports_its_epochs_while_the_stage_runs(tmp_path):
+    """A model's epochs reach the terminal between its stage's start and end lines, even with
+    the model's progress bar off (progress: false)."""
+    ar = {"epochs": 3, "hidden": 8, "pretrained": None, "stationary_days": 252,
+          "progress": False, "patience": 10}
+    path = write_config(tmp_path, models={"ar": ar}, sampling={"n": 20})
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+
+    def where(start: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(start))
+
+    first, last = where("model ar: mle: epoch 1/3, nll "), where("model ar: mle: epoch 3/3, ")
+    assert where("model ar: running") < first < last < where("model ar: done in")
+    assert "validation" in lines[last]

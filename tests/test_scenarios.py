@@ -134,3 +134,26 @@ def test_bad_scenarios_are_clear_errors(garch):
         dataclasses.replace(scen, start_date=scen.dates[1])
     with pytest.raises(DataError, match="at least one"):
         Scenarios.concat([])
+
+
+def test_bars_of_a_stock_fitted_on_its_bars_trade_its_own_volume():
+    close = sf.load_prices("bundled", ["JPM"], start="2015-01-01")["JPM"]
+    volume = np.full(len(close), 1.2e7)  # a stock's shares a day, not the index's billions
+    bars = pd.DataFrame({"Date": close.index, "Open": close, "High": close * 1.01,
+                         "Low": close * 0.99, "Close": close, "Adj Close": close,
+                         "Volume": volume}).reset_index(drop=True)
+    synth = sf.Synthesizer("gaussian", window_len=16).fit(bars)
+    np.testing.assert_allclose(synth.volume_level_, [1.2e7])
+    frame = next(synth.sample(5, 60, seed=0).frames())
+    assert 1e6 < frame["Volume"].median() < 1e8
+    index_level = next(sf.Synthesizer("gaussian", window_len=16).fit(close.to_frame())
+                       .sample(5, 60, seed=0).frames())["Volume"].median()
+    assert index_level > 1e9  # without bars: the documented S&P 500 level
+    from_series = sf.Synthesizer("gaussian", window_len=16).fit(
+        close.to_frame(), volume=pd.Series(volume, index=close.index, name="Volume"))
+    np.testing.assert_allclose(from_series.volume_level_, [1.2e7])
+    no_volume = sf.Synthesizer("gaussian", window_len=16).fit(bars.assign(Volume=0.0))
+    assert no_volume.volume_level_ is None  # zeros, as Yahoo gives for FX: the default level
+    with pytest.raises(sf.DataError, match="volume has no column for JPM"):
+        sf.Synthesizer("gaussian").fit(close.to_frame(), volume=pd.DataFrame({"XOM": volume},
+                                                                            index=close.index))

@@ -65,3 +65,56 @@ def test_evaluate_reports_against_both_references(synth):
 def test_evaluate_before_fit_is_a_model_error():
     with pytest.raises(ModelError, match="not fitted"):
         sf.Synthesizer("garch").evaluate(10)
+
+
+@pytest.fixture(scope="module")
+def jpm_ar():
+    """The zero-shot autoregressive model on JPM: it continues histories, and fits in seconds."""
+    prices = sf.load_prices("bundled", ["JPM"], start="2005-01-01")
+    return sf.Synthesizer("ar", finetune=False, stationary_days=252).fit(prices)
+
+
+def annual_vol(scenarios: sf.Scenarios, days: slice = slice(1, None)) -> float:
+    return float(scenarios.returns[:, days].std() * np.sqrt(252))
+
+
+def test_crash_starts_where_sample_starts_so_only_the_shock_differs(jpm_ar):
+    for start in ("stationary", "today"):
+        plain = jpm_ar.sample(300, length=126, seed=0, start=start)
+        crash = jpm_ar.crash(300, 126, shock=-0.1, seed=0, start=start)
+        np.testing.assert_array_equal(crash.returns[:, 0], -0.1)
+        assert annual_vol(crash) > annual_vol(plain)  # the shock raises the vol after it
+    # the default start is the same for both: the stationary one
+    stationary = jpm_ar.sample(300, length=126, seed=0, start="stationary")
+    np.testing.assert_array_equal(jpm_ar.sample(300, length=126, seed=0).returns,
+                                  stationary.returns)
+    today = jpm_ar.sample(300, length=126, seed=0, start="today")
+    assert abs(annual_vol(today, slice(0, 5)) - annual_vol(stationary, slice(0, 5))) > 0.02
+
+
+def test_start_today_is_refused_clearly_where_it_cannot_apply(jpm_ar, synth):
+    with pytest.raises(ModelError, match=r"start='today' needs a model .*\(ar"):
+        synth.sample(3, start="today")
+    with pytest.raises(ModelError, match="needs a model"):
+        synth.crash(3, 10, start="today")
+    with pytest.raises(ModelError, match="drop regime='stressed'"):
+        jpm_ar.sample(3, regime="stressed", start="today")
+    with pytest.raises(ModelError, match="start must be one of"):
+        jpm_ar.sample(3, start="yesterday")
+    crash = synth.crash(50, 20, shock=-0.1, shock_day=2, seed=0)  # from stationary days
+    assert crash.returns.shape == (50, 20, 1) and (crash.returns[:, 2] == -0.1).all()
+
+
+def test_real_segments_are_dated_real_paths_ending_on_the_last_day(synth, sp500_prices,
+                                                                   tmp_path):
+    segments = synth.real_segments(252)
+    real = sp500_prices.loc["2005":, "SP500"]
+    assert len(segments) == (len(real) - 1) // 252
+    last = segments[-1]
+    assert last.dates[-1] == real.index[-1] and last.start_date == real.index[-253]
+    np.testing.assert_allclose(last.prices()[0, :, 0], real.iloc[-253:])
+    assert all(a.dates[-1] < b.dates[0] for a, b in zip(segments[:-1], segments[1:], strict=True))
+    loaded = sf.Synthesizer.load(synth.save(tmp_path / "s")).real_segments(252)
+    np.testing.assert_array_equal(loaded[0].returns, segments[0].returns)
+    with pytest.raises(DataError, match="length must be in"):
+        synth.real_segments(10**6)

@@ -51,10 +51,13 @@ def load_prices(
         ``"bundled"`` (S&P 500 index and 20 stocks, daily, 1990-01-02 to 2022-12-28, see
         :data:`~synthfin.data.bundled.BUNDLED_TICKERS`), ``"yfinance"`` (see
         :func:`~synthfin.data.yahoo.download_prices`), or the path of a ``.csv``, ``.csv.gz``
-        or ``.parquet`` file. A file is either wide (a date column or index, one column per
-        ticker) or long (columns date, ticker, value); column names are matched
-        case-insensitively: date/datetime/timestamp, ticker/symbol/asset and
-        adj close/close/price/value (the first present in that order is used).
+        or ``.parquet`` file. A file is wide (a date column or index, one column per
+        ticker), long (columns date, ticker, value) or one ticker's bars as Yahoo Finance or
+        Stooq write them (Date, Open, High, Low, Close, Adj Close, Volume; named after the
+        file: ``JPM.csv`` -> ``JPM``); column names are matched case-insensitively:
+        date/datetime/timestamp, ticker/symbol/asset and adj close/close/price/value (the
+        first present in that order is used). See :func:`~synthfin.data.files.read_bars` for
+        the whole bars.
     tickers : str or sequence of str, optional
         Columns to return, in this order. Defaults to ``"SP500"`` for the bundled data and to
         every column of a file; required for Yahoo Finance (whose symbols are upper-cased).

@@ -112,7 +112,8 @@ def _check_values(prices: pd.DataFrame) -> None:
             if bad.any():
                 first_bad = column[bad].head(_SHOWN).items()
                 shown = ", ".join(f"{_day(day)} ({value})" for day, value in first_bad)
-                raise DataError(f"{ticker} has {_count(bad.sum(), problem + ' price')}: {shown}")
+                raise DataError(f"{ticker} has {_count(bad.sum(), problem + ' price')}: {shown}"
+                                f"{_returns_hint(column) if problem == 'non-positive' else ''}")
         known = column.dropna()
         ratio = (known / known.shift()).iloc[1:]
         jumps = ratio[(ratio > MAX_DAILY_RATIO) | (ratio < 1 / MAX_DAILY_RATIO)]
@@ -122,6 +123,17 @@ def _check_values(prices: pd.DataFrame) -> None:
             raise DataError(f"{ticker} jumps from {before:.6g} to {known[day]:.6g} on {_day(day)} "
                             f"(more than {MAX_DAILY_RATIO:g}-fold in a day): a typo, a unit "
                             "change or a split? fix the price or use split-adjusted prices")
+
+
+def _returns_hint(column: pd.Series) -> str:
+    """A hint when a column looks like returns (every value within (-1, 1), a tenth or more
+    negative) rather than prices."""
+    known = column.dropna()
+    if len(known) < 10 or not (known.abs() < 1).all() or (known < 0).mean() < 0.1:
+        return ""
+    return (f"; these look like returns, not prices (all between {known.min():.3g} and "
+            f"{known.max():.3g}, {(known < 0).mean():.0%} negative): pass prices, or rebuild "
+            "them from simple returns r with 100 * (1 + r).cumprod()")
 
 
 def _common_range(prices: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from synthfin.data.bundled import BUNDLED_TICKERS
 from synthfin.data.validation import (
     _ONE_DAY,
     _day,
@@ -281,7 +282,10 @@ def _fall_back_to_cache(
         raise DownloadError(
             f"no cache covers {', '.join(uncovered)} from {_day(first)} to {_day(last)} "
             f"(checked {root / 'yfinance'}) and the network or Yahoo Finance is unreachable "
-            f"{error}"
+            f"{error}; offline, take source 'bundled' (S&P 500 and {len(BUNDLED_TICKERS) - 1} "
+            f"stocks, daily 1990-2022: {', '.join(BUNDLED_TICKERS)}) or the path of a CSV or "
+            "parquet file, e.g. one saved from Yahoo (Date, Open, High, Low, Close, Adj Close, "
+            "Volume), as load_prices(source) or synthfin prepare --source"
         ) from error
     warnings.warn(f"using cached prices for {', '.join(symbols)} up to {_day(settled_end)}: "
                   f"the network or Yahoo Finance is unreachable {error}", stacklevel=3)

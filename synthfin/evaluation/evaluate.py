@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.windows import WindowData
 from synthfin.errors import DataError
 from synthfin.evaluation.long_horizon import LONG_MIN_DAYS, LongHorizon, long_horizon
@@ -26,8 +27,11 @@ from synthfin.evaluation.scores import (
     undefined_facts,
 )
 from synthfin.io import atomic_directory, atomic_write_json, finite_json
+from synthfin.models.training import report_progress
 from synthfin.stats import stylized_facts
 
+RETURN_QUANTILES = (0.001, 0.01, 0.05, 0.5, 0.95, 0.99, 0.999)
+RISK_LEVEL = 0.99
 SUMMARY_COLUMNS = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level",
                    "w1_1d", "w1_20d", "cross_corr")
 
@@ -58,9 +62,12 @@ class Evaluation:
         sample set.
     long_horizon : LongHorizon or None
         Facts of paths of 1,000 days or more against the real series' segments.
-    inputs : dict
-        What the evaluation was made from, written into ``metrics.json`` so that a report
-        names its inputs: e.g. the prepared data's fingerprint and each samples file's SHA-256.
+    about : dict
+        What a reader needs to cite the run (:func:`run_metadata`): data period and split
+        dates, the prepared data's fingerprint, regime thresholds and the annualized vol of each
+        regime, seed, package version and commit, and what the samples came from (set by the
+        caller: a samples file's SHA-256, a pipeline stage's key). Empty when the evaluation was
+        not made from a prepared data set.
     """
 
     references: dict[str, Reference]
@@ -71,7 +78,7 @@ class Evaluation:
     secondary: pd.DataFrame = field(default_factory=pd.DataFrame)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     long_horizon: LongHorizon | None = None
-    inputs: dict[str, Any] = field(default_factory=dict)
+    about: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def real(self) -> np.ndarray:
@@ -96,6 +103,28 @@ class Evaluation:
         if reference:
             return tables[reference]
         return pd.concat(tables, names=["reference", "set"])
+
+    def return_quantiles(self) -> pd.DataFrame:
+        """Quantiles of daily log returns and the 1-day VaR and ES at 99 % (positive losses,
+        :func:`synthfin.risk.var_es_from_samples`) of every reference's real windows and every
+        set, per asset: rows (set, asset)."""
+        from synthfin.risk import var_es_from_samples
+
+        sets = {f"real ({name})": ref.windows for name, ref in self.references.items()}
+        sets.update(self.samples)
+        rows = {}
+        for name, x in sets.items():
+            for asset, asset_name in enumerate(self.assets):
+                values = x[:, :, asset].ravel()
+                if not np.isfinite(values).all():
+                    continue
+                row = {f"q{100 * q:g}%": float(np.quantile(values, q))
+                       for q in RETURN_QUANTILES}
+                (var, es), = var_es_from_samples(values[None], [RISK_LEVEL]).values()
+                row.update({f"VaR {RISK_LEVEL:.0%}": float(var[0]),
+                            f"ES {RISK_LEVEL:.0%}": float(es[0])})
+                rows[(name, asset_name)] = row
+        return pd.DataFrame(rows).T.rename_axis(["set", "asset"])
 
     def floors(self) -> pd.DataFrame:
         """The noise floor of every score, one row per reference."""
@@ -141,12 +170,14 @@ class Evaluation:
                 "summary": self.summary(name).to_dict(orient="index"),
             }
         return finite_json({
-            "inputs": self.inputs,
             **window,
             "memorization": self.memorization.to_dict(orient="index"),
             "secondary": self.secondary.to_dict(orient="index"),
             "warnings": self.warnings,
             "long_horizon": None if self.long_horizon is None else self.long_horizon.to_dict(),
+            "return_quantiles": {f"{name} / {asset}": row for (name, asset), row
+                                 in self.return_quantiles().to_dict(orient="index").items()},
+            "about": self.about,
             "facts": self.facts,
         })
 
@@ -233,6 +264,7 @@ def evaluate(references: Mapping[str, Reference] | np.ndarray, samples: Mapping[
         for name, x in bar:  # the long part: a bar on a terminal, silent elsewhere
             if not np.isfinite(x).all():
                 continue
+            report_progress(f"neural scores of {name}")
             mean, std = discriminative_score(real, x, seed=seed, config=neural_config)
             rows[name] = {"discriminative": mean, "discriminative_std": std,
                           "predictive_mae": predictive_score(x, test, seed=seed,
@@ -265,6 +297,54 @@ def evaluate_windows(data: WindowData, samples: Mapping[str, np.ndarray], *,
     :func:`data_references`, memorization of training against held-out (val + test) windows,
     and long-horizon facts against the whole history for paths of 1,000 days or more."""
     references = data_references(data)
-    return evaluate(references, samples, train=references["in_sample"].windows,
-                    held_out=references["out_of_sample"].windows, history=data.history(),
-                    assets=data.assets, neural=neural, seed=seed, neural_config=neural_config)
+    evaluation = evaluate(references, samples, train=references["in_sample"].windows,
+                          held_out=references["out_of_sample"].windows, history=data.history(),
+                          assets=data.assets, neural=neural, seed=seed,
+                          neural_config=neural_config)
+    evaluation.about = run_metadata(data, seed)
+    return evaluation
+
+
+def run_metadata(data: WindowData, seed: int) -> dict[str, Any]:
+    """What a report needs to be cited: the data period and split dates, windows, the regime
+    thresholds (annualized realized vol of ``vol_lookback`` days, from training quantiles) and
+    the real training windows' annualized vol per regime, the seed, synthfin's version and the
+    git commit of its source (``"unknown"`` outside a git checkout)."""
+    from synthfin import __version__
+
+    windows, labels = data.real_windows("train"), data.train.regimes
+    real_vol = {name: float(windows[labels == code].std() * np.sqrt(TRADING_DAYS))
+                for code, name in enumerate(data.regimes.names) if (labels == code).any()}
+    return {
+        "assets": list(data.assets),
+        "period": [data.split_dates["train"][0], data.split_dates["test"][1]],
+        "data_fingerprint": data.fingerprint(),
+        "split_dates": {name: list(days) for name, days in data.split_dates.items()},
+        "window_len": data.window_len, "stride": data.stride,
+        "vol_lookback": data.vol_lookback,
+        "regime_quantiles": list(data.regimes.quantiles),
+        "regime_thresholds": [float(v) for v in data.regimes.thresholds_],
+        "regime_names": list(data.regimes.names),
+        "regime_vol": {"real (train windows)": real_vol},
+        "seed": seed, "synthfin_version": __version__, "commit": source_commit(),
+    }
+
+
+def source_commit() -> str:
+    """The git commit of synthfin's source tree (``+dirty`` with uncommitted changes), or
+    ``"unknown"`` (an installed wheel, no git)."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parents[2]  # the checkout holding synthfin/
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:  # a wheel inside some other repository (a venv in a project) is not its checkout
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != folder:
+            return "unknown"
+        commit, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "-uno")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}+dirty" if dirty else commit

@@ -27,6 +27,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy.special import expit, logit
 
 from synthfin.evaluation.scores import degenerate, horizon_returns
@@ -92,6 +93,22 @@ SUMMARY_LEGEND = (
 )
 
 
+READING_GUIDE = (
+    "<b>Reading a red cell.</b> Red means the set's statistic is further from the real one than "
+    "1.5 times the distance between two halves of real data. Red <i>in-sample</i>: the model "
+    "misses a fact of the very period it was trained on, a model failure. Red "
+    "<i>out-of-sample</i> with green in-sample: the held-out years differ from the training "
+    "years more than validation differs from test (another volatility level, a crisis in one "
+    "half); the raw gaps table gives the size. Tails and kurtosis rest on the few most extreme "
+    "days, and out of sample the floor compares two short periods (validation and test, a few "
+    "hundred days each) that may share calm tails, so a small floor: tail ratios near 2 out of "
+    "sample (the autoregressive and cvae models score about 1.9 on the S&P 500) say the "
+    "synthetic tails are about as far from the held-out years as another period's would be, not "
+    "that the model is broken. Check the tail and Q-Q figures and the return quantiles, VaR and "
+    "ES table before concluding."
+)
+
+
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
@@ -118,14 +135,16 @@ def write_report(evaluation: Evaluation, directory: Path) -> Path:
 
 
 def _html_report(evaluation: Evaluation) -> str:
-    sections = [_header_html(evaluation), _warnings_html(evaluation.warnings)]
+    sections = [_header_html(evaluation), _about_html(evaluation),
+                _warnings_html(evaluation.warnings)]
     for reference in evaluation.scores:
         summary = evaluation.summary(reference)
         sections += [f"<h2>Summary, {html.escape(reference)}: gaps in units of the noise "
                      "floor</h2>",
                      f'<p class="note">{html.escape(_question(reference))}</p>',
                      _html_table(summary, _summary_classes(summary, evaluation.memorization))]
-    sections += [f'<p class="legend">{SUMMARY_LEGEND}</p>', _full_tables_html(evaluation),
+    sections += [f'<p class="legend">{SUMMARY_LEGEND}</p>',
+                 f'<p class="legend">{READING_GUIDE}</p>', _full_tables_html(evaluation),
                  _figures_html(evaluation)]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>synthfin report</title><style>{STYLE}</style></head>\n<body>\n"
@@ -134,10 +153,49 @@ def _html_report(evaluation: Evaluation) -> str:
 
 def _markdown_report(evaluation: Evaluation) -> str:
     lines = ["# Synthetic returns report", "", *_overview_lines(evaluation), ""]
+    if evaluation.about:
+        lines += ["## About this run", "", *(f"- {line}" for line in _about_lines(evaluation)),
+                  ""]
+        regime_vol = _regime_vol_table(evaluation)
+        if len(regime_vol):
+            lines += ["Annualized vol by regime:", "", _markdown_table(regime_vol), ""]
     lines += [f"- **{warning}**" for warning in evaluation.warnings] or ["No warnings."]
     for title, frame in _full_tables(evaluation):
         lines += ["", f"## {title}", "", _markdown_table(frame)]
+    guide = READING_GUIDE.replace("<b>", "**").replace("</b>", "**")
+    lines += ["", guide.replace("<i>", "*").replace("</i>", "*")]
     return "\n".join(lines) + "\n"
+
+
+def _about_lines(evaluation: Evaluation) -> list[str]:
+    """Provenance a citation needs, one fact a line (empty without ``evaluation.about``)."""
+    about = evaluation.about
+    if not about:
+        return []
+    splits = ", ".join(f"{name} {first} to {last}"
+                       for name, (first, last) in about["split_dates"].items())
+    cuts = [f"{v:.1%}" for v in about["regime_thresholds"]]
+    bands = [f"{name} below {cuts[0]}" if i == 0 else
+             f"{name} from {cuts[-1]}" if i == len(cuts) else
+             f"{name} {cuts[i - 1]} to {cuts[i]}"
+             for i, name in enumerate(about["regime_names"])]
+    quantiles = ", ".join(f"{q:.0%}" for q in about["regime_quantiles"])
+    return [f"Data: {', '.join(about['assets'])}, daily, {about['period'][0]} to "
+            f"{about['period'][1]}",
+            f"Splits (first and last day): {splits}",
+            f"Windows: {about['window_len']} days, a new one every "
+            f"{'day' if about['stride'] == 1 else str(about['stride']) + ' days'}",
+            f"Regimes (annualized {about['vol_lookback']}-day realized vol before a window; "
+            f"cut at the training quantiles {quantiles}): {'; '.join(bands)}",
+            f"Seed: {about['seed']}",
+            f"synthfin {about['synthfin_version']}, commit {about['commit']}"]
+
+
+def _regime_vol_table(evaluation: Evaluation) -> pd.DataFrame:
+    """Annualized vol of the real training windows of each regime and of each model's
+    regime-conditioned samples (when the pipeline measured them)."""
+    table = pd.DataFrame(evaluation.about.get("regime_vol", {})).T
+    return table[[c for c in evaluation.about.get("regime_names", []) if c in table]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +233,12 @@ def _full_tables(evaluation: Evaluation) -> list[tuple[str, pd.DataFrame]]:
              pd.concat([scores.floor.to_frame("noise floor").T, scores.gaps])),
             (f"Standardized curve gaps, {name} (RMS in units of the real standard error)",
              scores.standardized)]
+    quantiles = evaluation.return_quantiles()
+    if len(evaluation.assets) == 1:
+        quantiles = quantiles.droplevel("asset")
+    else:
+        quantiles.index = [f"{name} / {asset}" for name, asset in quantiles.index]
+    tables += [("Return quantiles, VaR and ES (daily log returns)", quantiles)]
     tables += [("Memorization", evaluation.memorization),
                ("Secondary scores (discriminative, predictive)", evaluation.secondary)]
     if evaluation.long_horizon is not None:
@@ -188,6 +252,10 @@ def _full_tables_html(evaluation: Evaluation) -> str:
         "Standardized curve gaps":
             "Lag-by-lag gap of each curve divided by the standard error of the real curve "
             "(batch means over time): about 1 is as close as sampling error allows.",
+        "Return quantiles":
+            "Quantiles of one-day log returns of the real windows of each reference and of "
+            "every set, with the 1-day Value at Risk and Expected Shortfall at 99 % as "
+            "positive losses (VaR: the 1 % quantile of -r; ES: the mean loss beyond it).",
         "Memorization":
             "copy_share: exact copies of a training window; close_share: closer to the training "
             "set than 95 % of held-out real windows (0.05 ideal); median_ratio: 1 ideal.",
@@ -217,6 +285,20 @@ def _full_tables_html(evaluation: Evaluation) -> str:
 def _header_html(evaluation: Evaluation) -> str:
     items = "".join(f"<li>{html.escape(line)}</li>" for line in _overview_lines(evaluation))
     return f"<h1>Synthetic returns report</h1>\n<ul>{items}</ul>"
+
+
+def _about_html(evaluation: Evaluation) -> str:
+    lines = _about_lines(evaluation)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    parts = [f"<h2>About this run</h2>\n<ul>{items}</ul>"]
+    regime_vol = _regime_vol_table(evaluation)
+    if len(regime_vol):
+        parts += ['<p class="note">Annualized vol by regime: the real training windows of '
+                  "each regime, and each model's samples conditioned on it.</p>",
+                  _html_table(regime_vol)]
+    return "\n".join(parts)
 
 
 def _warnings_html(warnings: list[str]) -> str:
@@ -379,6 +461,7 @@ def _plot_curve(axes: Axes, fact_name: str, evaluation: Evaluation, asset: int,
         axes.plot(lags, fact(x[:, :, asset]), color=colors[name], label=name, linewidth=1.2,
                   zorder=2)
     axes.axhline(0.0, color="0.5", linewidth=0.6)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # lags are whole days
     axes.set(title=title, xlabel="lag (days)")
 
 
@@ -387,14 +470,21 @@ def _acf_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> s
     for panel, (name, title) in zip(axes, (("acf_r", "ACF of r"), ("acf_abs", "ACF of |r|"),
                                            ("acf_sq", "ACF of r²")), strict=True):
         _plot_curve(panel, name, evaluation, asset, colors, title)
-    axes[0].legend(fontsize="small")
+    _legend_below(figure, axes[0])
     return _to_base64(figure)
+
+
+def _legend_below(figure: Figure, axes: Axes) -> None:
+    """The legend of ``axes`` under the panels, so it hides no lag of any curve."""
+    handles, labels = axes.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5),
+                  fontsize="small", frameon=False)
 
 
 def _leverage_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
     figure, axes = _new_figure(1, panel_width=6.0)
     _plot_curve(axes[0], "leverage", evaluation, asset, colors, "Leverage: corr(r_t, r²_t+k)")
-    axes[0].legend(fontsize="small")
+    _legend_below(figure, axes[0])
     return _to_base64(figure)
 
 

@@ -62,6 +62,7 @@ from synthfin.models.training import (
     autocast,
     load_module_state,
     module_state,
+    report_progress,
     resolve_device,
 )
 from synthfin.stats.facts import TRADING_DAYS
@@ -489,6 +490,8 @@ class AutoregressiveGenerator(TorchGenerator):
             if self.config.pretrained is not None and best >= start_nll:
                 net.load_state_dict(start)  # fine-tuning did not help on validation days
             self.val_nll_ = min(best, start_nll) if self.config.pretrained else best
+        report_progress(f"stationary states ({self.config.stationary_days} days run"
+                        f"{', variance targeted' if self.config.variance_targeting else ''})")
         self._fill_bank(data)
         if self.config.variance_targeting:
             self._target_variance()

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import random
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +48,28 @@ from synthfin.models.base import Generator, GeneratorConfig, Limit
 
 logger = logging.getLogger("synthfin.models")
 CHECKPOINT = "checkpoint.safetensors"  # a run directory's latest checkpoint
+PROGRESS_EVERY_SECONDS = 10.0  # a text progress line at most this often (plus first and last)
+_progress_sinks: list[Callable[[str], object]] = []
+
+
+@contextlib.contextmanager
+def progress_lines(sink: Callable[[str], object]) -> Iterator[None]:
+    """Within the block, long work also reports progress as text lines to ``sink`` (e.g.
+    ``print``), whatever a model's ``progress`` setting: for logs and pipelines, where a
+    progress bar does not show. Training sends each phase's first and last epoch and at most
+    one line every :data:`PROGRESS_EVERY_SECONDS` between, with the losses."""
+    _progress_sinks.append(sink)
+    try:
+        yield
+    finally:
+        _progress_sinks.remove(sink)
+
+
+def report_progress(line: str) -> None:
+    """Send ``line`` to the sinks of :func:`progress_lines` (none: nothing happens)."""
+    if distributed.is_main():
+        for sink in _progress_sinks:
+            sink(line)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -215,7 +238,8 @@ class TrainingLoop:
         Continue from ``run_dir/checkpoint.*``: finished phases are skipped and the current one
         continues after its last completed epoch, with every random state as it was then.
     progress : bool
-        Show a tqdm bar per phase with the running losses.
+        Show a tqdm bar per phase with the running losses on a terminal (elsewhere, e.g. in a
+        log, :func:`progress_lines` reports the epochs as text).
     streams : dict name -> BatchOrder or torch.Generator, optional
         The random streams the steps draw from besides the global ones (torch, NumPy, Python,
         which are always checkpointed): their states are checkpointed and restored too.
@@ -285,13 +309,15 @@ class TrainingLoop:
         """The epochs of :meth:`run`; returns the best weights (None without validation)."""
         start = self._done.get(phase, 0)
         best_score, best_epoch = self._resumed_best.get(phase, (math.inf, start))
-        bar = tqdm(range(start, epochs), desc=phase, disable=not self.progress, leave=False,
-                   initial=start, total=epochs)
+        bar = tqdm(range(start, epochs), desc=phase, leave=False, initial=start, total=epochs,
+                   disable=None if self.progress else True)  # a bar on a terminal only
         good_state = self._snapshot()
+        reported = -math.inf  # when the last text progress line went out
         for epoch in bar:
             # checked before the epoch, so a run resumed right after an early stop stops too
             if validate is not None and epoch - best_epoch >= patience:
                 logger.info("%s: early stop at epoch %d (best %d)", phase, epoch, best_epoch)
+                report_progress(f"{phase}: early stop at epoch {epoch} (best {best_epoch})")
                 break
             totals: dict[str, torch.Tensor] = {}
             for _ in range(steps_per_epoch):
@@ -319,6 +345,11 @@ class TrainingLoop:
                     best_score, best_epoch, best_state = score, epoch + 1, good_state
                     self._write_best(best_state)
             self.history.append(row)
+            if (epoch == start or epoch + 1 == epochs
+                    or time.monotonic() - reported >= PROGRESS_EVERY_SECONDS):
+                reported = time.monotonic()
+                report_progress(f"{phase}: epoch {epoch + 1}/{epochs}, " + ", ".join(
+                    f"{k} {v:.4g}" for k, v in row.items() if k not in ("phase", "epoch")))
             bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("phase",
                                                                               "epoch")})
             self._done[phase] = epoch + 1

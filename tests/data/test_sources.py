@@ -375,6 +375,9 @@ def test_yahoo_unreachable_without_cache_raises_download_error(yahoo, tmp_path, 
         load_prices("yfinance", "SPY", "2024-01-02", "2024-01-31", cache_dir=tmp_path)
     assert str(tmp_path) in str(caught.value) and "after 5 attempts" in str(caught.value)
     assert sleeps == [1.0, 2.0, 4.0, 8.0]
+    # the way on offline: the bundled data (what it holds) or a file
+    assert "take source 'bundled'" in str(caught.value) and "JPM" in str(caught.value)
+    assert "CSV or parquet file" in str(caught.value)
 
 
 @pytest.mark.parametrize("raised", [True, False], ids=["raised", "logged"])

@@ -145,3 +145,63 @@ def test_secondary_scores_are_reported_as_secondary_and_figures_capped_at_four_a
     assert "real (TRTR)" in (tmp_path / "report.md").read_text()
     assert "<h3>asset_3</h3>" in html and "<h3>asset_4</h3>" not in html
     assert len(_images(html)) == 4 * UNIVARIATE_FIGURE_KINDS + 1
+
+
+@pytest.fixture(scope="module")
+def cited_report(tmp_path_factory: pytest.TempPathFactory, sp500_windows):
+    """A report of a prepared data set (evaluate_windows), which knows its provenance."""
+    from synthfin.evaluation.evaluate import evaluate_windows
+
+    rng = np.random.default_rng(0)
+    real = sp500_windows.real_windows("train")
+    samples = {"gaussian": rng.normal(0.0, real.std(), size=(400, *real.shape[1:]))}
+    evaluation = evaluate_windows(sp500_windows, samples, neural=False, seed=7)
+    directory = tmp_path_factory.mktemp("cited")
+    evaluation.save(directory)
+    return evaluation, directory
+
+
+def test_report_says_period_splits_regimes_seed_version_and_commit(cited_report, sp500_windows):
+    from synthfin import __version__
+
+    evaluation, directory = cited_report
+    for name in ("report.html", "report.md"):
+        text = (directory / name).read_text()
+        assert "About this run" in text and "Reading a red cell" in text
+        for first, last in sp500_windows.split_dates.values():
+            assert f"{first} to {last}" in text
+        calm_cut = sp500_windows.regimes.thresholds_[0]
+        assert f"calm below {calm_cut:.1%}" in text
+        assert "Seed: 7" in text and f"synthfin {__version__}, commit " in text
+        assert "Annualized vol by regime" in text and "real (train windows)" in text
+    about = json.loads((directory / "metrics.json").read_text())["about"]
+    assert about["commit"] and about["seed"] == 7
+    vol = about["regime_vol"]["real (train windows)"]
+    assert vol["calm"] < vol["normal"] < vol["stressed"]
+
+
+def test_return_quantiles_and_var_es_sit_beside_the_real_ones(cited_report):
+    evaluation, directory = cited_report
+    table = evaluation.return_quantiles()
+    real = evaluation.references["in_sample"].windows.ravel()
+    row = table.loc[("real (in_sample)", "SP500")]
+    np.testing.assert_allclose(row["q1%"], np.quantile(real, 0.01))
+    np.testing.assert_allclose(row["VaR 99%"], -np.quantile(real, 0.01))
+    assert row["ES 99%"] > row["VaR 99%"] > 0
+    assert table.loc[("gaussian", "SP500"), "q0.1%"] > row["q0.1%"]  # thin Gaussian tails
+    markdown = (directory / "report.md").read_text()
+    assert "| real (out_of_sample) |" in markdown and "VaR 99%" in markdown
+
+
+def test_curve_legends_sit_under_the_panels_hiding_no_lag(monkeypatch, cited_report):
+    from synthfin.evaluation import report
+
+    evaluation, _ = cited_report
+    drawn = []
+    monkeypatch.setattr(report, "_to_base64", lambda figure: drawn.append(figure) or "")
+    colors = report._set_colors(evaluation)
+    report._acf_figure(evaluation, 0, colors)
+    report._leverage_figure(evaluation, 0, colors)
+    for figure in drawn:
+        assert all(axes.get_legend() is None for axes in figure.axes)  # none inside a panel
+        assert len(figure.legends) == 1
