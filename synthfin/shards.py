@@ -272,7 +272,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         for record in manifest["shards"]:
             if record["file"] != Path(record["file"]).name:  # a name, never a path outside
                 raise DataError(f"shard file {record['file']!r} is not a plain file name")
-        int(manifest["plan"]["length"]), len(manifest["assets"])
+        if not (isinstance(manifest["plan"]["length"], int)
+                and isinstance(manifest["assets"], list)):
+            raise DataError("its plan's length or its assets are not a number and a list")
     return manifest
 
 
@@ -299,7 +301,9 @@ def dataset_facts(directory: str | Path, window: int | None = None,
 
 def iter_paths(directory: str | Path, batch_paths: int = 10_000) -> Iterator[np.ndarray]:
     """The paths of a data set as cubes (k, length, assets) of log returns, about
-    ``batch_paths`` paths at a time, reading one row group at a time (bounded memory)."""
+    ``batch_paths`` paths at a time, reading one row group at a time (bounded memory). Each
+    part file is first checked against its SHA-256 in the manifest: a replaced or damaged
+    shard is a :class:`DataError`, never facts of other paths."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     n_assets, length = len(manifest["assets"]), manifest["plan"]["length"]
