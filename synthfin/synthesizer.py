@@ -210,12 +210,11 @@ class Synthesizer:
         if prices is None:
             raise ModelError("this Synthesizer has no real prices (built with from_parts); "
                              "fit it on prices, or load one saved after fit")
-        k = (len(prices) - 1) // length
-        if length < 1 or k < 1:
+        if length < 1 or (len(prices) - 1) // length < 1:
             raise DataError(f"length must be in [1, {len(prices) - 1}] (the real history's "
                             f"days), got {length}")
         values, dates = np.log(prices.to_numpy(dtype=np.float64)), prices.index
-        first = len(prices) - 1 - k * length  # the start day of the first segment
+        first = (len(prices) - 1) % length  # the start day of the first segment
         segments = []
         for lo in range(first, len(prices) - 1, length):
             returns = np.diff(values[lo:lo + length + 1], axis=0)[None]

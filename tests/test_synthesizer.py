@@ -116,5 +116,6 @@ def test_real_segments_are_dated_real_paths_ending_on_the_last_day(synth, sp500_
     assert all(a.dates[-1] < b.dates[0] for a, b in zip(segments[:-1], segments[1:], strict=True))
     loaded = sf.Synthesizer.load(synth.save(tmp_path / "s")).real_segments(252)
     np.testing.assert_array_equal(loaded[0].returns, segments[0].returns)
-    with pytest.raises(DataError, match="length must be in"):
-        synth.real_segments(10**6)
+    for length in (10**6, 0):
+        with pytest.raises(DataError, match="length must be in"):
+            synth.real_segments(length)
