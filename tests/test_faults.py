@@ -324,6 +324,9 @@ def test_folders_get_the_usual_mode_under_the_umask(data, tmp_path):
 
 
 def test_an_interrupt_a_library_swallows_still_ends_the_command_with_130():
+    # Python's own handler, as in a command started from a shell (a job started in the
+    # background by a non-interactive shell inherits SIGINT ignored, and cannot be interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with _interrupts() as seen:
         try:
             os.kill(os.getpid(), signal.SIGINT)
@@ -331,6 +334,7 @@ def test_an_interrupt_a_library_swallows_still_ends_the_command_with_130():
             pass
     assert seen == [signal.SIGINT]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, previous)
 
 
 TORCHRUN_FAILURE = """\
