@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,7 +20,7 @@ import pandas as pd
 import typer
 
 from synthfin import __version__
-from synthfin.errors import SynthfinError
+from synthfin.errors import SynthfinError, SynthfinWarning
 from synthfin.io import output_lock
 
 app = typer.Typer(help="Realistic synthetic financial time series.", no_args_is_help=True,
@@ -66,7 +67,7 @@ def user_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with _interrupts() as interrupted:
+            with _interrupts() as interrupted, _plain_warnings():
                 result = command(*args, **kwargs)
             if interrupted:  # a library swallowed the KeyboardInterrupt: still not a success
                 raise KeyboardInterrupt
@@ -81,6 +82,24 @@ def user_errors(command: F) -> F:
                 traceback.print_exc()
             raise _fail(message) from None
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _plain_warnings() -> Any:
+    """While a command runs, each :class:`SynthfinWarning` (implausible paths...) is one
+    ``warning: ...`` line on stderr; other warnings show as Python shows them."""
+    original = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, SynthfinWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():  # restores showwarning and the filters afterwards
+        warnings.simplefilter("always", SynthfinWarning)
+        warnings.showwarning = show
+        yield
 
 
 @contextlib.contextmanager

@@ -240,3 +240,22 @@ def test_train_reports_its_epochs_as_lines_when_stderr_is_no_terminal(prepared, 
     assert result.exit_code == 0, result.output
     assert "mle: epoch 1/2, nll " in result.stderr and "mle: epoch 2/2, " in result.stderr
     assert "stationary states" in result.stderr and "trained ar" in result.stdout
+
+
+def test_sample_says_on_stderr_how_many_paths_are_implausible(gaussian_model, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(gaussian_model, broken)
+    weights = load_file(str(broken / "weights.safetensors"))
+    weights["moments"][:, 1:] *= 40.0  # 40 long-run sds a day
+    save_file(weights, str(broken / "weights.safetensors"))
+    result = CliRunner().invoke(app, ["sample", "--model-dir", str(broken),
+                                                      "--n", "50", "--out",
+                                                      str(tmp_path / "s.npy")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and "gaussian sample:" in lines[0] and "of 50 paths" in lines[0]
+    ok = CliRunner().invoke(app, ["sample", "--model-dir", str(gaussian_model),
+                                                  "--n", "50", "--out", str(tmp_path / "t.npy")])
+    assert "warning:" not in ok.stderr

@@ -363,3 +363,56 @@ def test_initial_coupling_reproduces_the_correlation_of_each_half():
     correlation = (factor @ factor.transpose(-1, -2))[:, 1, 0].detach().numpy()
     # the halves are split on a smoothed vol, so each mixes a few days of the other regime
     np.testing.assert_allclose(correlation, [0.2, 0.6], atol=0.06)
+
+
+@pytest.fixture(scope="module")
+def crash_universe():
+    """Five correlated consumer-staples stocks whose training days end three weeks after the
+    2020 crash (issue 29: fine-tuned there, ``ar`` sampled daily log returns of 12,000)."""
+    from synthfin.data.returns import log_returns
+    from synthfin.data.sources import load_prices
+    from synthfin.data.windows import make_windows
+
+    prices = load_prices("bundled", ["KO", "PEP", "PG", "JNJ", "WMT"], start="2014-01-01")
+    data = make_windows(log_returns(prices), 64, split=("2020-04-09", "2021-06-30"))
+    return data, AutoregressiveGenerator(epochs=2, stationary_days=252,
+                                         progress=False).fit(data)
+
+
+def test_ar_fitted_on_a_crash_has_no_path_beyond_half_a_log_return_and_no_warning(
+        crash_universe):
+    import warnings
+
+    _, model = crash_universe
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = model.sample_returns(1000, length=252, seed=0)
+    assert np.abs(paths).max() < 0.5
+
+
+def test_the_same_fit_without_the_bound_explodes_and_the_warning_says_so(
+        crash_universe, monkeypatch):
+    """The old recursion (log scale clamped at +-7, unclipped inputs) on the same network: the
+    failure the bound removes, and the warning that catches it."""
+    from synthfin.errors import ImplausiblePathsWarning
+    from synthfin.models import autoregressive
+
+    _, model = crash_universe
+    monkeypatch.setattr(autoregressive, "MAX_LOG_SCALE", 7.0)
+    monkeypatch.setattr(autoregressive, "MAX_INPUT", float("inf"))
+    with pytest.warns(ImplausiblePathsWarning, match=r"ar sample: \d+ of 1000 paths"):
+        paths = model.sample_returns(1000, length=252, seed=0)
+    assert np.abs(paths).max() > 1.0
+    with pytest.warns(ImplausiblePathsWarning, match=r"ar sample_after: \d+ of 300 paths"):
+        model.sample_after(crash_universe[0].unscale(crash_universe[0].train.returns), 300,
+                           length=252, seed=0)
+
+
+def test_bounded_log_scale_is_the_identity_well_below_the_bound_and_never_above_it():
+    from synthfin.models.autoregressive import MAX_LOG_SCALE, bounded_log_scale
+
+    x = torch.linspace(-10, 40, 501)
+    bounded = bounded_log_scale(x)
+    assert bounded.max() <= MAX_LOG_SCALE and bounded.min() >= -7.0
+    inner = (x > -7) & (x < MAX_LOG_SCALE - 3)
+    assert torch.all((bounded[inner] - x[inner]).abs() < 0.05)
