@@ -388,6 +388,59 @@ def _sample_shards(model_dir: Path, out: Path, n: int, seed: int, regime: str | 
 
 @app.command()
 @user_errors
+def scenario(
+    model_dir: Annotated[Path, typer.Option(
+        help="A saved Synthesizer (paths continue its real history before the given days), "
+             "or a generator folder (paths start from its stationary states).")],
+    given: Annotated[Path, typer.Option(
+        help="Prices of the given tickers on real dates (a CSV or parquet file as prepare "
+             "reads; its first row is the base day): their log returns are the given path.")],
+    out: Annotated[Path, typer.Option(help="Output .npy (n, days, assets) or .parquet.")],
+    n: Annotated[int, typer.Option(help="Number of paths.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Draw the other assets given a real (or drawn) path of some: the given tickers follow
+    the file's prices, the others come from the model's conditional (ar, dcc, fhs)."""
+    import numpy as np
+
+    from synthfin.data.returns import log_returns
+    from synthfin.data.sources import load_prices
+    from synthfin.io import SampleWriter
+    from synthfin.models import Generator
+    from synthfin.synthesizer import Synthesizer
+
+    path = log_returns(load_prices(given))
+    if (model_dir / "synthesizer.json").is_file():
+        synth = Synthesizer.load(model_dir)
+        returns = synth.sample_given(path, n, seed=seed).returns
+        assets, name = synth.generator_.spec_.assets, synth.model
+    else:
+        generator = Generator.load(model_dir)
+        if not hasattr(generator, "sample_given"):
+            raise _fail(f"model {generator.name!r} cannot draw assets given a path of others "
+                        "(ar, dcc, fhs can)")
+        returns = generator.sample_given(path.to_numpy(), [str(c) for c in path.columns], n,
+                                         seed=seed)
+        assets, name = generator.spec_.assets, generator.name
+    source = {"model": name, "seed": seed, "given": [str(c) for c in path.columns],
+              "dates": [str(path.index[0].date()), str(path.index[-1].date())]}
+    with _locked(out), SampleWriter(out, n, len(path), list(assets), source=source) as writer:
+        writer.write(returns)
+    market = path.iloc[:, 0].to_numpy()
+    centred = market - market.mean()
+    typer.echo(f"given {', '.join(source['given'])} on {source['dates'][0]} to "
+               f"{source['dates'][1]} ({len(path)} days): {n} paths x {len(assets)} assets -> "
+               f"{out}")
+    beta_to = f"median beta to {path.columns[0]}"
+    typer.echo(f"{'asset':<10}{'median total log return':>26}{beta_to:>26}")
+    for a, asset in enumerate(assets):
+        x = returns[:, :, a] - returns[:, :, a].mean(axis=1, keepdims=True)
+        beta = np.median(x @ centred / np.sum(centred**2)) if np.any(centred) else np.nan
+        typer.echo(f"{asset:<10}{np.median(returns[:, :, a].sum(axis=1)):>26.4f}{beta:>26.2f}")
+
+
+@app.command()
+@user_errors
 def evaluate(
     data: Annotated[Path, typer.Option(help="Folder written by `synthfin prepare`.")],
     samples: Annotated[list[str], typer.Option(

@@ -48,7 +48,13 @@ from synthfin.data.conditions import realized_vol, trailing_realized_vol
 from synthfin.data.windows import WindowData
 from synthfin.errors import ConfigError, ModelError
 from synthfin.io import FileReading, atomic_directory, atomic_write_json
-from synthfin.models.base import PLAUSIBLE_SDS, ContextSampler, Limit, register
+from synthfin.models.base import (
+    PLAUSIBLE_SDS,
+    ContextSampler,
+    Limit,
+    given_arguments,
+    register,
+)
 from synthfin.models.components import (
     span_weights,
     student_t_log_prob,
@@ -281,9 +287,12 @@ class ARNet(nn.Module):
         return student_t_mixture_log_prob(y, *params)
 
     def step(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor | None,
-             generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+             generator: torch.Generator, given: torch.Tensor | None = None,
+             given_idx: list[int] | None = None) -> tuple[torch.Tensor, ...]:
         """One sampled day for every path: from inputs ``x`` (n, A, F), mean squares ``v``
-        (n, A, S) and GRU state, the day's scaled returns (n, A) and the next x, v, state."""
+        (n, A, S) and GRU state, the day's scaled returns (n, A) and the next x, v, state.
+        With ``given`` (n, k), the assets ``given_idx`` take those returns and the others
+        are drawn from the model's conditional given them (:func:`condition_innovations`)."""
         n, assets, _ = x.shape
         market = with_market(x)
         inputs = market.reshape(n * assets, 2 * N_FEATURES)
@@ -309,10 +318,47 @@ class ARNet(nn.Module):
         y = loc + scale * normal * torch.sqrt(df / chi2)
         if self.n_assets > 1:  # correlate the standardized draws
             mean, sd = mixture_moments(*(p[:, 0] for p in params))
-            w = (self.cholesky(x) @ ((y - mean) / sd)[..., None])[..., 0]
+            e = (y - mean) / sd
+            if given is None:
+                w = (self.cholesky(x) @ e[..., None])[..., 0]
+            else:
+                w = condition_innovations(self.cholesky(x), e, (given - mean[:, given_idx])
+                                          / sd[:, given_idx], given_idx)
             y = mean + sd * w
+        if given is not None:
+            y[:, given_idx] = given  # exactly the path (not through the rounding above)
         v = update_mean_squares(v, y, ALPHAS)
         return y, features(y, v), v, state
+
+
+def condition_innovations(factor: torch.Tensor, e: torch.Tensor, w_given: torch.Tensor,
+                          given_idx: list[int]) -> torch.Tensor:
+    r"""Correlated innovations :math:`w = L e` (n, A) whose entries ``given_idx`` equal
+    ``w_given`` (n, k), the others drawn from their conditional given them; ``factor`` is
+    :math:`L` (n, A, A), ``e`` (n, A) fresh independent standardized draws.
+
+    When the given assets come first (``given_idx == [0, ..., k-1]``) this is exact: ``L`` is
+    lower triangular, so :math:`e_G = L_{GG}^{-1} w_G` and :math:`w_O = L_{OG} e_G + L_{OO}
+    e_O` with the other assets' own draws :math:`e_O`, as the model's density factorizes. For
+    given assets elsewhere in the order, the conditional is the linear (Gaussian-copula) one:
+    :math:`w_O = w'_O + C_{OG} C_{GG}^{-1} (w_G - w'_G)` with :math:`w' = L e` and
+    :math:`C = L L^\top` (exact for Gaussian innovations, a first-order approximation for
+    Student-t ones); put the given assets first when fitting to be exact."""
+    k = len(given_idx)
+    if list(given_idx) == list(range(k)):
+        e = e.clone()
+        e[:, :k] = torch.linalg.solve_triangular(factor[:, :k, :k], w_given[..., None],
+                                                 upper=False)[..., 0]
+        return (factor @ e[..., None])[..., 0]
+    w = (factor @ e[..., None])[..., 0]
+    corr = factor @ factor.transpose(-1, -2)
+    others = [a for a in range(e.shape[-1]) if a not in set(given_idx)]
+    gain = torch.linalg.solve(corr[:, given_idx][:, :, given_idx],
+                              corr[:, given_idx][:, :, others])  # (n, k, A - k)
+    w = w.clone()
+    w[:, others] = w[:, others] + ((w_given - w[:, given_idx])[:, None, :] @ gain)[:, 0]
+    w[:, given_idx] = w_given
+    return w
 
 
 def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
@@ -655,6 +701,25 @@ class AutoregressiveGenerator(TorchGenerator):
         """Days of history :meth:`sample_after` reads (earlier days are ignored)."""
         return self.config.context
 
+    def _context_state(self, context: np.ndarray, n: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """GRU states (layers, n, A, H), mean squares (n, A, S) and last returns (n, A) after
+        reading unscaled ``context`` (days, assets), or one per path (n, days, assets)."""
+        spec = self._spec()
+        context = np.asarray(context, dtype=np.float64)
+        per_path = context.ndim == 3
+        if (context.ndim not in (2, 3) or context.shape[-1] != len(spec.assets)
+                or context.shape[-2] < 1 or (per_path and len(context) != n)):
+            raise ModelError(f"context must be (days >= 1, {len(spec.assets)}) or "
+                             f"({n}, days >= 1, {len(spec.assets)}), got {context.shape}")
+        recent = spec.scaler.transform((context if per_path else context[None])
+                                       [:, -self.config.context:])
+        state, v, y = self._states(recent, np.array([recent.shape[1] - 1]))
+        state, v, y = state[:, :, 0], v[:, 0], y[:, 0]
+        if not per_path:
+            state, v, y = state.expand(-1, n, -1, -1), v.expand(n, -1, -1), y.expand(n, -1)
+        return state, v, y
+
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray:
         """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
@@ -666,21 +731,10 @@ class AutoregressiveGenerator(TorchGenerator):
         it (crash scenarios: the shock enters the volatility state at once).
         """
         spec = self._spec()
-        context = np.asarray(context, dtype=np.float64)
-        per_path = context.ndim == 3
-        if (context.ndim not in (2, 3) or context.shape[-1] != len(spec.assets)
-                or context.shape[-2] < 1 or (per_path and len(context) != n)):
-            raise ModelError(f"context must be (days >= 1, {len(spec.assets)}) or "
-                             f"({n}, days >= 1, {len(spec.assets)}), got {context.shape}")
         if n < 1 or length < 1:
             raise ModelError(f"n and length must be >= 1, got {n} and {length}")
         rng = np.random.default_rng(seed)
-        recent = spec.scaler.transform((context if per_path else context[None])
-                                       [:, -self.config.context:])
-        state, v, y = self._states(recent, np.array([recent.shape[1] - 1]))
-        state, v, y = state[:, :, 0], v[:, 0], y[:, 0]
-        if not per_path:
-            state, v, y = state.expand(-1, n, -1, -1), v.expand(n, -1, -1), y.expand(n, -1)
+        state, v, y = self._context_state(context, n)
         paths, _ = self._roll(features(y, v).to(self.device_), v.to(self.device_),
                               state.to(self.device_), length, rng)
         return self._plausible(self._finite(spec.scaler.inverse(paths.double().cpu().numpy())),
@@ -689,11 +743,40 @@ class AutoregressiveGenerator(TorchGenerator):
     def context_sampler(self) -> ContextSampler:
         return self
 
+    def sample_given(self, given: np.ndarray, given_assets: list[str], n: int, *,
+                     context: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
+        """``n`` paths (n, days, assets) of unscaled log returns in which ``given_assets``
+        follow ``given`` (days, k) and the other assets are drawn from the model's
+        conditional given them, day by day (:func:`condition_innovations`: exact when the
+        given assets come first in the model's asset order). Paths continue ``context``
+        (days, assets: the real history before the given days) or, without it, start from
+        the model's stationary states."""
+        spec = self._spec()
+        idx, given = given_arguments(spec, given, given_assets, n)
+        rng = np.random.default_rng(seed)
+        if context is None:
+            pick = torch.as_tensor(rng.choice(len(self.bank_["y"]), size=n))
+            state, v, y = (self.bank_["state"][:, pick], self.bank_["v"][pick],
+                           self.bank_["y"][pick])
+        else:
+            state, v, y = self._context_state(context, n)
+        full = np.zeros((len(given), len(spec.assets)))
+        full[:, idx] = given
+        scaled = spec.scaler.transform(full)[:, idx]
+        paths, _ = self._roll(features(y, v).to(self.device_), v.to(self.device_),
+                              state.to(self.device_), len(given), rng, scaled, idx)
+        out = spec.scaler.inverse(paths.double().cpu().numpy())
+        out[:, :, idx] = given
+        return self._plausible(self._finite(out), "sample_given")
+
     def _roll(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor, length: int,
-              rng: np.random.Generator) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+              rng: np.random.Generator, given: np.ndarray | None = None,
+              given_idx: list[int] | None = None
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Ancestral sampling of ``length`` scaled days (n, length, A) from inputs ``x``
         (n, A, F), mean squares ``v`` (n, A, S) and GRU states (layers, n, A, H); also the
-        inputs, mean squares and states after the last day, to continue from."""
+        inputs, mean squares and states after the last day, to continue from. ``given``
+        (length, k) scaled returns of the assets ``given_idx`` fix those assets' days."""
         net = self.modules_["net"]
         n, assets = x.shape[:2]
         state = state.reshape(state.shape[0], n * assets, -1).contiguous()
@@ -702,8 +785,11 @@ class AutoregressiveGenerator(TorchGenerator):
         devices = [self.device_] if self.device_.type == "cuda" else []
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(int(rng.integers(2**62)))
+            if given is not None:
+                given = torch.as_tensor(given, dtype=torch.float32, device=self.device_)
             for t in range(length):  # sequential in time, batched over paths and assets
-                out[:, t], x, v, state = net.step(x, v, state, generator)
+                day = None if given is None else given[t].expand(n, -1)
+                out[:, t], x, v, state = net.step(x, v, state, generator, day, given_idx)
         return out, (x, v, state.reshape(state.shape[0], n, assets, -1))
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -139,6 +139,29 @@ def warn_implausible(count: int, n: int, source: str) -> None:
         warnings.warn(implausible_note(count, n, source), ImplausiblePathsWarning, stacklevel=3)
 
 
+def given_arguments(spec: DataSpec, given: np.ndarray, given_assets: list[str] | str,
+                    n: int) -> tuple[list[int], np.ndarray]:
+    """Checked arguments of a ``sample_given``: the indices of ``given_assets`` among the
+    model's assets and the given unscaled log returns (days, k) as floats."""
+    names = [given_assets] if isinstance(given_assets, str) else list(given_assets)
+    unknown = [name for name in names if name not in spec.assets]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ModelError(f"given assets must be distinct names among {spec.assets}, got "
+                         f"{names}")
+    if len(names) == len(spec.assets):
+        raise ModelError("every asset is given: there is nothing to draw")
+    given = np.asarray(given, dtype=np.float64)
+    if given.ndim == 1 and len(names) == 1:
+        given = given[:, None]
+    if given.ndim != 2 or given.shape[1] != len(names) or len(given) < 1:
+        raise ModelError(f"the given path must be (days >= 1, {len(names)}), got {given.shape}")
+    if not np.isfinite(given).all():
+        raise ModelError("the given path holds NaN or infinite log returns")
+    if not isinstance(n, numbers.Integral) or n < 1:
+        raise ModelError(f"n must be an integer >= 1, got {n!r}")
+    return [spec.assets.index(name) for name in names], given
+
+
 Limit = str | tuple[str, ...]  # a bound such as ">= 1" or "> 0", or the allowed values
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 

@@ -29,11 +29,19 @@ from scipy.signal import lfilter
 from synthfin.data.conditions import trailing_sum_squares
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
-from synthfin.models.base import ContextSampler, Generator, GeneratorConfig, Limit, register
+from synthfin.models.base import (
+    ContextSampler,
+    Generator,
+    GeneratorConfig,
+    Limit,
+    given_arguments,
+    register,
+)
 
 MAX_PERSISTENCE = 0.99  # alpha + gamma / 2 + beta of each filter, and a + b of the DCC
 MIN_DF = 5.0  # Student-t degrees of freedom: the innovations keep a finite kurtosis (> 4)
 MAX_VOL_MULTIPLE = 5.0  # conditional sd <= 5 long-run (training) sds
+FHS_NEIGHBOURS = 20  # training days among which fhs draws a day nearest to a given one
 PARAMS = ("mu", "omega", "alpha", "gamma", "beta", "nu")
 
 
@@ -157,6 +165,12 @@ class _FilteredGenerator(Generator):
     def _draw(self, joint: np.ndarray | None, rng: np.random.Generator, n: int) -> np.ndarray:
         raise NotImplementedError
 
+    def _draw_given(self, joint: np.ndarray | None, rng: np.random.Generator,
+                    z_given: np.ndarray, given_idx: list[int]) -> np.ndarray:
+        """A day of residuals (n, assets) whose entries ``given_idx`` are ``z_given`` (n, k)
+        and the others drawn given them."""
+        raise NotImplementedError
+
     def _advance(self, joint: np.ndarray | None, z: np.ndarray) -> np.ndarray | None:
         return joint
 
@@ -166,15 +180,20 @@ class _FilteredGenerator(Generator):
 
     # -- sampling --------------------------------------------------------------------------------
     def _roll(self, variance: np.ndarray, joint: np.ndarray | None, length: int, skip: int,
-              rng: np.random.Generator, draw=None) -> np.ndarray:
+              rng: np.random.Generator, given: np.ndarray | None = None,
+              given_idx: list[int] | None = None) -> np.ndarray:
         """``length`` scaled days (n, length, assets) after ``skip`` dropped ones, from
-        variances (n, assets) and joint state; ``draw(t, joint, rng, n)`` replaces
-        :meth:`_draw` (conditional sampling)."""
+        variances (n, assets) and joint state; ``given`` (length, k) scaled returns fix the
+        assets ``given_idx`` on the kept days (:meth:`_draw_given` draws the others)."""
         n = len(variance)
         mu = self.params_[:, 0]
         out = np.empty((n, length, len(mu)))
         for t in range(skip + length):  # sequential in time, vectorized over paths
-            z = self._draw(joint, rng, n) if draw is None else draw(t - skip, joint, rng, n)
+            if given is None or t < skip:
+                z = self._draw(joint, rng, n)
+            else:  # the given assets' residuals under the path's own variances
+                z_given = (given[t - skip] - mu[given_idx]) / np.sqrt(variance[:, given_idx])
+                z = self._draw_given(joint, rng, z_given, given_idx)
             eps = np.sqrt(variance) * z
             if t >= skip:
                 out[:, t - skip] = mu + eps
@@ -225,6 +244,28 @@ class _FilteredGenerator(Generator):
         variance, joint = self._after(context, n)
         paths = self._roll(variance, joint, length, 0, np.random.default_rng(seed))
         return self._plausible(self._finite(self._spec().scaler.inverse(paths)), "sample_after")
+
+    def sample_given(self, given: np.ndarray, given_assets: list[str], n: int, *,
+                     context: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
+        """``n`` paths (n, days, assets) of unscaled log returns in which ``given_assets``
+        follow ``given`` (days, k) and the others are drawn given them each day (see
+        :meth:`_draw_given` of each model). Paths continue ``context`` (days, assets) or,
+        without it, start after ``burn_in`` days from the long-run state."""
+        spec = self._spec()
+        idx, given = given_arguments(spec, given, given_assets, n)
+        full = np.zeros((len(given), len(spec.assets)))
+        full[:, idx] = given
+        scaled = spec.scaler.transform(full)[:, idx]
+        rng = np.random.default_rng(seed)
+        if context is None:
+            start = long_run_variance(self.params_)
+            variance, joint = np.broadcast_to(start, (n, len(start))).copy(), self._start(n, None)
+            skip = self.config.burn_in
+        else:
+            (variance, joint), skip = self._after(context, n), 0
+        out = spec.scaler.inverse(self._roll(variance, joint, len(given), skip, rng, scaled, idx))
+        out[:, :, idx] = given
+        return self._plausible(self._finite(out), "sample_given")
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"params": self.params_, "regime_var": self.regime_var_}
@@ -310,6 +351,35 @@ class DCCGenerator(_FilteredGenerator):
         mix = np.sqrt((nu - 2) / rng.chisquare(nu, size=(n, 1)))
         return mix * (factor @ normal[..., None])[..., 0]
 
+    def _draw_given(self, joint: np.ndarray, rng: np.random.Generator, z_given: np.ndarray,
+                    given_idx: list[int]) -> np.ndarray:
+        r"""The multivariate-t conditional: with :math:`R` the day's correlation, :math:`G`
+        the given and :math:`O` the other assets, :math:`d = z_G^	op R_{GG}^{-1} z_G`,
+
+        .. math:: z_O = R_{OG} R_{GG}^{-1} z_G + \sqrt{rac{
+u - 2 + d}{\chi^2_{
+u+k}}}
+            \, \mathrm{chol}(R_{OO} - R_{OG} R_{GG}^{-1} R_{GO})\, n
+
+        (a Student-t with :math:`
+u + k` degrees of freedom: a large given move widens the
+        others' spread, the tail dependence of the joint t)."""
+        nu, n = self.dcc_[2], len(joint)
+        corr = _normalize(joint)
+        others = [a for a in range(corr.shape[-1]) if a not in set(given_idx)]
+        r_gg = corr[:, given_idx][:, :, given_idx]
+        r_go = corr[:, given_idx][:, :, others]
+        gain = np.linalg.solve(r_gg, r_go)  # (n, k, m)
+        mean = (z_given[:, None, :] @ gain)[:, 0]
+        spread = corr[:, others][:, :, others] - r_go.transpose(0, 2, 1) @ gain
+        d = np.einsum("nk,nk->n", z_given, np.linalg.solve(r_gg, z_given[..., None])[..., 0])
+        mix = np.sqrt((nu - 2 + d) / rng.chisquare(nu + len(given_idx), size=n))[:, None]
+        normal = rng.standard_normal((n, len(others)))
+        z = np.empty((n, corr.shape[-1]))
+        z[:, given_idx] = z_given
+        z[:, others] = mean + mix * (np.linalg.cholesky(spread) @ normal[..., None])[..., 0]
+        return z
+
     def _advance(self, joint: np.ndarray, z: np.ndarray) -> np.ndarray:
         a, b, _ = self.dcc_
         return (1 - a - b) * self.qbar_ + a * z[:, :, None] * z[:, None, :] + b * joint
@@ -346,6 +416,20 @@ class FilteredHistoricalSimulation(_FilteredGenerator):
 
     def _draw(self, joint: None, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.residuals_[rng.integers(0, len(self.residuals_), size=n)]
+
+    def _draw_given(self, joint: None, rng: np.random.Generator, z_given: np.ndarray,
+                    given_idx: list[int]) -> np.ndarray:
+        """Each path's day is one of the :data:`FHS_NEIGHBOURS` training days whose given
+        assets' residuals are nearest (Euclidean) to ``z_given``, drawn uniformly: the
+        others keep that real day's cross-section; the given assets take ``z_given``."""
+        days = self.residuals_
+        k = min(FHS_NEIGHBOURS, len(days))
+        distance = np.square(z_given[:, None, :] - days[None, :, given_idx]).sum(-1)  # (n, T)
+        nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]
+        pick = nearest[np.arange(len(z_given)), rng.integers(0, k, size=len(z_given))]
+        z = days[pick].copy()
+        z[:, given_idx] = z_given
+        return z
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**super()._state(), "residuals": self.residuals_}
