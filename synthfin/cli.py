@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,7 +20,7 @@ import pandas as pd
 import typer
 
 from synthfin import __version__
-from synthfin.errors import SynthfinError
+from synthfin.errors import SynthfinError, SynthfinWarning
 from synthfin.io import output_lock
 
 app = typer.Typer(help="Realistic synthetic financial time series.", no_args_is_help=True,
@@ -66,7 +67,7 @@ def user_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with _interrupts() as interrupted:
+            with _interrupts() as interrupted, _plain_warnings():
                 result = command(*args, **kwargs)
             if interrupted:  # a library swallowed the KeyboardInterrupt: still not a success
                 raise KeyboardInterrupt
@@ -81,6 +82,24 @@ def user_errors(command: F) -> F:
                 traceback.print_exc()
             raise _fail(message) from None
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _plain_warnings() -> Any:
+    """While a command runs, each :class:`SynthfinWarning` (implausible paths...) is one
+    ``warning: ...`` line on stderr; other warnings show as Python shows them."""
+    original = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, SynthfinWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():  # restores showwarning and the filters afterwards
+        warnings.simplefilter("always", SynthfinWarning)
+        warnings.showwarning = show
+        yield
 
 
 @contextlib.contextmanager
@@ -365,6 +384,59 @@ def _sample_shards(model_dir: Path, out: Path, n: int, seed: int, regime: str | 
     if manifest is not None:
         typer.echo(f"sampled {n} paths x {plan.length} days x {len(manifest['assets'])} assets "
                    f"in {plan.n_shards} shards ({manifest['rows']} rows) -> {out}")
+
+
+@app.command()
+@user_errors
+def scenario(
+    model_dir: Annotated[Path, typer.Option(
+        help="A saved Synthesizer (paths continue its real history before the given days), "
+             "or a generator folder (paths start from its stationary states).")],
+    given: Annotated[Path, typer.Option(
+        help="Prices of the given tickers on real dates (a CSV or parquet file as prepare "
+             "reads; its first row is the base day): their log returns are the given path.")],
+    out: Annotated[Path, typer.Option(help="Output .npy (n, days, assets) or .parquet.")],
+    n: Annotated[int, typer.Option(help="Number of paths.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Draw the other assets given a real (or drawn) path of some: the given tickers follow
+    the file's prices, the others come from the model's conditional (ar, dcc, fhs)."""
+    import numpy as np
+
+    from synthfin.data.returns import log_returns
+    from synthfin.data.sources import load_prices
+    from synthfin.io import SampleWriter
+    from synthfin.models import Generator
+    from synthfin.synthesizer import Synthesizer
+
+    path = log_returns(load_prices(given))
+    if (model_dir / "synthesizer.json").is_file():
+        synth = Synthesizer.load(model_dir)
+        returns = synth.sample_given(path, n, seed=seed).returns
+        assets, name = synth.generator_.spec_.assets, synth.model
+    else:
+        generator = Generator.load(model_dir)
+        if not hasattr(generator, "sample_given"):
+            raise _fail(f"model {generator.name!r} cannot draw assets given a path of others "
+                        "(ar, dcc, fhs can)")
+        returns = generator.sample_given(path.to_numpy(), [str(c) for c in path.columns], n,
+                                         seed=seed)
+        assets, name = generator.spec_.assets, generator.name
+    source = {"model": name, "seed": seed, "given": [str(c) for c in path.columns],
+              "dates": [str(path.index[0].date()), str(path.index[-1].date())]}
+    with _locked(out), SampleWriter(out, n, len(path), list(assets), source=source) as writer:
+        writer.write(returns)
+    market = path.iloc[:, 0].to_numpy()
+    centred = market - market.mean()
+    typer.echo(f"given {', '.join(source['given'])} on {source['dates'][0]} to "
+               f"{source['dates'][1]} ({len(path)} days): {n} paths x {len(assets)} assets -> "
+               f"{out}")
+    beta_to = f"median beta to {path.columns[0]}"
+    typer.echo(f"{'asset':<10}{'median total log return':>26}{beta_to:>26}")
+    for a, asset in enumerate(assets):
+        x = returns[:, :, a] - returns[:, :, a].mean(axis=1, keepdims=True)
+        beta = np.median(x @ centred / np.sum(centred**2)) if np.any(centred) else np.nan
+        typer.echo(f"{asset:<10}{np.median(returns[:, :, a].sum(axis=1)):>26.4f}{beta:>26.2f}")
 
 
 @app.command()

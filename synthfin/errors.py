@@ -27,6 +27,15 @@ class BusyError(SynthfinError):
     """An output folder or file is locked by another synthfin process that is still running."""
 
 
+class SynthfinWarning(UserWarning):
+    """Base class of synthfin's warnings: something a user must see, that is not a failure."""
+
+
+class ImplausiblePathsWarning(SynthfinWarning):
+    """Sampled paths hold a daily log return beyond the plausibility bound
+    (:func:`synthfin.models.base.implausible_paths`)."""
+
+
 def first_line(error: BaseException | str) -> str:
     """The first non-empty line of a (third-party) error message, for a one-line report."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

@@ -30,6 +30,7 @@ from synthfin.data.windows import WindowData
 from synthfin.evaluation.evaluate import evaluate_windows
 from synthfin.io import atomic_save_npy, atomic_write_json, file_sha256, finite_json, output_lock
 from synthfin.models import Generator, get_generator
+from synthfin.models.base import implausible_note, implausible_paths
 from synthfin.models.training import CHECKPOINT, progress_lines
 
 logger = logging.getLogger("synthfin.pipeline")
@@ -131,8 +132,20 @@ class Pipeline:
                 samples[run_name], sample_keys[run_name] = self._samples(run_name, model,
                                                                          model_key)
             summary, warnings = self._evaluate(data, samples, sample_keys)
+            warnings = [*self._implausible(data, samples), *warnings]
             atomic_write_json(self.run_dir / "stages.json", self.stages)
         return RunResult(self.run_dir, summary, warnings, self.stages)
+
+    @staticmethod
+    def _implausible(data: WindowData, samples: dict[str, np.ndarray]) -> list[str]:
+        """One message per model whose whole paths (the report reads their first window)
+        hold a day beyond the plausibility bound."""
+        long_run_sd = data.scaler.std_
+        counts = {name: int(implausible_paths(x, long_run_sd).sum())
+                  for name, x in samples.items()}
+        return ["IMPLAUSIBLE: " + implausible_note(count, len(samples[name]),
+                                                   f"samples {name!r} (whole paths)")
+                for name, count in counts.items() if count]
 
     def _timed(self, name: str, stage: _Stage, work) -> Any:
         reused = stage.done

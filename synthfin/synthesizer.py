@@ -200,6 +200,60 @@ class Synthesizer:
         return self._scenarios(returns, None, calendar, start_price, "crash",
                                Shock(tuple(shock_row[0, 0].tolist()), shock_day))
 
+    def sample_given(self, path: pd.DataFrame | pd.Series | np.ndarray, n: int,
+                     seed: int | None = None, *, assets: Sequence[str] | None = None,
+                     calendar: str = DEFAULT_CALENDAR,
+                     start_price: float | np.ndarray | None = None) -> Scenarios:
+        """``n`` scenarios in which the given assets follow ``path`` and the others are drawn
+        from the model's conditional given it (a stress test that starts from an index path:
+        a replay of 2008 or 2020, or a path a risk manager draws).
+
+        ``path`` holds log returns of the given assets: a DataFrame (dates x tickers) or a
+        Series (named by its ticker) on real dates, or an array (days, k) with ``assets=``
+        names (dated on the trading days after the last real date). Paths continue the real
+        history before the path's first date when this Synthesizer holds it (fitted on prices,
+        or loaded from a save after fit), else start from the model's stationary states. The
+        scenarios are dated on the path's dates and start from the real closes of the day
+        before (or the last real closes). Exact for ``ar`` when the given assets come first
+        among the fitted tickers; ``dcc`` and ``fhs`` as their ``sample_given`` says.
+        """
+        data = self._fitted()
+        sampler = getattr(self.generator_, "sample_given", None)
+        if sampler is None:
+            able = [name for name in available_generators()
+                    if hasattr(get_generator(name), "sample_given")]
+            raise ModelError(f"{self.model!r} cannot draw assets given a path of others; use "
+                             f"one of {', '.join(able)}")
+        if isinstance(path, pd.Series):
+            path = path.to_frame()
+        if isinstance(path, pd.DataFrame):
+            names, values = [str(c) for c in path.columns], path.to_numpy(dtype=np.float64)
+            dates = pd.DatetimeIndex(path.index)
+        else:
+            if assets is None:
+                raise ModelError("an array path needs assets= (the given tickers)")
+            names, values, dates = list(assets), np.asarray(path, dtype=np.float64), None
+        context, before = None, None
+        prices = getattr(self, "prices_", None)
+        if prices is not None:
+            first = dates[0] if dates is not None else prices.index[-1] + pd.Timedelta(days=1)
+            known = prices.loc[prices.index < first]
+            if len(known) >= 2:
+                context = log_returns(known).to_numpy()
+                before = known.index[-1]
+                start = known.iloc[-1].to_numpy(dtype=np.float64)
+        elif dates is None:
+            context = data.history()
+        returns = sampler(values, names, n, context=context, seed=seed)
+        if dates is None:
+            dates = trading_days_after(before or self.last_date_, len(values), calendar)
+        if start_price is None:
+            start_price = start if before is not None else self.last_prices_
+        return Scenarios(returns, dates, list(self.generator_.spec_.assets), start_price,
+                         "given", start_date=before if before is not None
+                         else previous_trading_day(dates[0], calendar),
+                         volume_level=getattr(self, "volume_level_", None))
+
     def real_segments(self, length: int) -> list[Scenarios]:
         """The real history cut into non-overlapping dated paths of ``length`` days, the last
         ending on the last real day: one single-path :class:`Scenarios` each, with its real

@@ -240,3 +240,48 @@ def test_train_reports_its_epochs_as_lines_when_stderr_is_no_terminal(prepared, 
     assert result.exit_code == 0, result.output
     assert "mle: epoch 1/2, nll " in result.stderr and "mle: epoch 2/2, " in result.stderr
     assert "stationary states" in result.stderr and "trained ar" in result.stdout
+
+
+def test_sample_says_on_stderr_how_many_paths_are_implausible(gaussian_model, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(gaussian_model, broken)
+    weights = load_file(str(broken / "weights.safetensors"))
+    weights["moments"][:, 1:] *= 40.0  # 40 long-run sds a day
+    save_file(weights, str(broken / "weights.safetensors"))
+    result = CliRunner().invoke(app, ["sample", "--model-dir", str(broken),
+                                                      "--n", "50", "--out",
+                                                      str(tmp_path / "s.npy")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and "gaussian sample:" in lines[0] and "of 50 paths" in lines[0]
+    ok = CliRunner().invoke(app, ["sample", "--model-dir", str(gaussian_model),
+                                                  "--n", "50", "--out", str(tmp_path / "t.npy")])
+    assert "warning:" not in ok.stderr
+
+
+def test_scenario_draws_the_others_given_a_real_price_path(tmp_path):
+    from synthfin.data.sources import load_prices
+
+    assert invoke("prepare", "--source", "bundled", "--tickers", "SP500,KO", "--start",
+                  "2015-01-01", "--end", "2020-02-28", "--window", "16", "--out",
+                  tmp_path / "data").exit_code == 0
+    assert invoke("train", "--model", "dcc", "--data", tmp_path / "data", "--out",
+                  tmp_path / "dcc").exit_code == 0
+    march = load_prices("bundled", ["SP500"], start="2020-02-28", end="2020-03-31")
+    march.rename_axis("date").to_csv(tmp_path / "march.csv")
+    result = invoke("scenario", "--model-dir", tmp_path / "dcc", "--given",
+                    tmp_path / "march.csv", "--n", 100, "--out", tmp_path / "s.npy")
+    assert result.exit_code == 0, result.output
+    assert "given SP500 on 2020-03-02 to 2020-03-31 (22 days)" in result.output
+    samples = np.load(tmp_path / "s.npy")
+    real = np.diff(np.log(march["SP500"].to_numpy()))
+    assert samples.shape == (100, 22, 2)
+    np.testing.assert_allclose(samples[:, :, 0], np.broadcast_to(real, (100, 22)))
+    gaussian = invoke("train", "--model", "gaussian", "--data", tmp_path / "data", "--out",
+                   tmp_path / "g")
+    assert gaussian.exit_code == 0
+    assert "cannot draw assets given" in one_line_error(invoke(
+        "scenario", "--model-dir", tmp_path / "g", "--given", tmp_path / "march.csv",
+        "--out", tmp_path / "t.npy"))

@@ -192,3 +192,12 @@ def test_training_reports_its_epochs_while_the_stage_runs(tmp_path):
     first, last = where("model ar: mle: epoch 1/3, nll "), where("model ar: mle: epoch 3/3, ")
     assert where("model ar: running") < first < last < where("model ar: done in")
     assert "validation" in lines[last]
+
+
+def test_a_run_counts_whole_paths_beyond_the_plausibility_bound(two_asset_windows):
+    """The report reads each path's first window; the run's warnings count whole paths."""
+    paths = np.zeros((10, 300, 2))
+    paths[3, 250, 1] = 1.5  # after the first window
+    messages = Pipeline._implausible(two_asset_windows, {"bad": paths, "good": paths[:3]})
+    assert len(messages) == 1 and messages[0].startswith("IMPLAUSIBLE: samples 'bad'")
+    assert "1 of 10 paths" in messages[0]

@@ -119,3 +119,20 @@ def test_real_segments_are_dated_real_paths_ending_on_the_last_day(synth, sp500_
     for length in (10**6, 0):
         with pytest.raises(DataError, match="length must be in"):
             synth.real_segments(length)
+
+
+def test_sample_given_is_dated_on_the_path_and_continues_the_history_before_it():
+    """A held-out month: fitted before March 2020, the S&P 500's real March path given."""
+    prices = sf.load_prices("bundled", ["SP500", "KO"], start="2015-01-01", end="2020-03-31")
+    synth = sf.Synthesizer("dcc", window_len=16, split=("2019-12-31", "2020-02-28")).fit(prices)
+    march = np.log(prices["SP500"]).diff().loc["2020-03-01":]
+    scenarios = synth.sample_given(march, 200, seed=0)
+    assert list(scenarios.dates) == list(march.index) and scenarios.regime == "given"
+    assert scenarios.start_date == pd.Timestamp("2020-02-28")
+    np.testing.assert_array_equal(scenarios.returns[:, :, 0],
+                                  np.broadcast_to(march.to_numpy(), (200, len(march))))
+    np.testing.assert_allclose(scenarios.start_prices, prices.loc["2020-02-28"].to_numpy())
+    assert np.median(scenarios.returns[:, :, 1].sum(axis=1)) < 0  # KO fell with the market
+    with pytest.raises(ModelError, match="cannot draw assets given"):
+        sf.Synthesizer("gaussian", window_len=16, split=("2019-12-31", "2020-02-28")).fit(
+            prices).sample_given(march, 5)

@@ -27,6 +27,7 @@ from synthfin.evaluation.scores import (
     undefined_facts,
 )
 from synthfin.io import atomic_directory, atomic_write_json, finite_json
+from synthfin.models.base import implausible_note, implausible_paths
 from synthfin.models.training import report_progress
 from synthfin.stats import stylized_facts
 
@@ -136,6 +137,9 @@ class Evaluation:
         messages = []
         real_std = self.real.std(axis=(0, 1))
         for name, x in self.samples.items():
+            beyond = int(implausible_paths(x, real_std).sum())
+            if beyond:
+                messages.append("IMPLAUSIBLE: " + implausible_note(beyond, len(x), repr(name)))
             problem = degenerate(x, real_std)
             if problem:
                 messages.append(f"DEGENERATE: {name!r} {problem}; its scores are meaningless "

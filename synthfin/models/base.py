@@ -15,6 +15,7 @@ import numbers
 import operator
 import types
 import typing
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from safetensors.numpy import load_file, save_file
 from synthfin.data.conditions import RegimeModel, realized_vol
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
-from synthfin.errors import ConfigError, ModelError
+from synthfin.errors import ConfigError, ImplausiblePathsWarning, ModelError
 from synthfin.io import (
     CHUNK_VALUES,
     FileReading,
@@ -106,6 +107,59 @@ class ContextSampler(Protocol):
 
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray: ...
+
+
+# A daily log return above 1 in absolute value (prices times e, or divided by it, in a day), or
+# above 25 long-run (training) standard deviations of its asset, is not a plausible market day.
+PLAUSIBLE_LOG_RETURN = 1.0
+PLAUSIBLE_SDS = 25.0
+
+
+def implausible_paths(returns: np.ndarray, long_run_sd: np.ndarray | float) -> np.ndarray:
+    r"""Which paths (n,) of unscaled log returns (n, days, assets) hold a day beyond the
+    plausibility bound: :math:`|r| > \min(1, 25 \sigma_a)`, :math:`\sigma_a` the asset's
+    long-run standard deviation (assets,); a non-finite return counts as beyond it."""
+    returns = np.asarray(returns, dtype=np.float64)
+    bound = np.minimum(PLAUSIBLE_LOG_RETURN, PLAUSIBLE_SDS * np.asarray(long_run_sd, float))
+    beyond = ~(np.abs(returns) <= bound)  # NaN counts as beyond
+    return beyond.reshape(len(returns), -1).any(axis=1)
+
+
+def implausible_note(count: int, n: int, source: str) -> str:
+    """The one sentence that reports ``count`` of ``n`` paths of ``source`` beyond the bound."""
+    return (f"{source}: {count} of {n} paths hold a daily log return beyond the plausibility "
+            f"bound (|r| > {PLAUSIBLE_LOG_RETURN:g} or > {PLAUSIBLE_SDS:g} long-run standard "
+            "deviations); check the model before using them")
+
+
+def warn_implausible(count: int, n: int, source: str) -> None:
+    """One :class:`~synthfin.errors.ImplausiblePathsWarning` when ``count`` of ``n`` paths
+    from ``source`` (a model name and verb) went beyond the plausibility bound."""
+    if count:
+        warnings.warn(implausible_note(count, n, source), ImplausiblePathsWarning, stacklevel=3)
+
+
+def given_arguments(spec: DataSpec, given: np.ndarray, given_assets: list[str] | str,
+                    n: int) -> tuple[list[int], np.ndarray]:
+    """Checked arguments of a ``sample_given``: the indices of ``given_assets`` among the
+    model's assets and the given unscaled log returns (days, k) as floats."""
+    names = [given_assets] if isinstance(given_assets, str) else list(given_assets)
+    unknown = [name for name in names if name not in spec.assets]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ModelError(f"given assets must be distinct names among {spec.assets}, got "
+                         f"{names}")
+    if len(names) == len(spec.assets):
+        raise ModelError("every asset is given: there is nothing to draw")
+    given = np.asarray(given, dtype=np.float64)
+    if given.ndim == 1 and len(names) == 1:
+        given = given[:, None]
+    if given.ndim != 2 or given.shape[1] != len(names) or len(given) < 1:
+        raise ModelError(f"the given path must be (days >= 1, {len(names)}), got {given.shape}")
+    if not np.isfinite(given).all():
+        raise ModelError("the given path holds NaN or infinite log returns")
+    if not isinstance(n, numbers.Integral) or n < 1:
+        raise ModelError(f"n must be an integer >= 1, got {n!r}")
+    return [spec.assets.index(name) for name in names], given
 
 
 Limit = str | tuple[str, ...]  # a bound such as ">= 1" or "> 0", or the allowed values
@@ -228,8 +282,9 @@ class Generator(ABC):
         length : int or None
             Days per path; defaults to the training window length.
         """
-        return next(self.sample_chunks(n, condition=condition, seed=seed, length=length,
-                                       chunk_size=n, scaled=True))
+        chunk, = self.sample_chunks(n, condition=condition, seed=seed, length=length,
+                                    chunk_size=n, scaled=True)  # run to the end: the warning
+        return chunk
 
     def sample_chunks(self, n: int, *, condition: Condition = None, seed: int | None = None,
                       length: int | None = None, chunk_size: int | None = None,
@@ -239,7 +294,9 @@ class Generator(ABC):
 
         The chunks draw from one random stream seeded by ``seed``; the default ``chunk_size``
         holds about a million values (8 MB), and when it covers ``n`` the one chunk equals
-        :meth:`sample_returns` with the same arguments.
+        :meth:`sample_returns` with the same arguments. Once the last chunk is drawn, one
+        :class:`~synthfin.errors.ImplausiblePathsWarning` says how many paths went beyond
+        the plausibility bound (:func:`implausible_paths`), if any did.
         """
         spec = self._spec()
         if not isinstance(n, numbers.Integral) or n < 1:
@@ -252,9 +309,13 @@ class Generator(ABC):
         code = None if condition is None else spec.regimes.code(condition)
         chunk_size = chunk_size or max(1, CHUNK_VALUES // (length * len(spec.assets)))
         rng = np.random.default_rng(seed)
+        count = 0
         for lo in range(0, n, chunk_size):
             chunk = self._finite(self._sample(min(chunk_size, n - lo), length, code, rng))
-            yield chunk if scaled else spec.scaler.inverse(chunk)
+            returns = spec.scaler.inverse(chunk)
+            count += int(implausible_paths(returns, spec.scaler.std_).sum())
+            yield chunk if scaled else returns
+        warn_implausible(count, n, f"{self.name} sample")
 
     def context_sampler(self) -> ContextSampler | None:
         """This model as a :class:`ContextSampler` when it can continue a real history (it
@@ -333,6 +394,13 @@ class Generator(ABC):
     @abstractmethod
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_state` returned."""
+
+    def _plausible(self, returns: np.ndarray, verb: str) -> np.ndarray:
+        """``returns`` (n, days, assets, unscaled), after warning once if any path goes beyond
+        the plausibility bound (:func:`implausible_paths`)."""
+        count = int(implausible_paths(returns, self._spec().scaler.std_).sum())
+        warn_implausible(count, len(returns), f"{self.name} {verb}")
+        return returns
 
     def _finite(self, samples: np.ndarray) -> np.ndarray:
         if not np.isfinite(samples).all():

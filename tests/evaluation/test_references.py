@@ -123,3 +123,11 @@ def test_scale_bound_is_beyond_every_real_year(sp500_returns):
     series = sp500_returns.iloc[:, 0]
     ratios = series.groupby(series.index.year).std() / series.std()
     assert 1 / MAX_SCALE_RATIO < ratios.min() and ratios.max() < MAX_SCALE_RATIO
+
+
+def test_paths_beyond_the_plausibility_bound_are_counted_in_the_warnings(degenerate_run):
+    evaluation, directory = degenerate_run
+    metrics = json.loads((directory / "metrics.json").read_text())
+    line = next(w for w in metrics["warnings"] if w.startswith("IMPLAUSIBLE: 'with nan'"))
+    assert "1 of 1000 paths" in line
+    assert not any(w.startswith("IMPLAUSIBLE: 'zeros'") for w in evaluation.warnings)

@@ -363,3 +363,91 @@ def test_initial_coupling_reproduces_the_correlation_of_each_half():
     correlation = (factor @ factor.transpose(-1, -2))[:, 1, 0].detach().numpy()
     # the halves are split on a smoothed vol, so each mixes a few days of the other regime
     np.testing.assert_allclose(correlation, [0.2, 0.6], atol=0.06)
+
+
+@pytest.fixture(scope="module")
+def crash_universe():
+    """Five correlated consumer-staples stocks whose training days end three weeks after the
+    2020 crash (issue 29: fine-tuned there, ``ar`` sampled daily log returns of 12,000)."""
+    from synthfin.data.returns import log_returns
+    from synthfin.data.sources import load_prices
+    from synthfin.data.windows import make_windows
+
+    prices = load_prices("bundled", ["KO", "PEP", "PG", "JNJ", "WMT"], start="2014-01-01")
+    data = make_windows(log_returns(prices), 64, split=("2020-04-09", "2021-06-30"))
+    return data, AutoregressiveGenerator(epochs=2, stationary_days=252,
+                                         progress=False).fit(data)
+
+
+def test_ar_fitted_on_a_crash_has_no_path_beyond_half_a_log_return_and_no_warning(
+        crash_universe):
+    import warnings
+
+    _, model = crash_universe
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = model.sample_returns(1000, length=252, seed=0)
+    assert np.abs(paths).max() < 0.5
+
+
+def test_the_same_fit_without_the_bound_explodes_and_the_warning_says_so(
+        crash_universe, monkeypatch):
+    """The old recursion (log scale clamped at +-7, unclipped inputs) on the same network: the
+    failure the bound removes, and the warning that catches it."""
+    from synthfin.errors import ImplausiblePathsWarning
+    from synthfin.models import autoregressive
+
+    _, model = crash_universe
+    monkeypatch.setattr(autoregressive, "MAX_LOG_SCALE", 7.0)
+    monkeypatch.setattr(autoregressive, "MAX_INPUT", float("inf"))
+    with pytest.warns(ImplausiblePathsWarning, match=r"ar sample: \d+ of 1000 paths"):
+        paths = model.sample_returns(1000, length=252, seed=0)
+    assert np.abs(paths).max() > 1.0
+    with pytest.warns(ImplausiblePathsWarning, match=r"ar sample_after: \d+ of 300 paths"):
+        model.sample_after(crash_universe[0].unscale(crash_universe[0].train.returns), 300,
+                           length=252, seed=0)
+
+
+def test_bounded_log_scale_is_the_identity_well_below_the_bound_and_never_above_it():
+    from synthfin.models.autoregressive import MAX_LOG_SCALE, bounded_log_scale
+
+    x = torch.linspace(-10, 40, 501)
+    bounded = bounded_log_scale(x)
+    assert bounded.max() <= MAX_LOG_SCALE and bounded.min() >= -7.0
+    inner = (x > -7) & (x < MAX_LOG_SCALE - 3)
+    assert torch.all((bounded[inner] - x[inner]).abs() < 0.05)
+
+
+@pytest.mark.parametrize("given_idx", [[0], [0, 1], [2], [1, 3]])
+def test_conditioned_innovations_have_the_gaussian_conditional(given_idx):
+    """With Gaussian draws, both ways (triangular when the given assets lead, linear
+    otherwise) give the conditional of w = L e: mean C_OG C_GG^-1 w_G and the Schur
+    complement (4 standard errors of 100,000 draws)."""
+    from synthfin.models.autoregressive import condition_innovations
+
+    torch.manual_seed(0)
+    raw = torch.tril(torch.randn(4, 4, dtype=torch.float64) * 0.6, -1) + torch.eye(4)
+    factor = raw / raw.norm(dim=-1, keepdim=True)
+    corr = (factor @ factor.T).numpy()
+    n, k = 100_000, len(given_idx)
+    w_given = torch.full((n, k), 1.5, dtype=torch.float64)
+    w = condition_innovations(factor.expand(n, 4, 4), torch.randn(n, 4, dtype=torch.float64),
+                              w_given, given_idx).numpy()
+    others = [a for a in range(4) if a not in given_idx]
+    gain = np.linalg.solve(corr[np.ix_(given_idx, given_idx)], corr[np.ix_(given_idx, others)])
+    mean = np.full(k, 1.5) @ gain
+    cov = corr[np.ix_(others, others)] - corr[np.ix_(others, given_idx)] @ gain
+    np.testing.assert_allclose(w[:, given_idx], 1.5, atol=1e-12)
+    assert np.all(np.abs(w[:, others].mean(axis=0) - mean) < 4 * np.sqrt(np.diag(cov) / n))
+    np.testing.assert_allclose(np.cov(w[:, others].T), cov, atol=0.01)
+
+
+def test_ar_sample_given_follows_the_path_and_moves_the_other_with_it(tiny, two_asset_windows):
+    history = two_asset_windows.unscale(two_asset_windows.train.returns)
+    falls = np.full((10, 1), -0.04)
+    down = tiny.sample_given(falls, ["JPM"], 400, context=history, seed=0)
+    up = tiny.sample_given(-falls, ["JPM"], 400, context=history, seed=0)
+    assert down.shape == (400, 10, 2) and np.all(down[:, :, 0] == -0.04)
+    assert down[:, :, 1].mean() < 0 < up[:, :, 1].mean()
+    later = tiny.sample_given(np.full((5, 1), 0.01), ["XOM"], 20, seed=0)  # not first: linear
+    assert np.all(later[:, :, 1] == 0.01)

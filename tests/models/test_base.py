@@ -3,12 +3,14 @@ unit and read back or refused with an error naming the file."""
 
 import dataclasses
 import os
+import warnings
 
 import numpy as np
 import pytest
 
 from synthfin.errors import ConfigError, ModelError
 from synthfin.models import Generator, GeneratorConfig, get_generator
+from synthfin.models.base import implausible_paths
 from synthfin.models.baselines import BlockBootstrap
 
 
@@ -99,3 +101,36 @@ def test_an_architecture_mismatch_is_one_line_naming_the_file(two_asset_windows,
     message = str(caught.value)
     assert "\n" not in message and "weights.safetensors" in message
     assert "size mismatch" in message and "config.json" in message
+
+
+def test_implausible_paths_are_those_beyond_one_or_25_long_run_sds_or_not_finite():
+    returns = np.zeros((5, 3, 2))
+    returns[1, 2, 0] = 0.26  # 26 sds of 0.01
+    returns[2, 0, 1] = 0.99  # within 25 sds of 0.5, below 1
+    returns[3, 1, 1] = -1.01  # beyond 1 whatever the sd
+    returns[4, 0, 0] = np.nan
+    assert implausible_paths(returns, np.array([0.01, 0.5])).tolist() == [
+        False, True, False, True, True]
+
+
+def test_sample_and_every_chunking_warn_once_with_the_count_of_implausible_paths(
+        two_asset_windows):
+    from synthfin.errors import ImplausiblePathsWarning
+    from synthfin.models.baselines import GaussianGenerator
+
+    model = GaussianGenerator().fit(two_asset_windows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a plausible model warns of nothing
+        model.sample_returns(200, seed=0)
+    model.moments_[:, 1:] *= 8.0  # 8 sds a day: some paths pass 25 sds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        drawn = model.sample_returns(200, seed=0)
+    expected = int(implausible_paths(drawn, model.spec_.scaler.std_).sum())
+    assert 0 < expected < 200
+    for chunk_size in (None, 64):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            list(model.sample_chunks(200, seed=0, chunk_size=chunk_size))
+        assert [type(w.message) for w in caught] == [ImplausiblePathsWarning]
+        assert f"gaussian sample: {expected} of 200 paths" in str(caught[0].message)
