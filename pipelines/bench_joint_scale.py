@@ -1,7 +1,7 @@
 """How ``ar``'s cost grows with the number of assets.
 
     python pipelines/bench_joint_scale.py [--assets 5,10,21] [--synthetic 100,500]
-        [--epochs 2] [--paths 1000] [--step-paths 100] [--threads 1]
+        [--epochs 2] [--paths 1000] [--step-paths 100] [--threads 1] [--device cpu|cuda]
 
 For the first 5, 10 and 21 bundled series (the S&P 500 and the stocks in their listed order,
 daily closes from 2000, default split, window 64): the seconds to fit ``ar`` (``--epochs``
@@ -34,18 +34,24 @@ from synthfin.models.autoregressive import (
 )
 
 
-def fit_and_sample(assets: int, epochs: int, paths: int) -> tuple[float, float]:
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit_and_sample(assets: int, epochs: int, paths: int, device: torch.device
+                   ) -> tuple[float, float]:
     tickers = list(BUNDLED_TICKERS)[:assets]
     data = make_windows(log_returns(load_prices("bundled", tickers, start="2000-01-01")), 64)
     began = time.perf_counter()
-    model = AutoregressiveGenerator(epochs=epochs, progress=False).fit(data)
+    model = AutoregressiveGenerator(epochs=epochs, progress=False, device=device.type).fit(data)
     fitted = time.perf_counter() - began
     began = time.perf_counter()
     model.sample(paths, length=252, seed=0)
     return fitted, time.perf_counter() - began
 
 
-def step_seconds(assets: int, paths: int, days: int = 21) -> float:
+def step_seconds(assets: int, paths: int, device: torch.device, days: int = 21) -> float:
     """Seconds per day of ``ARNet.step`` for ``paths`` paths of ``assets`` assets."""
     config = AutoregressiveConfig()
     net = ARNet(assets, config.hidden, config.layers, config.components)
@@ -53,14 +59,17 @@ def step_seconds(assets: int, paths: int, days: int = 21) -> float:
     torch.manual_seed(0)
     with torch.no_grad():
         net.coupling.normal_(0, 0.1)
-    v = torch.ones(paths, assets, len(SPANS))
-    x, state = features(torch.zeros(paths, assets), v), None
-    generator = torch.Generator().manual_seed(0)
+    net = net.to(device)
+    v = torch.ones(paths, assets, len(SPANS), device=device)
+    x, state = features(torch.zeros(paths, assets, device=device), v), None
+    generator = torch.Generator(device).manual_seed(0)
     with torch.no_grad():
         _, x, v, state = net.step(x, v, state, generator)  # warm-up
+        _synchronize(device)
         began = time.perf_counter()
         for _ in range(days):
             _, x, v, state = net.step(x, v, state, generator)
+        _synchronize(device)
     return (time.perf_counter() - began) / days
 
 
@@ -72,15 +81,18 @@ def main() -> None:
     parser.add_argument("--paths", type=int, default=1000)
     parser.add_argument("--step-paths", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     bundled = [int(a) for a in args.assets.split(",")]
     print(f"ar on bundled series: fit ({args.epochs} epochs + stationary states) and "
-          f"{args.paths} paths x 252 days, torch threads {args.threads}")
+          f"{args.paths} paths x 252 days, torch threads {args.threads}, {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"{'assets':>7}{'fit s':>9}{'ratio':>8}{'sample s':>10}{'ratio':>8}")
     first = None
     for assets in bundled:
-        fitted, sampled = fit_and_sample(assets, args.epochs, args.paths)
+        fitted, sampled = fit_and_sample(assets, args.epochs, args.paths, device)
         first = first or (fitted, sampled)
         print(f"{assets:>7}{fitted:>9.1f}{fitted / first[0]:>8.2f}{sampled:>10.1f}"
               f"{sampled / first[1]:>8.2f}")
@@ -88,7 +100,7 @@ def main() -> None:
     print(f"{'assets':>7}{'us/path-day':>13}{'ratio':>8}{'us/path-asset-day':>19}")
     base = None
     for assets in bundled + [int(a) for a in args.synthetic.split(",")]:
-        per_day = step_seconds(assets, args.step_paths) / args.step_paths * 1e6
+        per_day = step_seconds(assets, args.step_paths, device) / args.step_paths * 1e6
         base = base or per_day
         print(f"{assets:>7}{per_day:>13.1f}{per_day / base:>8.2f}{per_day / assets:>19.2f}")
 
