@@ -405,6 +405,11 @@ def evaluate(
         result.save(out)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.summary().round(3).to_string())
+        for name in result.scores:
+            blind = result.blind_scores(name)
+            if blind:
+                typer.echo(f"{name}: an anchor (iid noise) passes {', '.join(blind)}: these "
+                           "scores show nothing alone")
         if result.long_horizon is not None:
             typer.echo(f"\nlong horizon ({result.long_horizon.length}-day paths against "
                        f"{result.long_horizon.n_segments} real segments):")
