@@ -103,11 +103,23 @@ class FittedPeer:
         for day in days:  # the history up to the day, parameters fixed: nothing after it
             model = arch_model(y[:int(day)], mean="Constant", vol=self.peer.vol, p=1,
                                o=self.peer.o, q=1, dist=self.peer.dist, rescale=False)
+            generator = np.random.default_rng((seed, int(day)))
             forecast = model.fix(self.result.params).forecast(
                 horizon=PATH_DAYS, method=method, simulations=n, reindex=False,
-                random_state=np.random.RandomState(int(seed + day) % 2**32))
+                rng=None if self.peer.bootstrap else self._draws(generator),
+                random_state=np.random.RandomState(int(generator.integers(2**32))))
             out.append(forecast.simulations.values[-1] / 100)
         return np.stack(out)
+
+    def _shape(self) -> np.ndarray:
+        count = self.model.distribution.num_params
+        return np.asarray(self.result.params.iloc[-count:]) if count else np.array([])
+
+    def _draws(self, generator: np.random.Generator):
+        """Seeded standardized innovations ``rng(size)`` for ``arch``'s simulation (its own
+        default draws are not seedable per call)."""
+        distribution, shape = self.model.distribution, self._shape()
+        return lambda size: distribution.ppf(generator.random(size), shape)
 
     def one_day_log_scores(self, first: int, last: int) -> np.ndarray:
         """Log density (log-return units) of each real day in ``[first, last)`` given the
@@ -115,10 +127,8 @@ class FittedPeer:
         if self.peer.bootstrap:
             return np.full(last - first, np.nan)
         fixed = self.model.fix(self.result.params)
-        shape = np.asarray(self.result.params.iloc[-self.model.distribution.num_params:]) \
-            if self.model.distribution.num_params else np.array([])
         scores = self.model.distribution.loglikelihood(
-            shape, np.asarray(fixed.resid), np.asarray(fixed.conditional_volatility) ** 2,
+            self._shape(), np.asarray(fixed.resid), np.asarray(fixed.conditional_volatility) ** 2,
             individual=True) + math.log(100)
         return np.asarray(scores)[first:last]
 
