@@ -454,6 +454,31 @@ def facts(
     table = pd.DataFrame({name: _fact_cells(values) for name, values in columns.items()})
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(table.to_string())
+        if data is not None:
+            typer.echo("\ngaps to the real training windows beside their noise floor:")
+            typer.echo(_floor_table(columns["synthetic"], prepared).round(3).to_string())
+
+
+def _floor_table(synthetic: dict[str, Any], prepared: Any) -> pd.DataFrame:
+    """Gap of each fact of ``synthetic`` to the real training windows, the noise floor (mean
+    and spread over block assignments) and the anchors' gaps; ``blind``: an anchor passes."""
+    import numpy as np
+
+    from synthfin.evaluation.scores import Reference, anchor_samples, fact_gaps
+    from synthfin.stats import fact_statistics
+
+    reference = Reference.blocked(prepared.real_windows("train"), prepared.stride)
+    real = fact_statistics(reference.windows)
+    floor, spread = reference.floor()
+    rows = {"synthetic": fact_gaps({k: np.asarray(v) for k, v in synthetic.items()}, real)}
+    rows.update({name: fact_gaps(fact_statistics(x), real)
+                 for name, x in anchor_samples(reference.windows).items()})
+    table = pd.DataFrame(rows).T
+    table.loc["noise floor"], table.loc["floor spread"] = floor[table.columns], spread[
+        table.columns]
+    blind = table.iloc[1:3].min() <= table.loc["noise floor"] + 2 * table.loc["floor spread"]
+    table.loc["blind"] = blind.astype(float)
+    return table
 
 
 def _fact_cells(statistics: dict[str, Any]) -> dict[str, str]:
