@@ -15,9 +15,10 @@ out-of-sample: validation + test windows). Printed per model, across series: the
 inter-quartile range of each main gap in units of the reference's noise floor, memorization,
 and, for density models, the test-period one-day log-likelihood per day minus that of
 GJR-GARCH(1,1)-t fitted by ``arch`` on the same training days (median, and on how many series
-the model wins or loses by more than 2 standard errors; iid standard errors of the mean daily
-difference). Writes ``panel.md``, ``panel.json`` and one ``series/TICKER.json`` per finished
-series, which a rerun with the same settings reuses (a killed run resumes).
+the model wins or loses by more than 2 standard errors; Newey-West (HAC) standard errors of the
+mean daily difference, since the daily gains are autocorrelated; the iid one is saved too).
+Writes ``panel.md``, ``panel.json`` and one ``series/TICKER.json`` per finished series, which a
+rerun with the same settings reuses (a killed run resumes).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from synthfin.evaluation import evaluate_windows
 from synthfin.io import atomic_write_json, atomic_write_text, finite_json
 from synthfin.models.baselines import garch_one_step_log_likelihood
 from synthfin.pipeline import model_settings, prepare_data
+from synthfin.stats.hac import newey_west_se
 
 PIPELINES = Path(__file__).parent
 FACTS_SHOWN = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level")
@@ -101,8 +103,9 @@ def run_series(ticker: str, pipeline: str, models: list[str], n: int, threads: i
         samples[run_name] = model.sample_returns(n, seed=config.seed)
         if isinstance(model, OneStepDensity):
             gain = model.one_step_log_likelihood(series, first_test) - gjr
-            rows[run_name].update(ll_gain=gain.mean(),
-                                  ll_se=gain.std(ddof=1) / np.sqrt(len(gain)))
+            rows[run_name].update(ll_gain=gain.mean(),  # HAC: daily gains are autocorrelated
+                                  ll_se=newey_west_se(gain),
+                                  ll_se_iid=gain.std(ddof=1) / np.sqrt(len(gain)))
     evaluation = evaluate_windows(data, samples, neural=False, seed=config.seed)
     for reference, scores in evaluation.scores.items():
         for run_name, ratios in scores.ratios.iterrows():
@@ -173,9 +176,9 @@ def panel_tables(results: list[dict[str, Any]], models: list[str]) -> dict[str, 
         wins = int((frame["ll_gain"] > 2 * frame["ll_se"]).sum())
         losses = int((frame["ll_gain"] < -2 * frame["ll_se"]).sum())
         likelihood[m] = {"gain over GJR-t (nats/day)": _cell(frame["ll_gain"], digits=3),
-                         "median SE": f"{frame['ll_se'].median():.4f}",
-                         "wins > 2 SE": f"{wins} of {len(frame)}",
-                         "losses > 2 SE": f"{losses} of {len(frame)}"}
+                         "median HAC SE": f"{frame['ll_se'].median():.4f}",
+                         "wins > 2 HAC SE": f"{wins} of {len(frame)}",
+                         "losses > 2 HAC SE": f"{losses} of {len(frame)}"}
     tables["likelihood"] = pd.DataFrame(likelihood).T
     tables["train_s"] = pd.DataFrame({
         "train s (median)": {m: f"{grouped[m]['train_s'].median():.1f}" for m in models},

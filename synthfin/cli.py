@@ -477,6 +477,11 @@ def evaluate(
         result.save(out)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.summary().round(3).to_string())
+        for name in result.scores:
+            blind = result.blind_scores(name)
+            if blind:
+                typer.echo(f"{name}: an anchor (iid noise) passes {', '.join(blind)}: these "
+                           "scores show nothing alone")
         if result.long_horizon is not None:
             typer.echo(f"\nlong horizon ({result.long_horizon.length}-day paths against "
                        f"{result.long_horizon.n_segments} real segments):")
@@ -521,6 +526,31 @@ def facts(
     table = pd.DataFrame({name: _fact_cells(values) for name, values in columns.items()})
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(table.to_string())
+        if data is not None:
+            typer.echo("\ngaps to the real training windows beside their noise floor:")
+            typer.echo(_floor_table(columns["synthetic"], prepared).round(3).to_string())
+
+
+def _floor_table(synthetic: dict[str, Any], prepared: Any) -> pd.DataFrame:
+    """Gap of each fact of ``synthetic`` to the real training windows, the noise floor (mean
+    and spread over block assignments) and the anchors' gaps; ``blind``: an anchor passes."""
+    import numpy as np
+
+    from synthfin.evaluation.scores import Reference, anchor_samples, fact_gaps
+    from synthfin.stats import fact_statistics
+
+    reference = Reference.blocked(prepared.real_windows("train"), prepared.stride)
+    real = fact_statistics(reference.windows)
+    floor, spread = reference.floor()
+    rows = {"synthetic": fact_gaps({k: np.asarray(v) for k, v in synthetic.items()}, real)}
+    rows.update({name: fact_gaps(fact_statistics(x), real)
+                 for name, x in anchor_samples(reference.windows).items()})
+    table = pd.DataFrame(rows).T
+    table.loc["noise floor"], table.loc["floor spread"] = floor[table.columns], spread[
+        table.columns]
+    blind = table.iloc[1:3].min() <= table.loc["noise floor"] + 2 * table.loc["floor spread"]
+    table.loc["blind"] = blind.astype(float)
+    return table
 
 
 def _fact_cells(statistics: dict[str, Any]) -> dict[str, str]:
@@ -625,6 +655,54 @@ def models() -> None:
     from synthfin.models import available_generators
 
     typer.echo("\n".join(available_generators()))
+
+
+
+
+@app.command()
+@user_errors
+def forecast(
+    tickers: Annotated[str, typer.Option(help="Comma-separated bundled tickers, e.g. SP500,KO.")],
+    years: Annotated[str, typer.Option(
+        help="Test years, e.g. 2016,2019: models refit on the days before each year's first "
+             "day.")],
+    models: Annotated[str, typer.Option(
+        help="Forecasters: ar and arch peers gjr-t, egarch-t, figarch-t, gjr-skewt, fhs.")]
+    = "ar,gjr-t,egarch-t,figarch-t,gjr-skewt,fhs",
+    n: Annotated[int, typer.Option(min=10, help="Paths of 60 days per forecast day.")] = 500,
+    step: Annotated[int, typer.Option(min=1, help="Days between forecast days.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    finetune: Annotated[bool, typer.Option(
+        help="Fine-tune ar from the pooled checkpoint at each origin (else zero-shot).")]
+    = False,
+    out: Annotated[Path | None, typer.Option(help="Folder for forecast.json.")] = None,
+) -> None:
+    """Forecasts from real history at horizons 1/5/20/60 days: CRPS, coverage, VaR and ES
+    backtests, PIT, one-day log scores with HAC errors (see synthfin.forecast)."""
+    from synthfin.data.returns import log_returns
+    from synthfin.data.sources import load_prices
+    from synthfin.forecast import forecast_tables, run_forecasts
+    from synthfin.io import atomic_write_json, finite_json
+
+    runs = []
+    for ticker in tickers.split(","):
+        returns = log_returns(load_prices("bundled", [ticker.strip()]))
+        runs.append(run_forecasts(returns, [int(y) for y in years.split(",")],
+                                  [m.strip() for m in models.split(",")], n=n, step=step,
+                                  seed=seed, finetune=finetune))
+    tables = forecast_tables(runs)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        for run in runs:
+            typer.echo(f"\n{run.ticker}:\n{run.summary().round(3).to_string()}")
+        for name, table in tables.items():
+            typer.echo(f"\n{name} over {len(runs)} series:\n{table.round(3).to_string()}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "forecast.json", finite_json({
+            "series": {run.ticker: {m: t.to_dict(orient="index") for m, t in run.tables.items()}
+                       for run in runs},
+            "tables": {name: t.to_dict(orient="index") for name, t in tables.items()}}))
+        typer.echo(f"forecast -> {out / 'forecast.json'}")
 
 
 if __name__ == "__main__":

@@ -156,8 +156,8 @@ class Synthesizer:
 
         How the model continues after the shock depends on what it can condition on:
 
-        - models that continue a history (:func:`continuing_models`, the autoregressive
-          model) continue from the days before (a year of their own stationary draws, or the
+        - models that continue a history (:func:`continuing_models`: the autoregressive
+          model, GARCH) continue from the days before (a year of their own stationary draws, or the
           real history) with the shock appended, so their volatility state reacts to the
           shock itself;
         - every other model draws the days after it conditioned on the regime implied by the

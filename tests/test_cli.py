@@ -285,3 +285,27 @@ def test_scenario_draws_the_others_given_a_real_price_path(tmp_path):
     assert "cannot draw assets given" in one_line_error(invoke(
         "scenario", "--model-dir", tmp_path / "g", "--given", tmp_path / "march.csv",
         "--out", tmp_path / "t.npy"))
+
+
+def test_facts_with_data_prints_the_noise_floor_and_flags_a_gaussian(tmp_path):
+    """`synthfin facts --data` shows each gap beside the floor (mean and spread over block
+    assignments) and the anchors; an iid Gaussian is more than 2 spreads above the floor on
+    acf_abs."""
+    runner = CliRunner()
+    data, model, out = tmp_path / "data", tmp_path / "m", tmp_path / "s"
+    for args in (["prepare", "--tickers", "SP500", "--start", "2000-01-01", "--window", "32",
+                  "--stride", "4", "--out", data],
+                 ["train", "--model", "gaussian", "--data", data, "--out", model],
+                 ["sample", "--model-dir", model, "--out", out, "--n", 2000,
+                  "--shard-size", 1000, "--seed", 1]):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["facts", "--samples", str(out), "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "noise floor" in text and "floor spread" in text and "blind" in text
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[-8:]}
+    header = text.splitlines()[-7].split()
+    acf_abs = header.index("acf_abs")
+    floor, spread = float(rows["noise"][acf_abs + 1]), float(rows["floor"][acf_abs + 1])
+    assert float(rows["synthetic"][acf_abs]) > floor + 2 * spread

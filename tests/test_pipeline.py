@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from synthfin.cli import app
 from synthfin.config import load_pipeline_config
 from synthfin.errors import SynthfinError
+from synthfin.evaluation.scores import ANCHOR_GAUSSIAN, ANCHOR_T_LEVEL
 from synthfin.pipeline import Pipeline
 from synthfin.synthesizer import Synthesizer
 
@@ -51,7 +52,8 @@ def test_a_run_writes_every_artifact(first_run):
     report = (run / "report" / "report.md").read_text()  # the regime table is in the report
     assert f"| gjr | {regime_vol['gjr']['calm']:.3g} |" in report
     for reference in ("in_sample", "out_of_sample"):
-        assert list(result.summary.loc[reference].index) == list(config.models)
+        assert list(result.summary.loc[reference].index) == [
+            *config.models, ANCHOR_GAUSSIAN, ANCHOR_T_LEVEL]
     assert not any(stage["reused"] for stage in result.stages)
 
 

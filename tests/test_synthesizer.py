@@ -4,6 +4,7 @@ import pytest
 
 import synthfin as sf
 from synthfin.errors import DataError, ModelError
+from synthfin.evaluation.scores import ANCHOR_GAUSSIAN, ANCHOR_T_LEVEL
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,9 @@ def test_errors_are_specific(synth, sp500_prices):
 
 def test_evaluate_reports_against_both_references(synth):
     result = synth.evaluate(500, seed=0)
-    assert list(result.summary().index) == [("in_sample", "garch"), ("out_of_sample", "garch")]
+    assert list(result.summary().index) == [
+        (reference, name) for reference in ("in_sample", "out_of_sample")
+        for name in ("garch", ANCHOR_GAUSSIAN, ANCHOR_T_LEVEL)]  # the anchors last
     assert result.real.shape[1] == 32
 
 
@@ -92,11 +95,14 @@ def test_crash_starts_where_sample_starts_so_only_the_shock_differs(jpm_ar):
     assert abs(annual_vol(today, slice(0, 5)) - annual_vol(stationary, slice(0, 5))) > 0.02
 
 
-def test_start_today_is_refused_clearly_where_it_cannot_apply(jpm_ar, synth):
+def test_start_today_is_refused_clearly_where_it_cannot_apply(jpm_ar, synth, sp500_prices):
+    gaussian = sf.Synthesizer("gaussian", window_len=32).fit(sp500_prices.loc["2005":])
     with pytest.raises(ModelError, match=r"start='today' needs a model .*\(ar"):
-        synth.sample(3, start="today")
+        gaussian.sample(3, start="today")
     with pytest.raises(ModelError, match="needs a model"):
-        synth.crash(3, 10, start="today")
+        gaussian.crash(3, 10, start="today")
+    # GARCH filters the real history with its fitted parameters, so it continues today
+    assert synth.sample(3, length=5, start="today", seed=0).returns.shape == (3, 5, 1)
     with pytest.raises(ModelError, match="drop regime='stressed'"):
         jpm_ar.sample(3, regime="stressed", start="today")
     with pytest.raises(ModelError, match="start must be one of"):

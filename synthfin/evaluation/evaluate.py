@@ -88,12 +88,16 @@ class Evaluation:
 
     def summary(self, reference: str | None = None) -> pd.DataFrame:
         """The headline table: main fact gaps in units of each reference's noise floor,
-        memorization and the discriminative score. Rows: (reference, set); only the sets when
-        ``reference`` is named."""
+        memorization and the discriminative score. Rows: (reference, set), the two anchors
+        (:func:`~synthfin.evaluation.scores.anchor_samples`) last; only the sets when
+        ``reference`` is named. :meth:`blind_scores` names the columns an anchor passes."""
         names = [reference] if reference else list(self.scores)
         tables = {}
         for name in names:
-            ratios = self.scores[name].ratios
+            scores = self.scores[name]
+            ratios = scores.ratios
+            if scores.anchors is not None:
+                ratios = pd.concat([ratios, scores.anchor_ratios])
             table = ratios[[c for c in SUMMARY_COLUMNS if c in ratios]].add_suffix(" /floor")
             if len(self.memorization):
                 table["memorization"] = self.memorization["median_ratio"].reindex(table.index)
@@ -104,6 +108,14 @@ class Evaluation:
         if reference:
             return tables[reference]
         return pd.concat(tables, names=["reference", "set"])
+
+    def blind_scores(self, reference: str) -> list[str]:
+        """The summary scores of ``reference`` that cannot tell an anchor (iid noise) from the
+        real data (:attr:`ScoreTable.blind`): a model passing them shows nothing."""
+        table = self.scores[reference]
+        if table.anchors is None:
+            return []
+        return [c for c in SUMMARY_COLUMNS if c in table.blind.index and table.blind[c]]
 
     def return_quantiles(self) -> pd.DataFrame:
         """Quantiles of daily log returns and the 1-day VaR and ES at 99 % (positive losses,
@@ -168,6 +180,13 @@ class Evaluation:
                 "n_real_windows": int(len(reference.windows)),
                 "floor_halves": [int(len(reference.first)), int(len(reference.second))],
                 "noise_floor": table.floor.to_dict(),
+                "noise_floor_spread": (None if table.floor_spread is None
+                                       else table.floor_spread.to_dict()),
+                "floor_assignments": len(reference.assignments),
+                "anchor_gaps": (None if table.anchors is None
+                                else table.anchors.to_dict(orient="index")),
+                "blind_scores": (None if table.anchors is None
+                                 else [k for k, v in table.blind.items() if v]),
                 "gaps": table.gaps.to_dict(orient="index"),
                 "gaps_over_floor": table.ratios.to_dict(orient="index"),
                 "standardized_curve_gaps": table.standardized.to_dict(orient="index"),

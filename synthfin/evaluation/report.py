@@ -143,6 +143,10 @@ def _html_report(evaluation: Evaluation) -> str:
                      "floor</h2>",
                      f'<p class="note">{html.escape(_question(reference))}</p>',
                      _html_table(summary, _summary_classes(summary, evaluation.memorization))]
+        blind = evaluation.blind_scores(reference)
+        if blind:
+            sections.append(f'<p class="note">Blind (an anchor of iid noise passes them, so '
+                            f'they show nothing alone): {html.escape(", ".join(blind))}</p>')
     sections += [f'<p class="legend">{SUMMARY_LEGEND}</p>',
                  f'<p class="legend">{READING_GUIDE}</p>', _full_tables_html(evaluation),
                  _figures_html(evaluation)]
@@ -229,8 +233,15 @@ def _full_tables(evaluation: Evaluation) -> list[tuple[str, pd.DataFrame]]:
               for name in evaluation.scores]
     for name, scores in evaluation.scores.items():
         tables += [
-            (f"Raw gaps, {name} (first row: the noise floor)",
-             pd.concat([scores.floor.to_frame("noise floor").T, scores.gaps])),
+            (f"Raw gaps, {name} (first rows: the noise floor, mean and spread over "
+             f"{len(evaluation.references[name].assignments)} block assignments, and the "
+             "anchors; 'blind': a score an anchor passes)",
+             pd.concat([scores.floor.to_frame("noise floor").T,
+                        *([] if scores.floor_spread is None
+                          else [scores.floor_spread.to_frame("floor spread").T]),
+                        *([] if scores.anchors is None
+                          else [scores.anchors, scores.blind.to_frame("blind").T]),
+                        scores.gaps])),
             (f"Standardized curve gaps, {name} (RMS in units of the real standard error)",
              scores.standardized)]
     quantiles = evaluation.return_quantiles()
@@ -325,7 +336,7 @@ def _summary_classes(summary: pd.DataFrame, memorization: pd.DataFrame) -> pd.Da
         if column.endswith("/floor"):
             classes[column] = [_ratio_class(float(v)) for v in summary[column]]
     if len(memorization):
-        flagged = memorization["flagged"].reindex(summary.index)
+        flagged = memorization["flagged"].reindex(summary.index, fill_value=False)
         for column in ("memorization", "copies"):
             classes[column] = ["bad" if flag else "good" for flag in flagged]
     return classes

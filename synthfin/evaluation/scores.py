@@ -37,6 +37,10 @@ BATCHES_FOR_SPREAD = 10
 # the in-sample floor interleaves blocks of max(4 x window length, one year) of days
 FLOOR_BLOCK_WINDOW_LENGTHS = 4
 FLOOR_BLOCK_MIN_DAYS = 252
+# the in-sample floor is the mean over this many random block-to-half assignments (one split
+# depends on where the blocks start: shifting them by 128 windows moved the S&P 500 acf_abs
+# floor from 1.06 to 0.21), reported with its spread over the assignments
+FLOOR_ASSIGNMENTS = 32
 # memorization flags: more than this share of exact copies, or of windows closer to the training
 # set than the 5 % quantile of held-out real windows (expected share 0.05), or a median
 # nearest-neighbour distance below this fraction of the held-out one
@@ -46,6 +50,14 @@ MIN_MEDIAN_RATIO = 0.8
 # a set whose daily std is off the real one by more than this factor is degenerate: the calmest
 # and the most turbulent calendar years of the bundled S&P 500 are 0.36x and 2.24x its std
 MAX_SCALE_RATIO = 5.0
+# the two anchors of every table: noise a fact must tell from real data. iid t(ANCHOR_T_DOF)
+# days with a per-window lognormal level (sd ANCHOR_LEVEL_SD of the log) has no dynamics yet
+# differs between windows, which pooled autocorrelations across windows mistake for clustering
+ANCHOR_T_DOF = 4.0
+ANCHOR_LEVEL_SD = 0.5
+ANCHOR_WINDOWS = 2000
+ANCHOR_GAUSSIAN = "anchor: iid Gaussian"
+ANCHOR_T_LEVEL = "anchor: iid t x level"
 
 
 def as_paths(x: np.ndarray, name: str, allow_non_finite: bool = False) -> np.ndarray:
@@ -63,31 +75,44 @@ def as_paths(x: np.ndarray, name: str, allow_non_finite: bool = False) -> np.nda
 
 @dataclass(frozen=True)
 class Reference:
-    """Real windows to score against, and the two disjoint halves that give the noise floor.
+    """Real windows to score against, and pairs of disjoint halves that give the noise floor.
 
     Attributes
     ----------
     windows : array (n, length, assets)
         Unscaled real windows in date order.
     first, second : int arrays
-        Indices into ``windows`` of the floor's two halves; no window of one half shares a day
-        with a window of the other.
+        Indices into ``windows`` of the first assignment's two halves; no window of one half
+        shares a day with a window of the other.
+    assignments : tuple of (first, second) pairs
+        Every split the floor averages over (``((first, second),)`` when built directly).
     """
 
     windows: np.ndarray
     first: np.ndarray
     second: np.ndarray
+    assignments: tuple = ()
+
+    def __post_init__(self) -> None:
+        if not self.assignments:
+            object.__setattr__(self, "assignments", ((self.first, self.second),))
 
     @classmethod
-    def blocked(cls, windows: np.ndarray, stride: int = 1) -> Reference:
-        """Halves of interleaved blocks of days (even blocks against odd ones).
+    def blocked(cls, windows: np.ndarray, stride: int = 1, *,
+                assignments: int = FLOOR_ASSIGNMENTS, seed: int = 0) -> Reference:
+        """Halves of blocks of days over ``assignments`` splits: even blocks against odd ones,
+        then splits with a random start of the blocks and each block drawn to a random half.
 
         Blocks span ``max(4 * length, 252)`` days, so both halves cover the whole period
-        (chronological halves would measure the change of regime between two decades). The last
+        (chronological halves would measure the change of regime between two decades); each
+        split sends a random half of the blocks to each side. The last
         ``ceil(length / stride) - 1`` windows of every block are left out of both halves, so that
-        overlapping windows never sit on both sides.
+        overlapping windows never sit on both sides. The floor is the mean over the splits and
+        its spread their standard deviation: one split depends on where the blocks start.
         """
         windows = as_paths(windows, "reference windows")
+        if assignments < 1:
+            raise DataError(f"assignments must be >= 1, got {assignments}")
         length = windows.shape[1]
         gap = math.ceil(length / stride) - 1
         block = max(math.ceil(max(FLOOR_BLOCK_WINDOW_LENGTHS * length, FLOOR_BLOCK_MIN_DAYS)
@@ -95,20 +120,62 @@ class Reference:
         index = np.arange(len(windows))
         kept = index % block < block - gap
         parity = (index // block) % 2
-        first, second = index[kept & (parity == 0)], index[kept & (parity == 1)]
-        if len(first) < 2 or len(second) < 2:
+        pairs = [(index[kept & (parity == 0)], index[kept & (parity == 1)])]  # even vs odd
+        if min(len(half) for half in pairs[0]) < 2:
             raise DataError(f"{len(windows)} real windows of {length} days at stride {stride} "
                             f"are too few for a noise floor of blocks of {block} windows; pass "
                             "the windows' true stride, more history or shorter windows")
-        return cls(windows, first, second)
+        rng = np.random.default_rng(seed)
+        for _ in range(8 * assignments):  # random starts and sides; too small halves redrawn
+            if len(pairs) == assignments:
+                break
+            shifted = index + int(rng.integers(block))
+            block_id = shifted // block
+            blocks = np.unique(block_id)
+            side = np.zeros(block_id.max() + 1, dtype=int)
+            side[rng.permutation(blocks)[: len(blocks) // 2]] = 1
+            kept = shifted % block < block - gap
+            first, second = index[kept & (side[block_id] == 0)], index[kept & (side[block_id] == 1)]
+            if len(first) >= 2 and len(second) >= 2:
+                pairs.append((first, second))
+        return cls(windows, pairs[0][0], pairs[0][1], tuple(pairs))
 
     @classmethod
     def split(cls, first: np.ndarray, second: np.ndarray) -> Reference:
         """Two real sets from disjoint periods (e.g. validation and test): together they are the
-        reference, against each other the floor."""
+        reference, against each other the floor (one split: its spread is undefined)."""
         first, second = as_paths(first, "first real set"), as_paths(second, "second real set")
         return cls(np.concatenate([first, second]), np.arange(len(first)),
                    np.arange(len(first), len(first) + len(second)))
+
+    def floor(self) -> tuple[pd.Series, pd.Series]:
+        """The noise floor of every score (mean over the assignments) and its spread (standard
+        deviation over them; NaN for one assignment)."""
+        values = pd.DataFrame([
+            {**fact_gaps(fact_statistics(self.windows[a]), fact_statistics(self.windows[b])),
+             **wasserstein_scores(self.windows[a], self.windows[b])}
+            for a, b in self.assignments])
+        spread = values.std(ddof=1) if len(values) > 1 else values.iloc[0] * np.nan
+        return values.mean(), spread
+
+
+def anchor_samples(real: np.ndarray, n: int = ANCHOR_WINDOWS, seed: int = 0
+                   ) -> dict[str, np.ndarray]:
+    r"""The two dynamics-free anchors, with the real per-asset mean and std, (n, length, assets).
+
+    ``iid Gaussian``: :math:`r = \mu + \sigma z`; ``iid t x level``: :math:`r = \mu +
+    \sigma \lambda_w t_i \sqrt{(\nu - 2) / \nu}` with one level per window,
+    :math:`\lambda_w = e^{s g_w - s^2}` (:math:`g_w \sim N(0, 1)`, :math:`s` =
+    :data:`ANCHOR_LEVEL_SD`, so :math:`E\lambda^2 = 1`) shared by the assets.
+    """
+    real = as_paths(real, "real")
+    rng = np.random.default_rng(seed)
+    shape = (n, *real.shape[1:])
+    mean, std = real.mean(axis=(0, 1)), real.std(axis=(0, 1))
+    level = np.exp(ANCHOR_LEVEL_SD * rng.standard_normal((n, 1, 1)) - ANCHOR_LEVEL_SD ** 2)
+    t = rng.standard_t(ANCHOR_T_DOF, shape) * np.sqrt((ANCHOR_T_DOF - 2) / ANCHOR_T_DOF)
+    return {ANCHOR_GAUSSIAN: mean + std * rng.standard_normal(shape),
+            ANCHOR_T_LEVEL: mean + std * level * t}
 
 
 def horizon_returns(x: np.ndarray, horizon_days: int) -> np.ndarray:
@@ -262,13 +329,29 @@ class ScoreTable:
     """Fidelity scores of several sample sets against one real reference, with its floor."""
 
     gaps: pd.DataFrame          # rows: sample sets; columns: scores (raw distances)
-    floor: pd.Series            # the same scores between the reference's two halves
+    floor: pd.Series            # the same scores between the reference's two halves (mean)
     standardized: pd.DataFrame  # curves' RMS gap in units of the real spread (batch means)
+    floor_spread: pd.Series | None = None  # sd of the floor over the block assignments
+    anchors: pd.DataFrame | None = None    # the anchors' gaps (:func:`anchor_samples`)
 
     @property
     def ratios(self) -> pd.DataFrame:
         """Gaps in units of the noise floor."""
         return self.gaps / self.floor.replace(0.0, np.nan)
+
+    @property
+    def anchor_ratios(self) -> pd.DataFrame:
+        """The anchors' gaps in units of the noise floor."""
+        return self.anchors / self.floor.replace(0.0, np.nan)
+
+    @property
+    def blind(self) -> pd.Series:
+        """True for a score that cannot tell an anchor from the real data: some anchor's gap is
+        within the floor plus two spreads of it (plus 1x the floor when the spread is unknown)."""
+        spread = self.floor_spread.fillna(self.floor) if self.floor_spread is not None \
+            else self.floor
+        limit = self.floor + 2 * spread
+        return (self.anchors.min(axis=0) <= limit).reindex(self.floor.index, fill_value=False)
 
 
 def undefined_facts(x: np.ndarray) -> bool:
@@ -317,11 +400,14 @@ def score_samples(reference: Reference | np.ndarray, samples: Mapping[str, np.nd
     if not isinstance(reference, Reference):
         reference = Reference.blocked(reference)
     real = reference.windows
-    first, second = real[reference.first], real[reference.second]
+    anchors = anchor_samples(real)
     statistics_real, spread = fact_statistics(real), curve_spread(real)
-    floor = {**fact_gaps(fact_statistics(first), fact_statistics(second)),
-             **wasserstein_scores(first, second)}
+    floor, floor_spread = reference.floor()
     rows, standardized = {}, {}
+    for name, x in anchors.items():
+        rows[name] = {**fact_gaps(fact_statistics(x), statistics_real),
+                      **wasserstein_scores(x, real)}
+    anchor_rows, rows = pd.DataFrame(rows).T, {}
     for name, x in samples.items():
         x = as_paths(x, f"samples {name!r}", allow_non_finite=True)
         if x.shape[1:] != real.shape[1:]:
@@ -332,5 +418,6 @@ def score_samples(reference: Reference | np.ndarray, samples: Mapping[str, np.nd
         standardized[name] = {key: standardized_gap(statistics[key], statistics_real[key],
                                                     spread[key])
                               for key in ("acf_r", "acf_abs", "acf_sq", "leverage")}
-    return ScoreTable(gaps=pd.DataFrame(rows).T, floor=pd.Series(floor),
-                      standardized=pd.DataFrame(standardized).T)
+    return ScoreTable(gaps=pd.DataFrame(rows).T, floor=floor,
+                      standardized=pd.DataFrame(standardized).T, floor_spread=floor_spread,
+                      anchors=anchor_rows)

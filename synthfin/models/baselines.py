@@ -22,7 +22,7 @@ from scipy import special
 from synthfin.data.conditions import trailing_sum_squares
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
-from synthfin.models.base import Generator, GeneratorConfig, Limit, register
+from synthfin.models.base import ContextSampler, Generator, GeneratorConfig, Limit, register
 
 
 def _regime_days(data: WindowData, regime: int) -> np.ndarray:
@@ -65,6 +65,10 @@ def garch_one_step_log_likelihood(series: np.ndarray, n_train: int, *, gjr: bool
 
 
 # ---------------------------------------------------------------------------------------------
+# history filtered by sample_after: the start at the unconditional variance fades by beta ** 1000
+GARCH_CONTEXT_DAYS = 1000
+
+
 @dataclasses.dataclass
 class GarchConfig(GeneratorConfig):
     """GARCH(1,1) settings: ``gjr`` adds the leverage term, ``dist`` is ``"t"`` or ``"skewt"``."""
@@ -140,24 +144,82 @@ class GarchGenerator(Generator):
         return np.stack([dist.ppf(pits[..., a].ravel(), self._shape(p)).reshape(n, steps)
                          for a, p in enumerate(self.params_)], axis=-1)
 
-    def _sample(self, n: int, length: int, regime: int | None,
-                rng: np.random.Generator) -> np.ndarray:
-        mu, omega, alpha, gamma, beta = (self.params_[:, i] for i in range(5))
-        burn_in = self.config.burn_in if regime is None else 0
-        if regime is None:
-            persistence = alpha + gamma / 2 + beta
-            variance = np.where(persistence < 1, omega / np.maximum(1 - persistence, 1e-12), 1.0)
-        else:
-            variance = self.regime_var_[regime]
-        variance = np.broadcast_to(variance, (n, len(mu))).copy()
+    def _unconditional_variance(self) -> np.ndarray:
+        _, omega, alpha, gamma, beta = (self.params_[:, i] for i in range(5))
+        persistence = alpha + gamma / 2 + beta
+        return np.where(persistence < 1, omega / np.maximum(1 - persistence, 1e-12), 1.0)
+
+    def _next_variance(self, eps: np.ndarray, variance: np.ndarray) -> np.ndarray:
+        """One step of the (GJR-)GARCH recursion from the shocks ``eps = r - mu``."""
+        _, omega, alpha, gamma, beta = (self.params_[:, i] for i in range(5))
+        return omega + (alpha + gamma * (eps < 0)) * eps**2 + beta * variance
+
+    def _simulate(self, variance: np.ndarray, length: int, burn_in: int,
+                  rng: np.random.Generator) -> np.ndarray:
+        """Paths (n, length, assets) from the conditional variances (n, assets) of their first
+        day, after ``burn_in`` discarded days."""
+        mu = self.params_[:, 0]
+        n = len(variance)
         shocks = self._innovations(rng, (n, burn_in + length))
         out = np.empty((n, length, len(mu)))
         for t in range(burn_in + length):  # the recursion is sequential in time, vector in paths
             eps = np.sqrt(variance) * shocks[:, t]
             if t >= burn_in:
                 out[:, t - burn_in] = mu + eps
-            variance = omega + (alpha + gamma * (eps < 0)) * eps**2 + beta * variance
+            variance = self._next_variance(eps, variance)
         return out
+
+    def _sample(self, n: int, length: int, regime: int | None,
+                rng: np.random.Generator) -> np.ndarray:
+        burn_in = self.config.burn_in if regime is None else 0
+        variance = (self._unconditional_variance() if regime is None
+                    else self.regime_var_[regime])
+        variance = np.broadcast_to(variance, (n, len(self.params_))).copy()
+        return self._simulate(variance, length, burn_in, rng)
+
+    @property
+    def context_days(self) -> int:
+        """Days of history :meth:`sample_after` filters (earlier days are ignored): enough for
+        the start at the unconditional variance to fade by ``beta ** days``."""
+        return GARCH_CONTEXT_DAYS
+
+    def filtered_variance(self, context: np.ndarray) -> np.ndarray:
+        """Conditional variance of the day after each history, (paths, assets), in scaled
+        units: the fitted recursion run over ``context`` (paths, days, assets) of scaled
+        returns, started at the unconditional variance."""
+        mu = self.params_[:, 0]
+        variance = np.broadcast_to(self._unconditional_variance(),
+                                   (len(context), len(mu))).copy()
+        for t in range(context.shape[1]):
+            variance = self._next_variance(context[:, t] - mu, variance)
+        return variance
+
+    def sample_after(self, context: np.ndarray, n: int, length: int = 1,
+                     seed: int | None = None) -> np.ndarray:
+        """Continue a history with the fitted parameters (no refit): ``n`` paths of ``length``
+        unscaled log returns after ``context``, one history (days, assets) shared by every path
+        or one per path (n, days, assets); its last :attr:`context_days` days are filtered
+        (``arch``'s ``forecast(method="simulation")`` with fixed parameters)."""
+        spec = self._spec()
+        context = np.asarray(context, dtype=np.float64)
+        per_path = context.ndim == 3
+        if (context.ndim not in (2, 3) or context.shape[-1] != len(spec.assets)
+                or context.shape[-2] < 1 or (per_path and len(context) != n)
+                or not np.isfinite(context).all()):
+            raise ModelError(f"context must be finite, (days >= 1, {len(spec.assets)}) or "
+                             f"({n}, days >= 1, {len(spec.assets)}), got {context.shape}")
+        if n < 1 or length < 1:
+            raise ModelError(f"n and length must be >= 1, got {n} and {length}")
+        recent = spec.scaler.transform((context if per_path else context[None])
+                                       [:, -self.context_days:])
+        variance = self.filtered_variance(recent)
+        if not per_path:
+            variance = np.repeat(variance, n, axis=0)
+        paths = self._simulate(variance, length, 0, np.random.default_rng(seed))
+        return self._finite(spec.scaler.inverse(paths))
+
+    def context_sampler(self) -> ContextSampler:
+        return self
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"params": self.params_, "copula_corr": self.copula_corr_,

@@ -150,6 +150,8 @@ LONG_FACTS: tuple[Fact, ...] = (
     Fact("power_law_beta", acf_abs_power_law_beta,
          "decay exponent of the ACF of |r| at lags 1..100 (Cont 2001: 0.2-0.4 for equities)",
          beta_max_lag),
+    Fact("memory_d", facts.gph_memory,
+         "GPH long-memory d of |r| (mean over paths; iid: 0)"),
     Fact("vol_of_vol", facts.volatility_of_volatility,
          "std of the log of monthly realized volatility"),
     Fact("max_drawdown", max_drawdown_quantiles,

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -58,10 +59,38 @@ def test_iid_gaussian_paths_have_no_clustering_and_no_vol_of_vol(ten_year):
     assert ten_year.summary().loc["gaussian", "vol_of_vol in band"] == 0.0
 
 
-def test_garch_clusters_and_its_volatility_level_does_not_drift(ten_year):
-    garch = ten_year.summary().loc["garch"]
-    assert garch["acf_abs in band"] >= 4 / 7
-    assert abs(garch["vol_drift"]) < 0.1  # stationary: year 10 like year 1 (sampling: ~3 %)
+@pytest.fixture(scope="module")
+def garch_seeds(sp500_windows):
+    """GARCH-t 10-year paths, 4 sampling seeds of 100 paths: the summary of each seed."""
+    model = GarchGenerator().fit(sp500_windows)
+    return pd.concat([long_horizon(sp500_windows.history(),
+                                   {"garch": model.sample_returns(100, length=TEN_YEARS,
+                                                                  seed=seed)},
+                                   seed=seed).summary() for seed in range(4)],
+                     keys=range(4))
+
+
+def test_garch_clusters_and_its_volatility_level_does_not_drift(garch_seeds):
+    """Judged over 4 seeds against their own spread: one seed's vol_drift has sd about 0.09
+    (the old single-seed bound of 0.1 held for 3 of 10 seeds), and the checked lags of the
+    ACF of |r| inside the band move by 1-2 of 7 between seeds."""
+    garch = garch_seeds.xs("garch", level=1)
+    drift_se = garch["vol_drift"].std(ddof=1) / np.sqrt(len(garch))
+    assert abs(garch["vol_drift"].mean()) < 3 * drift_se + 0.01  # stationary
+    assert garch["acf_abs in band"].mean() > 3 / 7  # clusters: the short lags are inside
+    gaussian = garch_seeds.xs("anchor: iid Gaussian", level=1)
+    assert (garch["acf_abs in band"] > gaussian["acf_abs in band"]).all()
+
+
+def test_anchors_have_no_long_memory_and_are_told_apart_by_d(garch_seeds):
+    """Both iid anchors have GPH d of 0 (sd over 100 paths: pi / sqrt(24 x 50) / 10 = 0.009)
+    and sit more than 2 segment sds from the real d; the per-path level does not fake it."""
+    for anchor in ("anchor: iid Gaussian", "anchor: iid t x level"):
+        rows = garch_seeds.xs(anchor, level=1)
+        assert (rows["memory_d"].abs() < 4 * np.pi / np.sqrt(24 * 50) / 10).all(), rows
+        assert (rows["memory_d z"] > 2).all()
+    real = garch_seeds.xs("real segments", level=1)
+    assert (real["memory_d"] > 0.3).all() and (real["memory_d z"] == 0).all()
 
 
 def test_evaluate_windows_judges_long_paths_and_saves_them(sp500_windows, tmp_path):

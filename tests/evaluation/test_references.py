@@ -9,7 +9,12 @@ import pytest
 from synthfin.errors import DataError
 from synthfin.evaluation import evaluate_windows
 from synthfin.evaluation.evaluate import data_references
-from synthfin.evaluation.scores import MAX_SCALE_RATIO, Reference
+from synthfin.evaluation.scores import (
+    ANCHOR_GAUSSIAN,
+    ANCHOR_T_LEVEL,
+    MAX_SCALE_RATIO,
+    Reference,
+)
 from synthfin.models.baselines import GarchGenerator
 
 MAIN = ["acf_r", "acf_abs", "acf_sq", "leverage", "tails"]
@@ -21,18 +26,23 @@ def _days(first_day: np.ndarray, length: int) -> set[int]:
 
 
 def test_in_sample_floor_halves_share_no_day(sp500_windows):
+    """Every random block assignment splits the training windows into halves that share no day,
+    each holding about half of them; over the assignments both halves cover the period."""
     references = data_references(sp500_windows)
     in_sample = references["in_sample"]
     np.testing.assert_array_equal(in_sample.windows, sp500_windows.real_windows("train"))
-    assert not set(in_sample.first) & set(in_sample.second)
+    assert len(in_sample.assignments) > 1
     length, stride = sp500_windows.window_len, sp500_windows.stride
-    first_days, second_days = (_days(part * stride, length)
-                               for part in (in_sample.first, in_sample.second))
-    assert not first_days & second_days
-    # interleaved: both halves span the whole training period, and few windows are dropped
-    for part in (in_sample.first, in_sample.second):
-        assert part.min() < 600 and part.max() > len(in_sample.windows) - 600
-    assert len(in_sample.first) + len(in_sample.second) > 0.7 * len(in_sample.windows)
+    n = len(in_sample.windows)
+    for first, second in in_sample.assignments:
+        assert not set(first) & set(second)
+        first_days, second_days = (_days(part * stride, length) for part in (first, second))
+        assert not first_days & second_days
+        assert len(first) + len(second) > 0.7 * n
+        assert min(len(first), len(second)) > 0.25 * n  # blocks of ~1 year: ~23 per half
+    for side in (0, 1):
+        starts = np.concatenate([pair[side] for pair in in_sample.assignments])
+        assert starts.min() < 600 and starts.max() > n - 600
 
 
 def test_out_of_sample_reference_is_validation_against_test(sp500_windows):
@@ -115,7 +125,7 @@ def test_each_degenerate_set_is_named_in_the_warnings_the_json_and_the_report(de
         assert f"DEGENERATE: {name!r}".replace("'", "&#x27;") in html
     assert not any("'garch'" in w for w in evaluation.warnings)
     assert set(metrics["in_sample"]["summary"]) == set(metrics["out_of_sample"]["summary"]) == {
-        "zeros", "constant", "with nan", "ten times", "garch"}
+        "zeros", "constant", "with nan", "ten times", "garch", ANCHOR_GAUSSIAN, ANCHOR_T_LEVEL}
 
 
 def test_scale_bound_is_beyond_every_real_year(sp500_returns):

@@ -5,7 +5,14 @@ import pytest
 
 from synthfin.evaluation import evaluate, evaluate_windows
 from synthfin.evaluation.neural import NeuralScoreConfig, discriminative_score
-from synthfin.evaluation.scores import memorization, nearest_distances, score_samples
+from synthfin.evaluation.scores import (
+    ANCHOR_GAUSSIAN,
+    ANCHOR_T_LEVEL,
+    Reference,
+    memorization,
+    nearest_distances,
+    score_samples,
+)
 from synthfin.models.baselines import BlockBootstrap, GarchGenerator, GaussianGenerator
 from synthfin.stats import facts
 
@@ -108,6 +115,30 @@ def test_evaluate_collects_everything_and_warns(real_sets, rng):
     assert "MEMORIZATION: 'copies'" in text and "COLLAPSE: 'collapsed'" in text
     assert {"copies", "collapsed", "real (TRTR)"} == set(result.secondary.index)
     summary = result.summary("reference")
-    assert list(summary.index) == ["copies", "collapsed"] and "acf_abs /floor" in summary
+    assert list(summary.index) == ["copies", "collapsed", ANCHOR_GAUSSIAN, ANCHOR_T_LEVEL]
+    assert "acf_abs /floor" in summary
     metrics = result.to_dict()
     assert metrics["facts"]["real (reference)"]["n_windows"] == len(real)
+
+
+def test_in_sample_floor_does_not_depend_on_where_the_blocks_start(real_sets):
+    """One split moved the acf_abs floor from 1.06 to 0.215 when the blocks shifted by 128
+    windows; the mean over random assignments moves by less than 3 standard errors of the
+    difference of the two means."""
+    train = real_sets["train"]
+    floors = [score_samples(Reference.blocked(train[shift:]), {}) for shift in (0, 128)]
+    for key in MAIN:
+        means = [f.floor[key] for f in floors]
+        se = np.sqrt(sum(f.floor_spread[key] ** 2 for f in floors) / 32)
+        assert abs(means[0] - means[1]) < 3 * se, (key, means, se)
+        assert all(f.floor_spread[key] > 0 for f in floors)
+
+
+def test_an_iid_t_with_a_level_per_window_is_labelled_blind_on_acf_abs(real_sets):
+    """Pooled |r| autocorrelations across windows see levels that differ between windows: iid
+    t days with a lognormal level per window pass acf_abs in sample, and the table says so;
+    the iid Gaussian does not pass it."""
+    table = score_samples(Reference.blocked(real_sets["train"]), {})
+    assert table.anchor_ratios.loc[ANCHOR_T_LEVEL, "acf_abs"] < 1.0
+    assert table.blind["acf_abs"]
+    assert table.anchor_ratios.loc[ANCHOR_GAUSSIAN, "acf_abs"] > 1.5

@@ -1,0 +1,341 @@
+"""Forecasts from real history, judged at horizons of 1, 5, 20 and 60 days against arch peers.
+
+At each forecast day ``t`` of a test year, every forecaster draws ``n`` paths of
+:data:`PATH_DAYS` daily log returns given the real returns before ``t`` only; the draws'
+cumulative returns at each horizon ``h`` are scored against the realized ``sum(r[t:t+h])``:
+
+- CRPS of the ensemble (``scoringrules.crps_ensemble``; lower is better),
+- coverage of the 50 / 90 / 98 % central intervals,
+- 1 % and 5 % VaR breaches with Kupiec and Christoffersen tests, ES with Acerbi-Szekely
+  (:mod:`synthfin.risk`),
+- the PIT histogram (uniform for a calibrated forecaster).
+
+Forecast days ``step`` apart share most of a 60-day path, so the breach tests, which assume
+independent days, are approximate beyond ``h = step``. Models are fitted once per origin (the
+first day of the year) on the history before it and filter every later day with fixed
+parameters. One-day log scores are compared on every day of the year with Diebold-Mariano
+(Newey-West) errors (:mod:`synthfin.stats.hac`).
+
+Peers (all ``arch``, percent units): GJR-GARCH(1,1)-t, EGARCH(1,1,1)-t, FIGARCH(1,d,1)-t,
+GJR-GARCH(1,1)-skew-t, and filtered historical simulation (GJR-GARCH(1,1) fitted by Gaussian
+QMLE, its standardized residuals bootstrapped: ``forecast(method="bootstrap")``; it has no
+density, so no log score).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from synthfin.errors import DataError, ModelError
+from synthfin.risk import (
+    acerbi_szekely_z2,
+    christoffersen_independence,
+    kupiec_test,
+)
+
+HORIZONS = (1, 5, 20, 60)
+PATH_DAYS = 60
+INTERVAL_LEVELS = (0.5, 0.9, 0.98)
+VAR_LEVELS = (0.01, 0.05)
+PIT_BINS = 10
+
+
+@dataclass(frozen=True)
+class ArchPeer:
+    """One ``arch_model`` specification; ``bootstrap`` draws standardized residuals (FHS)."""
+
+    vol: str
+    o: int
+    dist: str
+    bootstrap: bool = False
+
+    def fit(self, series: np.ndarray, origin: int) -> FittedPeer:
+        """Fit on ``series[:origin]`` (unscaled log returns, 1-D); the result filters any later
+        day of ``series`` with the parameters fixed."""
+        from arch import arch_model
+
+        y = 100 * np.asarray(series, dtype=np.float64)
+        model = arch_model(y, mean="Constant", vol=self.vol, p=1, o=self.o, q=1,
+                           dist=self.dist, rescale=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = model.fit(last_obs=origin, disp="off")
+        if not np.isfinite(result.params.to_numpy()).all():
+            raise ModelError(f"{self} fit gave non-finite parameters")
+        return FittedPeer(self, model, result, origin)
+
+
+PEERS: dict[str, ArchPeer] = {
+    "gjr-t": ArchPeer("GARCH", 1, "t"),
+    "egarch-t": ArchPeer("EGARCH", 1, "t"),
+    "figarch-t": ArchPeer("FIGARCH", 0, "t"),
+    "gjr-skewt": ArchPeer("GARCH", 1, "skewt"),
+    "fhs": ArchPeer("GARCH", 1, "normal", bootstrap=True),
+}
+
+
+@dataclass
+class FittedPeer:
+    """An ``arch`` model fitted before ``origin``, continuing the real history after it."""
+
+    peer: ArchPeer
+    model: object
+    result: object
+    origin: int
+
+    def paths(self, days: Sequence[int], n: int, seed: int) -> np.ndarray:
+        """Draws (len(days), n, PATH_DAYS) of log returns from each day ``t`` on, given the
+        real returns before ``t`` (``arch`` forecasts from index ``t - 1``)."""
+        days = np.asarray(days)
+        if days.min() < self.origin:
+            raise DataError(f"forecast days must be >= the origin {self.origin}")
+        from arch import arch_model
+
+        method = "bootstrap" if self.peer.bootstrap else "simulation"
+        y = np.asarray(self.model.y)
+        out = []
+        for day in days:  # the history up to the day, parameters fixed: nothing after it
+            model = arch_model(y[:int(day)], mean="Constant", vol=self.peer.vol, p=1,
+                               o=self.peer.o, q=1, dist=self.peer.dist, rescale=False)
+            generator = np.random.default_rng((seed, int(day)))
+            forecast = model.fix(self.result.params).forecast(
+                horizon=PATH_DAYS, method=method, simulations=n, reindex=False,
+                rng=None if self.peer.bootstrap else self._draws(generator),
+                random_state=np.random.RandomState(int(generator.integers(2**32))))
+            out.append(forecast.simulations.values[-1] / 100)
+        return np.stack(out)
+
+    def _shape(self) -> np.ndarray:
+        count = self.model.distribution.num_params
+        return np.asarray(self.result.params.iloc[-count:]) if count else np.array([])
+
+    def _draws(self, generator: np.random.Generator):
+        """Seeded standardized innovations ``rng(size)`` for ``arch``'s simulation (its own
+        default draws are not seedable per call)."""
+        distribution, shape = self.model.distribution, self._shape()
+        return lambda size: distribution.ppf(generator.random(size), shape)
+
+    def one_day_log_scores(self, first: int, last: int) -> np.ndarray:
+        """Log density (log-return units) of each real day in ``[first, last)`` given the
+        days before it, parameters fixed; NaN for FHS (an empirical residual law)."""
+        if self.peer.bootstrap:
+            return np.full(last - first, np.nan)
+        fixed = self.model.fix(self.result.params)
+        scores = self.model.distribution.loglikelihood(
+            self._shape(), np.asarray(fixed.resid), np.asarray(fixed.conditional_volatility) ** 2,
+            individual=True) + math.log(100)
+        return np.asarray(scores)[first:last]
+
+
+def cumulative_returns(paths: np.ndarray, horizons: Sequence[int] = HORIZONS) -> np.ndarray:
+    """Cumulative log returns ``sum(r[:h])`` of paths (..., days) at each horizon:
+    (..., len(horizons))."""
+    paths = np.asarray(paths, dtype=np.float64)
+    if paths.shape[-1] < max(horizons):
+        raise DataError(f"paths of {paths.shape[-1]} days are shorter than horizon "
+                        f"{max(horizons)}")
+    return np.cumsum(paths, axis=-1)[..., np.asarray(horizons) - 1]
+
+
+def crps_ensemble(observed: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    r"""CRPS of ensembles ``draws`` (days, n) at ``observed`` (days,), by ``scoringrules``:
+    :math:`E|X - y| - \tfrac12 E|X - X'|`."""
+    import scoringrules
+
+    return np.asarray(scoringrules.crps_ensemble(np.asarray(observed, dtype=np.float64),
+                                                 np.asarray(draws, dtype=np.float64)))
+
+
+def horizon_scores(draws: np.ndarray, observed: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Scores of one horizon: ``draws`` (days, n) of cumulative returns, ``observed`` (days,).
+
+    Returns mean CRPS, coverage of each central interval, breach rate and the Kupiec and
+    Christoffersen p-values of each VaR level, the Acerbi-Szekely Z2 p-value, and the PIT
+    histogram's counts (``pit_0`` .. ``pit_9``) with its chi-square p-value.
+    """
+    from scipy import stats
+
+    draws, observed = np.asarray(draws, dtype=np.float64), np.asarray(observed, np.float64)
+    row: dict[str, float] = {"days": len(observed),
+                             "crps": float(crps_ensemble(observed, draws).mean())}
+    for level in INTERVAL_LEVELS:
+        low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=1)
+        row[f"cover {level:.0%}"] = float(np.mean((observed >= low) & (observed <= high)))
+    for level in VAR_LEVELS:
+        var = -np.quantile(draws, level, axis=1)  # positive losses
+        es = -np.array([d[d <= -v].mean() for d, v in zip(draws, var, strict=True)])
+        breaches = -observed > var
+        row[f"breach {level:.0%}"] = float(breaches.mean())
+        row[f"kupiec p {level:.0%}"] = kupiec_test(breaches, 1 - level)[1]
+        row[f"christoffersen p {level:.0%}"] = christoffersen_independence(breaches)[1]
+        row[f"AS z2 p {level:.0%}"] = acerbi_szekely_z2(
+            observed, var, np.maximum(es, 1e-12), 1 - level, simulated=draws, seed=seed)[1]
+    pit = np.mean(draws <= observed[:, None], axis=1)
+    counts = np.histogram(pit, bins=PIT_BINS, range=(0, 1))[0]
+    row.update({f"pit_{b}": int(c) for b, c in enumerate(counts)})
+    row["pit chi2 p"] = float(stats.chisquare(counts).pvalue)
+    return row
+
+
+def score_paths(paths: np.ndarray, realized: np.ndarray, days: Sequence[int],
+                horizons: Sequence[int] = HORIZONS, seed: int = 0) -> pd.DataFrame:
+    """Score paths (len(days), n, PATH_DAYS) drawn at forecast ``days`` against the real
+    series ``realized`` (T,): one row per horizon (only horizons whose realized sum is known)."""
+    realized = np.asarray(realized, dtype=np.float64)
+    draws = cumulative_returns(paths, horizons)  # (days, n, H)
+    rows = {}
+    for k, h in enumerate(horizons):
+        known = np.asarray(days) + h <= len(realized)
+        if known.sum() < 2:
+            continue
+        observed = np.array([realized[d:d + h].sum() for d in np.asarray(days)[known]])
+        rows[h] = horizon_scores(draws[known, :, k], observed, seed=seed)
+    return pd.DataFrame(rows).T.rename_axis("horizon")
+
+
+def forecast_days(index: pd.DatetimeIndex, year: int, step: int) -> tuple[int, int, list[int]]:
+    """The origin (first day of ``year``), the end of the year and the forecast days of it,
+    ``step`` apart, as positions in ``index``."""
+    in_year = np.flatnonzero(index.year == year)
+    if len(in_year) == 0:
+        raise DataError(f"no trading day in {year}")
+    origin, end = int(in_year[0]), int(in_year[-1]) + 1
+    return origin, end, list(range(origin, end, step))
+
+
+def compare_log_scores(scores: Mapping[str, np.ndarray], reference: str) -> pd.DataFrame:
+    """Mean one-day log score of each forecaster minus ``reference``'s, with the Newey-West
+    standard error and Diebold-Mariano t of the daily differences."""
+    from synthfin.stats.hac import diebold_mariano
+
+    rows = {}
+    for name, values in scores.items():
+        if name == reference or not np.isfinite(values).all():
+            continue
+        test = diebold_mariano(np.asarray(values) - np.asarray(scores[reference]))
+        rows[name] = {"gain (nats/day)": test.mean, "HAC SE": test.se, "DM t": test.t}
+    return pd.DataFrame(rows).T
+
+
+def ar_forecaster(returns: pd.DataFrame, origin: int, *, finetune: bool = False,
+                  epochs: int = 3, seed: int = 0):
+    """The ``ar`` model from the shipped pooled checkpoint (pretrained on training days up to
+    2013-02-01), its scaler and regimes fitted on ``returns.iloc[:origin]``; fine-tuned there
+    for ``epochs`` when ``finetune`` (nothing after the origin is read)."""
+    import torch
+
+    from synthfin.data.windows import make_windows
+    from synthfin.models.autoregressive import AutoregressiveGenerator
+
+    torch.set_num_threads(1)
+    data = make_windows(returns.iloc[:origin], 64, split=(0.8, 0.1, 0.1))
+    return AutoregressiveGenerator(finetune=finetune, epochs=epochs, progress=False,
+                                   device="cpu", seed=seed).fit(data)
+
+
+@dataclass
+class ForecastRun:
+    """Scores of every forecaster on one series: ``tables[name]`` (rows: horizons) and the
+    one-day log scores of every day of the test years, ``log_scores[name]`` (days,)."""
+
+    ticker: str
+    tables: dict[str, pd.DataFrame]
+    log_scores: dict[str, np.ndarray]
+
+    def summary(self, columns: Sequence[str] = ("crps", "cover 50%", "cover 90%",
+                                                 "cover 98%", "breach 1%", "kupiec p 1%",
+                                                 "breach 5%", "kupiec p 5%",
+                                                 "christoffersen p 1%", "AS z2 p 1%",
+                                                 "pit chi2 p")) -> pd.DataFrame:
+        """Rows (forecaster, horizon), the headline columns."""
+        return pd.concat({name: table[list(columns)] for name, table in self.tables.items()},
+                         names=["model", "horizon"])
+
+
+def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[str], *,
+                  n: int = 500, step: int = 5, seed: int = 0, finetune: bool = False
+                  ) -> ForecastRun:
+    """Every forecaster of ``models`` (``ar`` and names of :data:`PEERS`) on one series
+    (a one-column DataFrame of log returns), refitted at the first day of each of ``years``
+    on the days before it, drawing ``n`` paths every ``step`` days of the year."""
+    if returns.shape[1] != 1:
+        raise DataError(f"forecasts run on one series at a time; got {returns.shape[1]}")
+    unknown = sorted(set(models) - {"ar", *PEERS})
+    if unknown:
+        raise DataError(f"unknown forecasters {unknown}; choose from {['ar', *PEERS]}")
+    series = returns.to_numpy()[:, 0]
+    paths = {m: [] for m in models}
+    logs = {m: [] for m in models}
+    all_days: list[int] = []
+    for year in years:
+        origin, end, days = forecast_days(returns.index, year, step)
+        all_days += days
+        for name in models:
+            if name == "ar":
+                model = ar_forecaster(returns, origin, finetune=finetune, seed=seed)
+                paths[name].append(np.stack([
+                    model.sample_after(series[:day, None], n, PATH_DAYS, seed=seed + day)[..., 0]
+                    for day in days]))
+                logs[name].append(model.one_step_log_likelihood(series[:end, None], origin))
+            else:
+                fitted = PEERS[name].fit(series, origin)
+                paths[name].append(fitted.paths(days, n, seed))
+                logs[name].append(fitted.one_day_log_scores(origin, end))
+    tables = {m: score_paths(np.concatenate(paths[m]), series, all_days, seed=seed)
+              for m in models}
+    return ForecastRun(str(returns.columns[0]), tables,
+                       {m: np.concatenate(logs[m]) for m in models})
+
+
+def forecast_tables(runs: Sequence[ForecastRun]) -> dict[str, pd.DataFrame]:
+    """The printed tables over series: median mean-CRPS (x 1e3) per forecaster and horizon,
+    with the series where each forecaster has the lowest CRPS; the share of series whose 90 %
+    coverage is in [0.87, 0.93] and whose 1 % VaR passes Kupiec at 5 %; one-day log scores
+    against the best peer of each series (highest mean log score) with Diebold-Mariano HAC
+    errors: wins and losses by more than 2 SE."""
+    models = list(runs[0].tables)
+    horizons = list(runs[0].tables[models[0]].index)
+    crps = {m: {h: float(np.median([r.tables[m].loc[h, "crps"] for r in runs])) * 1e3
+                for h in horizons} for m in models}
+    best = {h: pd.Series([min(models, key=lambda m: r.tables[m].loc[h, "crps"]) for r in runs])
+            .value_counts().to_dict() for h in horizons}
+    crps_table = pd.DataFrame(crps).T.rename(columns=lambda h: f"h={h}")
+    crps_table["lowest CRPS on (series x horizon)"] = [
+        sum(best[h].get(m, 0) for h in horizons) for m in models]
+    calibration = {}
+    for m in models:
+        row = {}
+        for h in horizons:
+            cover = np.array([r.tables[m].loc[h, "cover 90%"] for r in runs])
+            kupiec = np.array([r.tables[m].loc[h, "kupiec p 1%"] for r in runs])
+            row[f"h={h} cover90 median"] = float(np.median(cover))
+            ok = int(((cover >= 0.87) & (cover <= 0.93) & (kupiec > 0.05)).sum())
+            row[f"h={h} ok"] = f"{ok} of {len(runs)}"
+        calibration[m] = row
+    rows = {}
+    for m in models:
+        gains, wins, losses = [], 0, 0
+        for r in runs:
+            peers = {p: v for p, v in r.log_scores.items()
+                     if p != m and p != "ar" and np.isfinite(v).all()}
+            if not peers or not np.isfinite(r.log_scores[m]).all():
+                continue
+            best_peer = max(peers, key=lambda p: peers[p].mean())
+            table = compare_log_scores({m: r.log_scores[m], best_peer: peers[best_peer]},
+                                       best_peer)
+            gain, se = table.loc[m, "gain (nats/day)"], table.loc[m, "HAC SE"]
+            gains.append(gain)
+            wins += int(gain > 2 * se)
+            losses += int(gain < -2 * se)
+        if gains:
+            rows[m] = {"median gain vs best other peer (nats/day)": float(np.median(gains)),
+                       "wins > 2 HAC SE": f"{wins} of {len(gains)}",
+                       "losses > 2 HAC SE": f"{losses} of {len(gains)}"}
+    return {"crps": crps_table, "calibration": pd.DataFrame(calibration).T,
+            "log_score": pd.DataFrame(rows).T}

@@ -1,0 +1,91 @@
+"""Forecast scores separate a calibrated forecaster from a miscalibrated one, and the peers
+read nothing after the forecast day."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synthfin.cli import app
+from synthfin.forecast import (
+    PATH_DAYS,
+    PEERS,
+    compare_log_scores,
+    crps_ensemble,
+    cumulative_returns,
+    forecast_days,
+    horizon_scores,
+)
+
+DAYS, DRAWS = 2000, 400
+
+
+def test_cumulative_returns_sum_the_first_h_days():
+    paths = np.arange(2 * 60, dtype=float).reshape(2, 60)
+    np.testing.assert_array_equal(cumulative_returns(paths, (1, 5))[1],
+                                  [60.0, sum(range(60, 65))])
+
+
+def test_crps_of_an_ensemble_matches_the_gaussian_closed_form(rng):
+    """E CRPS(N(0,1), y) over y ~ N(0,1) is 1 / sqrt(pi); per-day sd about 0.3, so 4 SE of the
+    mean of 2,000 days is 0.03 (the ensemble's own bias, ~E|X-X'| / 2m, is 0.0014)."""
+    observed = rng.standard_normal(DAYS)
+    scores = crps_ensemble(observed, rng.standard_normal((DAYS, DRAWS)))
+    assert scores.mean() == pytest.approx(1 / np.sqrt(np.pi), abs=4 * scores.std() / np.sqrt(DAYS))
+
+
+def test_a_forecaster_drawing_from_the_true_law_is_calibrated(rng):
+    """Coverage within 4 binomial SE of nominal (plus the draws' quantile error, ~0.01 at the
+    90 % interval with 400 draws), Kupiec not rejected at 0.1 %, a flat PIT histogram."""
+    row = horizon_scores(rng.standard_normal((DAYS, DRAWS)), rng.standard_normal(DAYS))
+    for level in (0.5, 0.9, 0.98):
+        tolerance = 4 * np.sqrt(level * (1 - level) / DAYS) + 0.01
+        assert row[f"cover {level:.0%}"] == pytest.approx(level, abs=tolerance)
+    assert row["kupiec p 5%"] > 0.001 and row["kupiec p 1%"] > 0.001
+    assert row["pit chi2 p"] > 0.001
+
+
+def test_a_too_narrow_forecaster_is_rejected(rng):
+    """Draws with half the true sd: the 90 % interval covers P(|Z| < 0.82) = 0.59, the 1 % VaR
+    is breached about 10 % of days, ES is underestimated, the PIT is U-shaped."""
+    row = horizon_scores(0.5 * rng.standard_normal((DAYS, DRAWS)), rng.standard_normal(DAYS))
+    assert row["cover 90%"] == pytest.approx(0.59, abs=0.05)
+    assert row["breach 1%"] > 0.05 and row["kupiec p 1%"] < 1e-6
+    assert row["AS z2 p 1%"] < 0.01 and row["pit chi2 p"] < 1e-6
+    assert row["pit_0"] > 3 * row["pit_5"]
+
+
+@pytest.mark.parametrize("name", ["gjr-t", "fhs"])
+def test_peer_paths_read_nothing_after_the_forecast_day(sp500_returns, name):
+    """Fitted before the origin and filtered up to the day: the history after the day (here
+    multiplied by 10) changes neither the parameters nor the seeded paths."""
+    series = sp500_returns.to_numpy()[:, 0]
+    origin, _, days = forecast_days(sp500_returns.index, 2018, 21)
+    changed = series.copy()
+    changed[days[2]:] *= 10
+    first, second = (PEERS[name].fit(s, origin).paths(days[:3], 50, seed=1)
+                     for s in (series, changed))
+    assert first.shape == (3, 50, PATH_DAYS)
+    np.testing.assert_array_equal(first, second)
+    assert first[2].std() < 0.05  # a daily sd of percent units would be ~1
+
+
+def test_log_score_comparison_uses_hac_errors(sp500_returns):
+    series = sp500_returns.to_numpy()[:, 0]
+    origin, end, _ = forecast_days(sp500_returns.index, 2018, 21)
+    scores = {name: PEERS[name].fit(series, origin).one_day_log_scores(origin, end)
+              for name in ("gjr-t", "gjr-skewt", "fhs")}
+    assert np.isnan(scores["fhs"]).all()  # an empirical law has no density
+    table = compare_log_scores(scores, "gjr-t")
+    assert list(table.index) == ["gjr-skewt"]  # fhs left out, the reference too
+    assert 2.5 < scores["gjr-t"].mean() < 4.5  # log density of daily returns (sd ~1 %)
+    assert table.loc["gjr-skewt", "HAC SE"] > 0
+
+
+def test_cli_forecast_prints_every_table(tmp_path):
+    result = CliRunner().invoke(app, ["forecast", "--tickers", "SP500", "--years", "2019",
+                                      "--models", "gjr-t,fhs", "--n", "50", "--step", "63",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for title in ("crps over 1 series", "calibration over 1 series", "log_score over 1 series"):
+        assert title in result.output
+    assert (tmp_path / "forecast.json").exists()
