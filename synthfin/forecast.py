@@ -133,6 +133,9 @@ class FittedPeer:
         return np.asarray(scores)[first:last]
 
 
+EXPLODED = 10.0  # the cumulative log return an overflowed draw is scored as (a price x e^-10)
+
+
 def cumulative_returns(paths: np.ndarray, horizons: Sequence[int] = HORIZONS) -> np.ndarray:
     """Cumulative log returns ``sum(r[:h])`` of paths (..., days) at each horizon:
     (..., len(horizons))."""
@@ -157,12 +160,17 @@ def horizon_scores(draws: np.ndarray, observed: np.ndarray, seed: int = 0) -> di
 
     Returns mean CRPS, coverage of each central interval, breach rate and the Kupiec and
     Christoffersen p-values of each VaR level, the Acerbi-Szekely Z2 p-value, and the PIT
-    histogram's counts (``pit_0`` .. ``pit_9``) with its chi-square p-value.
+    histogram's counts (``pit_0`` .. ``pit_9``) with its chi-square p-value. A forecaster whose
+    simulation overflowed (an explosive EGARCH path gives inf or NaN) is scored, not dropped:
+    its non-finite draws count as a cumulative log return of ``-EXPLODED`` (``+EXPLODED`` for
+    ``+inf``), and their share is the ``non-finite`` column.
     """
     from scipy import stats
 
     draws, observed = np.asarray(draws, dtype=np.float64), np.asarray(observed, np.float64)
-    row: dict[str, float] = {"days": len(observed),
+    broken = ~np.isfinite(draws)
+    draws = np.where(broken, np.where(draws == np.inf, EXPLODED, -EXPLODED), draws)
+    row: dict[str, float] = {"days": len(observed), "non-finite": float(broken.mean()),
                              "crps": float(crps_ensemble(observed, draws).mean())}
     for level in INTERVAL_LEVELS:
         low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=1)

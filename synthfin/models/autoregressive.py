@@ -593,7 +593,7 @@ class AutoregressiveGenerator(TorchGenerator):
             squares = np.minimum(np.square(paths[:, days:]), PLAUSIBLE_SDS**2)
             return np.log(np.mean(squares, axis=(0, 1)))  # no path's excess can steer it
 
-        shift = torch.zeros_like(net.scale_shift)
+        shift = torch.zeros_like(net.scale_shift, device="cpu")  # the secant runs on the host
         previous = None  # (shift, level) of the last iteration
         for _ in range(iterations):
             level = log_level(shift)
