@@ -321,7 +321,7 @@ def correlated_pair():
 
 
 def test_joint_noise_learns_the_same_day_correlation_the_independent_decoder_loses(
-        correlated_pair):
+        correlated_pair, tmp_path):
     from synthfin.stats import joint
 
     real = joint.mean_pairwise_correlation(correlated_pair.real_windows("train"))
@@ -330,6 +330,9 @@ def test_joint_noise_learns_the_same_day_correlation_the_independent_decoder_los
     for rank in (0, 2):
         model = ConditionalVAE(**settings, joint_rank=rank).fit(correlated_pair)
         learned[rank] = joint.mean_pairwise_correlation(model.sample_returns(500, seed=0))
+    model.save(tmp_path)  # the joint model round-trips
+    np.testing.assert_array_equal(Generator.load(tmp_path).sample(20, length=100, seed=3),
+                                  model.sample(20, length=100, seed=3))
     # without joint noise only z and the shared past can correlate the assets: far below real
     assert learned[0] < real - 0.25
     assert abs(learned[2] - real) < 0.1, (learned, real)
