@@ -28,7 +28,15 @@ def test_small_joint_panel_prints_both_references_medians_and_the_largest_return
     assert "out_of_sample:tail_dependence/floor" in gaussian
 
 
-def test_unknown_universe_is_a_clear_error(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--universes", "nope", "--out",
-                             str(tmp_path)], capture_output=True, text=True)
-    assert result.returncode == 2 and "unknown universes ['nope']" in result.stderr
+def test_unknown_universe_is_a_clear_error(monkeypatch, capsys):
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("benchmark_joint", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # in this process: no second start of Python and torch
+    monkeypatch.setattr(sys, "argv", ["benchmark_joint.py", "--universes", "nope"])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    assert exit_info.value.code == 2 and "unknown universes ['nope']" in capsys.readouterr().err
