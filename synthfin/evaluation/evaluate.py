@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.windows import WindowData
 from synthfin.errors import DataError
+from synthfin.evaluation.joint import JointScores, joint_scores, joint_summary
 from synthfin.evaluation.long_horizon import LONG_MIN_DAYS, LongHorizon, long_horizon
 from synthfin.evaluation.neural import NeuralScoreConfig, discriminative_score, predictive_score
 from synthfin.evaluation.scores import (
@@ -63,6 +64,9 @@ class Evaluation:
         sample set.
     long_horizon : LongHorizon or None
         Facts of paths of 1,000 days or more against the real series' segments.
+    joint : dict reference name -> JointScores
+        Cross-asset facts (correlations calm and stressed, tail dependence, portfolios) against
+        each reference with their floors; empty for one asset.
     about : dict
         What a reader needs to cite the run (:func:`run_metadata`): data period and split
         dates, the prepared data's fingerprint, regime thresholds and the annualized vol of each
@@ -80,6 +84,7 @@ class Evaluation:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     long_horizon: LongHorizon | None = None
     about: dict[str, Any] = field(default_factory=dict)
+    joint: dict[str, JointScores] = field(default_factory=dict)
 
     @cached_property
     def real(self) -> np.ndarray:
@@ -116,6 +121,10 @@ class Evaluation:
         if table.anchors is None:
             return []
         return [c for c in SUMMARY_COLUMNS if c in table.blind.index and table.blind[c]]
+
+    def joint_summary(self) -> pd.DataFrame:
+        """Joint facts (multi-asset only): :func:`synthfin.evaluation.joint.joint_summary`."""
+        return joint_summary(self.joint) if self.joint else pd.DataFrame()
 
     def return_quantiles(self) -> pd.DataFrame:
         """Quantiles of daily log returns and the 1-day VaR and ES at 99 % (positive losses,
@@ -202,6 +211,7 @@ class Evaluation:
                                  in self.return_quantiles().to_dict(orient="index").items()},
             "about": self.about,
             "facts": self.facts,
+            "joint": {name: table.to_dict() for name, table in self.joint.items()},
         })
 
     def save(self, directory: str | Path) -> Path:
@@ -297,7 +307,10 @@ def evaluate(references: Mapping[str, Reference] | np.ndarray, samples: Mapping[
                                                                       config=neural_config)}
         secondary = pd.DataFrame(rows).T
     n_assets = next(iter(references.values())).windows.shape[2]
+    joint = ({name: joint_scores(reference, windows) for name, reference in references.items()}
+             if n_assets > 1 else {})
     return Evaluation(references=references, samples=windows, scores=scores, memorization=memo,
+                      joint=joint,
                       secondary=secondary, facts=all_facts,
                       long_horizon=long_horizon(history, long) if long and history is not None
                       else None,

@@ -250,6 +250,8 @@ def _full_tables(evaluation: Evaluation) -> list[tuple[str, pd.DataFrame]]:
     else:
         quantiles.index = [f"{name} / {asset}" for name, asset in quantiles.index]
     tables += [("Return quantiles, VaR and ES (daily log returns)", quantiles)]
+    tables += [("Joint facts (values, and gaps in units of the noise floor)",
+                evaluation.joint_summary())]
     tables += [("Memorization", evaluation.memorization),
                ("Secondary scores (discriminative, predictive)", evaluation.secondary)]
     if evaluation.long_horizon is not None:
@@ -267,6 +269,13 @@ def _full_tables_html(evaluation: Evaluation) -> str:
             "Quantiles of one-day log returns of the real windows of each reference and of "
             "every set, with the 1-day Value at Risk and Expected Shortfall at 99 % as "
             "positive losses (VaR: the 1 % quantile of -r; ES: the mean loss beyond it).",
+        "Joint facts":
+            "Multi-asset only. mean/calm/stressed_corr: mean pairwise correlation of same-day "
+            "returns on all days, and on days whose equal-weight portfolio's trailing 21-day "
+            "vol is below / above the real quartiles; tail_dependence: P(r_j < q5_j | r_i < "
+            "q5_i) over pairs; corr_mae: mean absolute error of the pairwise correlations; "
+            "ew_kurtosis, ew_es99: the equal-weight portfolio's excess kurtosis and 99 % ES. "
+            "Ratios near or below 1 are as close as the real data are to themselves.",
         "Memorization":
             "copy_share: exact copies of a training window; close_share: closer to the training "
             "set than 95 % of held-out real windows (0.05 ideal); median_ratio: 1 ideal.",
@@ -403,6 +412,12 @@ def _figures_html(evaluation: Evaluation) -> str:
         parts.append("<h3>Cross-asset correlation</h3>")
         parts.append(_figure_html(_correlation_figure(evaluation),
                                   "Correlation matrix of same-day returns, real and each set."))
+        parts.append(_figure_html(_joint_bars_figure(evaluation),
+                                  "Mean pairwise correlation on calm and stressed days (split "
+                                  "by the equal-weight portfolio's trailing 21-day vol at the "
+                                  "real quartiles) and lower-tail dependence, per reference: "
+                                  "real in black. In a crisis real assets fall together: the "
+                                  "stressed bar stands above the calm one."))
     return "\n".join(parts)
 
 
@@ -624,6 +639,23 @@ def _correlation_figure(evaluation: Evaluation) -> str:
                 panel.text(column, row, f"{value:.2f}", ha="center", va="center",
                            fontsize="small", color="white" if abs(value) > 0.5 else "black")
     figure.colorbar(image, ax=axes, shrink=0.8)
+    return _to_base64(figure)
+
+
+def _joint_bars_figure(evaluation: Evaluation) -> str:
+    colors = _set_colors(evaluation)
+    figure, axes = _new_figure(len(evaluation.joint), height=3.0, panel_width=5.0)
+    columns = ["calm_corr", "stressed_corr", "tail_dependence"]
+    for panel, (reference, table) in zip(axes, evaluation.joint.items(), strict=True):
+        values = table.values[columns]
+        width = 0.8 / len(values)
+        for position, (name, row) in enumerate(values.iterrows()):
+            panel.bar(np.arange(len(columns)) + position * width, row.to_numpy(dtype=float),
+                      width, color=colors.get(name, REAL_COLOR), label=name)
+        panel.set(title=reference, xticks=np.arange(len(columns)) + 0.4 - width / 2,
+                  ylim=(min(0.0, float(np.nanmin(values.to_numpy(dtype=float)))), 1.0))
+        panel.set_xticklabels(["calm corr", "stressed corr", "tail dependence"])
+    _legend_below(figure, axes[0])
     return _to_base64(figure)
 
 

@@ -128,7 +128,7 @@ def test_two_assets_add_correlation_heatmaps_and_both_asset_sections(two_asset_r
     html = (two_asset_report / "report.html").read_text()
     assert "Cross-asset correlation" in html
     assert "<h3>asset_0</h3>" in html and "<h3>asset_1</h3>" in html
-    assert len(_images(html)) == 2 * UNIVARIATE_FIGURE_KINDS + 1
+    assert len(_images(html)) == 2 * UNIVARIATE_FIGURE_KINDS + 2  # heat maps, joint bars
 
 
 def test_secondary_scores_are_reported_as_secondary_and_figures_capped_at_four_assets(
@@ -144,7 +144,7 @@ def test_secondary_scores_are_reported_as_secondary_and_figures_capped_at_four_a
     assert "These learned scores are secondary" in html
     assert "real (TRTR)" in (tmp_path / "report.md").read_text()
     assert "<h3>asset_3</h3>" in html and "<h3>asset_4</h3>" not in html
-    assert len(_images(html)) == 4 * UNIVARIATE_FIGURE_KINDS + 1
+    assert len(_images(html)) == 4 * UNIVARIATE_FIGURE_KINDS + 2
 
 
 @pytest.fixture(scope="module")
