@@ -54,6 +54,19 @@ def test_a_too_narrow_forecaster_is_rejected(rng):
     assert row["pit_0"] > 3 * row["pit_5"]
 
 
+def test_an_overflowed_simulation_is_scored_as_a_loss_and_counted(rng):
+    """An explosive peer (EGARCH's exp overflows to inf, then NaN) is scored, not a crash:
+    its broken draws count as a total loss and their share is reported."""
+    draws = rng.standard_normal((200, 100))
+    draws[:20, :50] = np.nan  # half the draws of 20 days
+    draws[20, 0] = -np.inf
+    row = horizon_scores(draws, rng.standard_normal(200))
+    assert row["non-finite"] == pytest.approx((20 * 50 + 1) / draws.size)
+    assert np.isfinite(row["crps"]) and row["breach 1%"] < 0.05  # the losses widen its VaR
+    intact = horizon_scores(rng.standard_normal((200, 100)), rng.standard_normal(200))
+    assert row["crps"] > intact["crps"]
+
+
 @pytest.mark.parametrize("name", ["gjr-t", "fhs"])
 def test_peer_paths_read_nothing_after_the_forecast_day(sp500_returns, name):
     """Fitted before the origin and filtered up to the day: the history after the day (here
