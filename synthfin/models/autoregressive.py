@@ -711,15 +711,7 @@ class AutoregressiveGenerator(TorchGenerator):
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """GRU states (layers, n, A, H), mean squares (n, A, S) and last returns (n, A) after
         reading unscaled ``context`` (days, assets), or one per path (n, days, assets)."""
-        spec = self._spec()
-        context = np.asarray(context, dtype=np.float64)
-        per_path = context.ndim == 3
-        if (context.ndim not in (2, 3) or context.shape[-1] != len(spec.assets)
-                or context.shape[-2] < 1 or (per_path and len(context) != n)):
-            raise ModelError(f"context must be (days >= 1, {len(spec.assets)}) or "
-                             f"({n}, days >= 1, {len(spec.assets)}), got {context.shape}")
-        recent = spec.scaler.transform((context if per_path else context[None])
-                                       [:, -self.config.context:])
+        recent, per_path = self._spec().scaled_context(context, n, self.config.context)
         state, v, y = self._states(recent, np.array([recent.shape[1] - 1]))
         state, v, y = state[:, :, 0], v[:, 0], y[:, 0]
         if not per_path:

@@ -77,6 +77,21 @@ class DataSpec:
         of the next window when a window model rolls a path forward."""
         return realized_vol(self.scaler.inverse(scaled[:, -self.vol_lookback:]))
 
+    def scaled_context(self, context: np.ndarray, n: int, days: int) -> tuple[np.ndarray, bool]:
+        """The last ``days`` days of a history a context sampler continues, scaled, as
+        (1 or n, days', assets), and whether each of the ``n`` paths has its own: ``context``
+        is one history (days, assets) shared by every path or one per path (n, days, assets),
+        finite; anything else is a :class:`~synthfin.errors.ModelError`."""
+        context = np.asarray(context, dtype=np.float64)
+        per_path = context.ndim == 3
+        if (context.ndim not in (2, 3) or context.shape[-1] != len(self.assets)
+                or context.shape[-2] < 1 or (per_path and len(context) != n)
+                or not np.isfinite(context).all()):
+            raise ModelError(f"context must be finite, (days >= 1, {len(self.assets)}) or "
+                             f"({n}, days >= 1, {len(self.assets)}), got {context.shape}")
+        return self.scaler.transform((context if per_path else context[None])[:, -days:]), \
+            per_path
+
     def regime_of(self, scaled: np.ndarray) -> np.ndarray:
         """Regime code after each path, from :meth:`trailing_vol`."""
         return self.regimes.label(self.trailing_vol(scaled))

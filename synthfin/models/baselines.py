@@ -201,17 +201,9 @@ class GarchGenerator(Generator):
         or one per path (n, days, assets); its last :attr:`context_days` days are filtered
         (``arch``'s ``forecast(method="simulation")`` with fixed parameters)."""
         spec = self._spec()
-        context = np.asarray(context, dtype=np.float64)
-        per_path = context.ndim == 3
-        if (context.ndim not in (2, 3) or context.shape[-1] != len(spec.assets)
-                or context.shape[-2] < 1 or (per_path and len(context) != n)
-                or not np.isfinite(context).all()):
-            raise ModelError(f"context must be finite, (days >= 1, {len(spec.assets)}) or "
-                             f"({n}, days >= 1, {len(spec.assets)}), got {context.shape}")
+        recent, per_path = spec.scaled_context(context, n, self.context_days)
         if n < 1 or length < 1:
             raise ModelError(f"n and length must be >= 1, got {n} and {length}")
-        recent = spec.scaler.transform((context if per_path else context[None])
-                                       [:, -self.context_days:])
         variance = self.filtered_variance(recent)
         if not per_path:
             variance = np.repeat(variance, n, axis=0)

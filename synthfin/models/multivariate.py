@@ -219,15 +219,8 @@ class _FilteredGenerator(Generator):
     def _after(self, context: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Variances (n, assets) and joint state after unscaled ``context`` (days, assets) or
         (n, days, assets), checked."""
-        spec = self._spec()
-        context = np.asarray(context, dtype=np.float64)
-        per_path = context.ndim == 3
-        if (context.ndim not in (2, 3) or context.shape[-1] != len(spec.assets)
-                or context.shape[-2] < 1 or (per_path and len(context) != n)):
-            raise ModelError(f"context must be (days >= 1, {len(spec.assets)}) or "
-                             f"({n}, days >= 1, {len(spec.assets)}), got {context.shape}")
-        scaled = spec.scaler.transform(context if per_path else context[None])
-        z, variance = gjr_filter(scaled[:, -self.config.context:], self.params_)
+        scaled, per_path = self._spec().scaled_context(context, n, self.config.context)
+        z, variance = gjr_filter(scaled, self.params_)
         joint = self._history_state(z)
         if not per_path:
             variance = np.repeat(variance, n, axis=0)
