@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
@@ -153,23 +154,24 @@ class _FilteredGenerator(Generator):
         self._fit_joint(z, data.day_regimes("train"), len(data.regimes.names))
 
     # -- the joint part ------------------------------------------------------------------------
+    @abstractmethod
     def _fit_joint(self, z: np.ndarray, labels: np.ndarray, n_regimes: int) -> None:
         """Fit the joint part on standardized residuals (T, assets) whose days have the
         regime codes ``labels`` (T,)."""
-        raise NotImplementedError
 
     def _start(self, n: int, regime: int | None) -> np.ndarray | None:
         """The joint state of ``n`` new paths (or of a regime's start)."""
         return None
 
+    @abstractmethod
     def _draw(self, joint: np.ndarray | None, rng: np.random.Generator, n: int) -> np.ndarray:
-        raise NotImplementedError
+        """A day of standardized residuals (n, assets) given the joint state."""
 
+    @abstractmethod
     def _draw_given(self, joint: np.ndarray | None, rng: np.random.Generator,
                     z_given: np.ndarray, given_idx: list[int]) -> np.ndarray:
         """A day of residuals (n, assets) whose entries ``given_idx`` are ``z_given`` (n, k)
         and the others drawn given them."""
-        raise NotImplementedError
 
     def _advance(self, joint: np.ndarray | None, z: np.ndarray) -> np.ndarray | None:
         return joint
