@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from arch import arch_model
@@ -79,6 +79,20 @@ class GarchConfig(GeneratorConfig):
     limits: ClassVar[dict[str, Limit]] = {"dist": ("t", "skewt"), "burn_in": ">= 0"}
 
 
+def fit_garch(series: np.ndarray, *, o: int, dist: str, what: str) -> tuple[Any, Any]:
+    """``arch``'s GARCH(1, o, 1) with a constant mean and ``dist`` innovations, fitted by
+    maximum likelihood on ``series`` (1-D, unscaled by ``arch``): the model and its result. A
+    fit that did not converge is a :class:`ModelError` naming ``what``."""
+    model = arch_model(series, mean="Constant", vol="GARCH", p=1, o=o, q=1, dist=dist,
+                       rescale=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit(disp="off")
+    if result.convergence_flag != 0:
+        raise ModelError(f"{what} did not converge (flag {result.convergence_flag})")
+    return model, result
+
+
 @register
 class GarchGenerator(Generator):
     """GARCH(1,1) (optionally GJR) with Student-t or skew-t innovations, one model per asset.
@@ -105,14 +119,8 @@ class GarchGenerator(Generator):
         series = data.train.returns
         params, normal_scores = [], []
         for a, asset in enumerate(data.assets):
-            model = arch_model(series[:, a], mean="Constant", vol="GARCH", p=1,
-                               o=int(self.config.gjr), q=1, dist=self.config.dist, rescale=False)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = model.fit(disp="off")
-            if result.convergence_flag != 0:
-                raise ModelError(f"GARCH fit for {asset} did not converge "
-                                 f"(flag {result.convergence_flag})")
+            model, result = fit_garch(series[:, a], o=int(self.config.gjr),
+                                      dist=self.config.dist, what=f"GARCH fit for {asset}")
             p = result.params
             shape = list(p.iloc[-model.distribution.num_params:])  # nu (t); eta, lambda (skewt)
             params.append([p["mu"], p["omega"], p["alpha[1]"], p.get("gamma[1]", 0.0),

@@ -17,13 +17,11 @@ conditional standard deviation at most :data:`MAX_VOL_MULTIPLE` long-run ones.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from arch import arch_model
 from scipy import optimize, special
 from scipy.signal import lfilter
 
@@ -38,6 +36,7 @@ from synthfin.models.base import (
     given_arguments,
     register,
 )
+from synthfin.models.baselines import fit_garch
 
 MAX_PERSISTENCE = 0.99  # alpha + gamma / 2 + beta of each filter, and a + b of the DCC
 MIN_DF = 5.0  # Student-t degrees of freedom: the innovations keep a finite kurtosis (> 4)
@@ -62,14 +61,7 @@ def fit_gjr(series: np.ndarray) -> np.ndarray:
     """
     rows = []
     for a in range(series.shape[1]):
-        model = arch_model(series[:, a], mean="Constant", vol="GARCH", p=1, o=1, q=1,
-                           dist="t", rescale=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = model.fit(disp="off")
-        if result.convergence_flag != 0:
-            raise ModelError(f"GJR-GARCH fit of asset {a} did not converge "
-                             f"(flag {result.convergence_flag})")
+        _, result = fit_garch(series[:, a], o=1, dist="t", what=f"GJR-GARCH fit of asset {a}")
         p = result.params
         alpha, gamma, beta = p["alpha[1]"], p["gamma[1]"], p["beta[1]"]
         persistence = alpha + gamma / 2 + beta
