@@ -7,7 +7,8 @@
 For each series and year, every forecaster is fitted on the days before the year's first day
 (``ar``: the shipped pooled checkpoint, pretrained on training days up to 2013-02-01, zero-shot
 unless ``--finetune``) and draws ``--n`` paths of 60 days every ``--step`` days of the year
-(:mod:`synthfin.forecast`). Printed: each series' table, then over series the median CRPS per
+(:mod:`synthfin.backtest.forecast`). Printed: each series' table, then over series the median CRPS
+per
 horizon, the 90 % coverage / Kupiec 1 % counts, and one-day log scores against the best other
 peer with Diebold-Mariano (Newey-West) errors. Writes ``forecast.md`` and ``forecast.json``.
 ``--jobs`` runs that many series at once, in processes of one torch thread each.
@@ -25,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from synthfin.backtest.forecast import ForecastRun, forecast_tables, run_forecasts
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
-from synthfin.forecast import ForecastRun, forecast_tables, run_forecasts
 from synthfin.io import atomic_write_json, atomic_write_text, finite_json
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from synthfin.config import load_pipeline_config
 from synthfin.evaluation.long_horizon import long_horizon
-from synthfin.pipeline import model_settings, prepare_data
+from synthfin.jobs.config import load_pipeline_config
+from synthfin.jobs.pipeline import model_settings, prepare_data
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
     python pipelines/bench_ohlcv.py [--n 200] [--models ar,garch] [--threads 1]
 
-Table 1, bar facts (:func:`synthfin.ohlcv.bar_facts`, per one-year segment, averaged): real
+Table 1, bar facts (:func:`synthfin.scenarios.ohlcv.bar_facts`, per one-year segment, averaged):
+real
 S&P 500 bars of the fitted years (2008-2016) and of the held-out years 2017-2018 (``arch.data``);
 the default OHLCV model applied to the real held-out closes (10 seeds); and the layer on top of
 synthetic one-year paths from each model. Table 2: backtesting.py's SmaCross (10/20, long/short,
@@ -25,9 +26,9 @@ from backtesting.lib import crossover
 from backtesting.test import SMA
 
 import synthfin as sf
-from synthfin.adapters import BacktestingStrategy
-from synthfin.backtest import performance
-from synthfin.ohlcv import FIELDS, bar_facts, sp500_ohlcv_model
+from synthfin.backtest.adapters import BacktestingStrategy
+from synthfin.backtest.performance import performance
+from synthfin.scenarios.ohlcv import FIELDS, bar_facts, sp500_ohlcv_model
 
 MODELS = {"ar": {"progress": False}, "garch": {"gjr": True, "dist": "skewt"}}
 LENGTH = 252

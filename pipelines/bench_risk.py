@@ -5,7 +5,8 @@ generator beside GARCH(1,1)-t.
 
 Both models condition on the real past: for each held-out day they draw ``--draws`` returns given
 the days before it; VaR and ES at 95 % and 99 % come from those draws and are judged by Kupiec,
-Christoffersen and Acerbi-Szekely Z2 (see :mod:`synthfin.risk`). Prints one Markdown table per
+Christoffersen and Acerbi-Szekely Z2 (see :mod:`synthfin.backtest.risk`). Prints one Markdown table
+per
 model and the run time; ``--out`` also writes them as ``risk_backtest.md`` and ``.json``.
 """
 
@@ -19,9 +20,9 @@ import pandas as pd
 import torch
 
 import synthfin as sf
+from synthfin.backtest.risk import garch_t_forecast_samples, model_forecast_samples, risk_backtest
 from synthfin.io import atomic_write_json, atomic_write_text
 from synthfin.models.autoregressive import AutoregressiveGenerator
-from synthfin.risk import garch_t_forecast_samples, model_forecast_samples, risk_backtest
 
 INTEGER_COLUMNS = ("days", "exceedances")
 

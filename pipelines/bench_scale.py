@@ -14,7 +14,7 @@ On the bundled S&P 500 (window 64, stride 1), prints one table:
   sizes S (the Gaussian generator, 64-day paths, chunks of 10,000 paths), next to its memory
   before writing (Python, torch, pyarrow and the model loaded; the peak is reset there);
 - seconds to compute the pooled window facts of ``--eval-paths`` 64-day paths streaming from
-  the data set (:func:`synthfin.shards.dataset_facts`), with that process's peak memory.
+  the data set (:func:`synthfin.jobs.shards.dataset_facts`), with that process's peak memory.
 
 Run it alone: it keeps the machine busy. Timings of several processes on one machine share its
 cores; on a machine with fewer cores than processes, N processes are not faster.
@@ -39,8 +39,8 @@ from synthfin import distributed
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
 from synthfin.data.windows import WindowData, make_windows
+from synthfin.jobs.shards import ShardPlan, dataset_facts, write_dataset
 from synthfin.models import Generator, get_generator
-from synthfin.shards import ShardPlan, dataset_facts, write_dataset
 
 AR = {"hidden": 32, "layers": 1, "components": 2, "batch_size": 128, "patience": 1000,
       "progress": False}

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthfin.config import load_pipeline_config
 from synthfin.data.bundled import BUNDLED_TICKERS
 from synthfin.data.universe import bundled_universe
 from synthfin.evaluation.scores import ANCHOR_GAUSSIAN, ANCHOR_T_LEVEL, anchor_samples
-from synthfin.pipeline import model_settings
+from synthfin.jobs.config import load_pipeline_config
+from synthfin.jobs.pipeline import model_settings
 from synthfin.stats import facts
 
 

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthfin.config import load_pipeline_config
 from synthfin.evaluation import evaluate_windows
 from synthfin.io import atomic_write_json, atomic_write_text, finite_json
-from synthfin.pipeline import model_settings, prepare_data
+from synthfin.jobs.config import load_pipeline_config
+from synthfin.jobs.pipeline import model_settings, prepare_data
 
 SCORES = ["acf_r", "acf_abs", "acf_sq", "leverage", "tails", "w1_1d", "w1_20d"]
 

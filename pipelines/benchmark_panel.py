@@ -36,15 +36,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthfin.config import load_pipeline_config
 from synthfin.data.bundled import BUNDLED_TICKERS
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
 from synthfin.errors import ModelError
 from synthfin.evaluation import evaluate_windows
 from synthfin.io import atomic_write_json, atomic_write_text, finite_json
+from synthfin.jobs.config import load_pipeline_config
+from synthfin.jobs.pipeline import model_settings, prepare_data
 from synthfin.models.baselines import garch_one_step_log_likelihood
-from synthfin.pipeline import model_settings, prepare_data
 from synthfin.stats.hac import newey_west_se
 
 PIPELINES = Path(__file__).parent

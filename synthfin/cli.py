@@ -214,41 +214,48 @@ def prepare(
     tickers: Annotated[str | None, typer.Option(help="Comma-separated tickers.")] = None,
     start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
     end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
-    window: Annotated[int, typer.Option(help="Days per window.")] = 64,
-    stride: Annotated[int, typer.Option(help="Days between window starts.")] = 1,
-    split: Annotated[str, typer.Option(
-        help="Train,val,test fractions, or last-train-day,last-val-day dates.")] = "0.7,0.15,0.15",
-    vol_lookback: Annotated[int, typer.Option(help="Days of trailing realized vol.")] = 21,
-    regime_quantiles: Annotated[str, typer.Option(
-        help="Training-vol quantiles separating calm,normal,stressed.")] = "0.25,0.75",
-    gaussianize: Annotated[bool, typer.Option(
-        help="Also remove heavy tails with the Lambert W transform.")] = False,
+    window: Annotated[int | None, typer.Option(help="Days per window.")] = None,
+    stride: Annotated[int | None, typer.Option(help="Days between window starts.")] = None,
+    split: Annotated[str | None, typer.Option(
+        help="Train,val,test fractions, or last-train-day,last-val-day dates.")] = None,
+    vol_lookback: Annotated[int | None, typer.Option(
+        help="Days of trailing realized vol.")] = None,
+    regime_quantiles: Annotated[str | None, typer.Option(
+        help="Training-vol quantiles separating calm,normal,stressed.")] = None,
+    gaussianize: Annotated[bool | None, typer.Option(
+        help="Also remove heavy tails with the Lambert W transform.")] = None,
     fill_gaps: Annotated[int, typer.Option(
         help="Forward-fill NaN runs up to this many days (0: gaps are errors).")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="yfinance cache folder.")] = None,
 ) -> None:
-    """Prices -> log returns -> scaled, regime-labelled windows, written to a folder."""
-    from synthfin.config import DataConfig, validated
-    from synthfin.pipeline import prepare_data
+    """Prices -> log returns -> scaled, regime-labelled windows, written to a folder. A window
+    option left out takes its default from ``synthfin.data.windows.WindowSettings``."""
+    from synthfin.jobs.config import DataConfig, validated
+    from synthfin.jobs.pipeline import prepare_data
 
-    split_parts = _split_list(split)
-    try:
-        split_value: list[float] | list[str] = [float(s) for s in split_parts]
-    except ValueError:
-        split_value = split_parts
+    windows: dict[str, Any] = {"window_len": window, "stride": stride,
+                               "vol_lookback": vol_lookback, "gaussianize": gaussianize}
+    if split is not None:
+        split_parts = _split_list(split)
+        try:
+            windows["split"] = [float(s) for s in split_parts]
+        except ValueError:
+            windows["split"] = split_parts
+    if regime_quantiles is not None:
+        windows["regime_quantiles"] = [float(q) for q in _split_list(regime_quantiles)]
     config = validated(DataConfig, {
         "source": source, "tickers": _split_list(tickers) if tickers else None, "start": start,
-        "end": end, "window_len": window, "stride": stride, "split": split_value,
-        "vol_lookback": vol_lookback, "gaussianize": gaussianize, "fill_gaps": fill_gaps,
-        "regime_quantiles": [float(q) for q in _split_list(regime_quantiles)],
-        "cache_dir": None if cache_dir is None else str(cache_dir)}, "synthfin prepare")
+        "end": end, "fill_gaps": fill_gaps,
+        "cache_dir": None if cache_dir is None else str(cache_dir),
+        **{k: v for k, v in windows.items() if v is not None}}, "synthfin prepare")
     with _locked(_folder(out)):
         data = prepare_data(config)
         data.save(out)
-    typer.echo(f"prepared {', '.join(data.assets)}: window {window}, stride {stride} -> {out}")
+    typer.echo(f"prepared {', '.join(data.assets)}: window {data.window_len}, stride "
+               f"{data.stride} -> {out}")
     typer.echo(data.summary().to_string())
     thresholds = ", ".join(f"{v:.1%}" for v in data.regimes.thresholds_)
-    typer.echo(f"regime thresholds (annualized {vol_lookback}-day realized vol): {thresholds}")
+    typer.echo(f"regime thresholds (annualized {data.vol_lookback}-day realized vol): {thresholds}")
 
 
 def _parse_settings(settings: list[str]) -> dict[str, Any]:
@@ -368,8 +375,8 @@ def _sample_shards(model_dir: Path, out: Path, n: int, seed: int, regime: str | 
     import torch
 
     from synthfin import distributed
+    from synthfin.jobs.shards import ShardPlan, write_dataset, write_dataset_in_workers
     from synthfin.models import Generator
-    from synthfin.shards import ShardPlan, write_dataset, write_dataset_in_workers
 
     if distributed.launched():  # started by torchrun: this process is one rank
         distributed.setup(torch.device("cpu"))  # gloo: the ranks only wait for each other
@@ -507,7 +514,7 @@ def facts(
     import numpy as np
 
     from synthfin.io import atomic_write_json
-    from synthfin.shards import dataset_facts
+    from synthfin.jobs.shards import dataset_facts
     from synthfin.stats import fact_statistics
 
     columns = {}
@@ -574,8 +581,8 @@ def run(
     """Run a pipeline: data, every model, samples, evaluation and report.
 
     Stages whose inputs did not change are reused; progress goes to the terminal."""
-    from synthfin.config import load_pipeline_config
-    from synthfin.pipeline import Pipeline
+    from synthfin.jobs.config import load_pipeline_config
+    from synthfin.jobs.pipeline import Pipeline
 
     config = load_pipeline_config(pipeline, seed=seed, device=device,
                                   output=None if out is None else str(out))
@@ -595,7 +602,7 @@ def stress(
     model_dir: Annotated[Path, typer.Option(
         help="A saved Synthesizer, or a generator folder together with --data.")],
     strategy: Annotated[str, typer.Option(
-        help="module:function; e.g. synthfin.backtest:moving_average_crossover.")],
+        help="module:function; e.g. synthfin.backtest.harness:moving_average_crossover.")],
     out: Annotated[Path, typer.Option(help="Folder for stress.md, stress.json, stress.png.")],
     data: Annotated[Path | None, typer.Option(
         help="Prepared data (for a plain generator folder): the real history.")] = None,
@@ -616,7 +623,7 @@ def stress(
 
     Scenario sets: unconditional, by regime and crash; the table says where the real history
     falls in each distribution."""
-    from synthfin.backtest import load_strategy, stress_test
+    from synthfin.backtest.harness import load_strategy, stress_test
     from synthfin.data.windows import WindowData
     from synthfin.models import Generator
     from synthfin.synthesizer import Synthesizer
@@ -678,10 +685,10 @@ def forecast(
     out: Annotated[Path | None, typer.Option(help="Folder for forecast.json.")] = None,
 ) -> None:
     """Forecasts from real history at horizons 1/5/20/60 days: CRPS, coverage, VaR and ES
-    backtests, PIT, one-day log scores with HAC errors (see synthfin.forecast)."""
+    backtests, PIT, one-day log scores with HAC errors (see synthfin.backtest.forecast)."""
+    from synthfin.backtest.forecast import forecast_tables, run_forecasts
     from synthfin.data.returns import log_returns
     from synthfin.data.sources import load_prices
-    from synthfin.forecast import forecast_tables, run_forecasts
     from synthfin.io import atomic_write_json, finite_json
 
     runs = []

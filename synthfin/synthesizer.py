@@ -14,19 +14,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthfin.calendars import DEFAULT_CALENDAR, previous_trading_day, trading_days_after
-from synthfin.config import WindowSettings, validated
 from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.files import bar_volumes, wide_prices
 from synthfin.data.returns import log_returns
 from synthfin.data.validation import validate_prices
-from synthfin.data.windows import WindowData
+from synthfin.data.windows import WindowData, WindowSettings
 from synthfin.errors import DataError, ModelError
 from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
 from synthfin.io import atomic_write, atomic_write_json
+from synthfin.jobs.config import validated
 from synthfin.models import ContextSampler, Generator, available_generators, get_generator
-from synthfin.ohlcv import VOLUME_TREND_DAYS
-from synthfin.scenarios import Scenarios, Shock
+from synthfin.scenarios.calendars import DEFAULT_CALENDAR, previous_trading_day, trading_days_after
+from synthfin.scenarios.ohlcv import VOLUME_TREND_DAYS
+from synthfin.scenarios.paths import Scenarios, Shock
 
 STARTS = ("stationary", "today")  # where paths start: see the Synthesizer docstring
 
@@ -71,16 +71,11 @@ class Synthesizer:
     >>> scenarios.prices().shape          # (1000, 253, 1), starting at the last real close
     """
 
-    def __init__(self, model: str = "ar", *, window_len: int = 64, stride: int = 1,
-                 split: Sequence[float] | Sequence[str] = (0.7, 0.15, 0.15),
-                 vol_lookback: int = 21, regime_quantiles: Sequence[float] = (0.25, 0.75),
-                 gaussianize: bool = False, **model_settings: Any) -> None:
+    def __init__(self, model: str = "ar", **settings: Any) -> None:
         self.model = model
-        self.data_settings = validated(WindowSettings, {
-            "window_len": window_len, "stride": stride, "split": list(split),
-            "vol_lookback": vol_lookback, "regime_quantiles": list(regime_quantiles),
-            "gaussianize": gaussianize}, "Synthesizer data settings")
-        self.model_settings = model_settings
+        window = {k: v for k, v in settings.items() if k in WindowSettings.model_fields}
+        self.data_settings = validated(WindowSettings, window, "Synthesizer data settings")
+        self.model_settings = {k: v for k, v in settings.items() if k not in window}
         self.generator_cls = get_generator(model)
 
     def fit(self, prices: pd.DataFrame, *, volume: pd.DataFrame | pd.Series | None = None,
@@ -91,7 +86,8 @@ class Synthesizer:
 
         ``volume`` (daily shares, a column per ticker; read from ``prices`` when it holds a
         Volume column) sets the level of sampled bars' volume: the mean of the last
-        :data:`~synthfin.ohlcv.VOLUME_TREND_DAYS` days, per asset. Without it (or when a file's
+        :data:`~synthfin.scenarios.ohlcv.VOLUME_TREND_DAYS` days, per asset. Without it (or when a
+        file's
         volumes are zero, as Yahoo gives for currencies) bars keep the bar model's level (the
         S&P 500 index's shares).
         """

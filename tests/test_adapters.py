@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 
 import synthfin as sf
-from synthfin.adapters import (
+from synthfin.backtest.adapters import (
     BacktestingStrategy,
     _quiet_backtesting,
     signal_strategy,
     vectorbt_defaults,
 )
-from synthfin.backtest import moving_average_crossover, strategy_returns
+from synthfin.backtest.harness import moving_average_crossover, strategy_returns
 from synthfin.errors import DataError
 
 backtesting = pytest.importorskip(

@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 import synthfin as sf
-from synthfin.backtest import (
+from synthfin.backtest.harness import (
     load_strategy,
     moving_average_crossover,
     performance,
@@ -92,8 +92,8 @@ def test_bad_strategies_are_clear_errors():
     with pytest.raises(SynthfinError, match="module:function"):
         load_strategy("nocolon")
     with pytest.raises(SynthfinError, match="cannot load strategy"):
-        load_strategy("synthfin.backtest:nope")
-    assert load_strategy("synthfin.backtest:moving_average_crossover").vectorized
+        load_strategy("synthfin.backtest.harness:nope")
+    assert load_strategy("synthfin.backtest.harness:moving_average_crossover").vectorized
     with pytest.raises(DataError, match="weights of shape"):
         strategy_returns(lambda frame: frame.iloc[:2], np.ones((1, 4, 1)),
                          pd.bdate_range("2024-01-01", periods=4), ["X"])
@@ -103,7 +103,7 @@ def test_cli_stress_writes_the_report(synth, tmp_path):
     synth.save(tmp_path / "synth")
     result = CliRunner().invoke(app, [
         "stress", "--model-dir", str(tmp_path / "synth"), "--strategy",
-        "synthfin.backtest:volatility_targeting", "--n", "100", "--length", "64",
+        "synthfin.backtest.harness:volatility_targeting", "--n", "100", "--length", "64",
         "--regime", "stressed", "--crash", "-0.1", "--out", str(tmp_path / "stress")])
     assert result.exit_code == 0, result.output
     for file in ("stress.md", "stress.json", "stress.png"):

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from synthfin.calendars import previous_trading_day, trading_days_after
 from synthfin.errors import DataError
+from synthfin.scenarios.calendars import previous_trading_day, trading_days_after
 
 NYSE_2023_HOLIDAYS = ["2023-01-02", "2023-01-16", "2023-02-20", "2023-04-07", "2023-05-29",
                       "2023-06-19", "2023-07-04", "2023-09-04", "2023-11-23", "2023-12-25"]

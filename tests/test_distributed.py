@@ -138,7 +138,7 @@ def test_a_neural_model_trains_in_two_ranks_and_loads_in_one(tmp_path: Path,
 
 
 def test_the_pipeline_distributed_block_sets_nproc_of_neural_models_only() -> None:
-    from synthfin.config import PipelineConfig
+    from synthfin.jobs.config import PipelineConfig
 
     config = PipelineConfig(name="x", distributed={"nproc": 3}, models={
         "ar": {}, "big": {"model": "cvae", "nproc": 2}, "garch": {}})
@@ -155,7 +155,7 @@ def test_torchrun_trains_resumes_and_samples_from_the_command_line(tmp_path: Pat
     from typer.testing import CliRunner
 
     from synthfin.cli import app
-    from synthfin.shards import read_manifest
+    from synthfin.jobs.shards import read_manifest
 
     two_asset_windows.save(tmp_path / "data")
     train = ["train", "--model", "ar", "--data", tmp_path / "data", "--out", tmp_path / "ar",

@@ -16,15 +16,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from synthfin.calendars import trading_days_after
 from synthfin.cli import _interrupts, app
 from synthfin.data.windows import WindowData
 from synthfin.distributed import _LauncherFilter
 from synthfin.errors import BusyError, ConfigError, DataError, ModelError
 from synthfin.io import output_lock
 from synthfin.models import Generator, get_generator
-from synthfin.ohlcv import OHLCVModel, sp500_ohlcv_model
-from synthfin.scenarios import Scenarios
+from synthfin.scenarios.calendars import trading_days_after
+from synthfin.scenarios.ohlcv import OHLCVModel, sp500_ohlcv_model
+from synthfin.scenarios.paths import Scenarios
 from synthfin.synthesizer import Synthesizer
 
 runner = CliRunner()
@@ -218,7 +218,8 @@ def test_a_bad_date_or_crash_size_is_one_line(data, tmp_path):
         "2025-13-01"))
     assert "--crash must be a finite" in one_line_error(invoke(
         "stress", "--model-dir", model, "--data", data, "--strategy",
-        "synthfin.backtest:moving_average_crossover", "--out", tmp_path / "st", "--crash", "nan"))
+        "synthfin.backtest.harness:moving_average_crossover", "--out", tmp_path / "st",
+        "--crash", "nan"))
     yaml_file = tmp_path / "p.yaml"
     yaml_file.write_text(TINY.read_text().replace("start: 2008-01-01", "start: 2008-13-45"))
     assert "dates as YYYY-MM-DD" in one_line_error(invoke("run", yaml_file))
@@ -402,8 +403,8 @@ def test_a_rank_that_fails_with_a_synthfin_error_prints_one_line(capsys):
 
 # -- a pipeline killed at each stage boundary --------------------------------------------------
 def test_a_pipeline_killed_at_any_stage_boundary_ends_as_one_never_killed(tmp_path, monkeypatch):
-    from synthfin.config import PipelineConfig
-    from synthfin.pipeline import Pipeline, _Stage
+    from synthfin.jobs.config import PipelineConfig
+    from synthfin.jobs.pipeline import Pipeline, _Stage
 
     config = {**_tiny(), "models": {"gaussian": {}}, "sampling": {"n": 100, "regimes": ["calm"]}}
 

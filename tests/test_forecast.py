@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from synthfin.cli import app
-from synthfin.forecast import (
+from synthfin.backtest.forecast import (
     PATH_DAYS,
     PEERS,
     compare_log_scores,
@@ -15,6 +14,7 @@ from synthfin.forecast import (
     forecast_days,
     horizon_scores,
 )
+from synthfin.cli import app
 
 DAYS, DRAWS = 2000, 400
 

@@ -17,9 +17,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synthfin.config import PipelineConfig, load_pipeline_config
 from synthfin.data.sources import load_prices
 from synthfin.errors import ModelError, SynthfinError
+from synthfin.jobs.config import PipelineConfig, load_pipeline_config
 from synthfin.models import Generator, get_generator
 
 TINY = Path(__file__).parents[1] / "pipelines" / "tiny.yaml"
@@ -177,8 +177,8 @@ def test_a_damaged_model_file_loads_or_fails_with_a_model_error(saved_models, tm
 # -- the other artifacts: prepared data, sharded data sets, scenarios, the bar model ----------
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, two_asset_windows) -> dict[str, Path]:
-    from synthfin.ohlcv import sp500_ohlcv_model
-    from synthfin.shards import ShardPlan, write_dataset
+    from synthfin.jobs.shards import ShardPlan, write_dataset
+    from synthfin.scenarios.ohlcv import sp500_ohlcv_model
     from synthfin.synthesizer import Synthesizer
 
     folder = tmp_path_factory.mktemp("artifacts")
@@ -197,9 +197,9 @@ def artifacts(tmp_path_factory, two_asset_windows) -> dict[str, Path]:
 
 def _read_artifact(name: str, path: Path) -> object:
     from synthfin.data.windows import WindowData
-    from synthfin.ohlcv import OHLCVModel
-    from synthfin.scenarios import Scenarios
-    from synthfin.shards import dataset_facts
+    from synthfin.jobs.shards import dataset_facts
+    from synthfin.scenarios.ohlcv import OHLCVModel
+    from synthfin.scenarios.paths import Scenarios
 
     if name.startswith("data/"):
         return WindowData.load(path)

@@ -4,7 +4,13 @@ import pytest
 from arch.data import sp500
 
 from synthfin.errors import DataError
-from synthfin.ohlcv import FIELDS, OHLCVModel, bar_facts, sp500_ohlcv_model, volatility_state
+from synthfin.scenarios.ohlcv import (
+    FIELDS,
+    OHLCVModel,
+    bar_facts,
+    sp500_ohlcv_model,
+    volatility_state,
+)
 
 
 @pytest.fixture(scope="module")

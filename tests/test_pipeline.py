@@ -9,10 +9,10 @@ import yaml
 from typer.testing import CliRunner
 
 from synthfin.cli import app
-from synthfin.config import load_pipeline_config
 from synthfin.errors import SynthfinError
 from synthfin.evaluation.scores import ANCHOR_GAUSSIAN, ANCHOR_T_LEVEL
-from synthfin.pipeline import Pipeline
+from synthfin.jobs.config import load_pipeline_config
+from synthfin.jobs.pipeline import Pipeline
 from synthfin.synthesizer import Synthesizer
 
 TINY = Path(__file__).parents[1] / "pipelines" / "tiny.yaml"

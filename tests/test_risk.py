@@ -5,10 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from synthfin.data.windows import make_windows
-from synthfin.errors import DataError, ModelError
-from synthfin.models.baselines import GaussianGenerator
-from synthfin.risk import (
+from synthfin.backtest.risk import (
     acerbi_szekely_z2,
     christoffersen_conditional_coverage,
     christoffersen_independence,
@@ -18,6 +15,9 @@ from synthfin.risk import (
     risk_backtest,
     var_es_from_samples,
 )
+from synthfin.data.windows import make_windows
+from synthfin.errors import DataError, ModelError
+from synthfin.models.baselines import GaussianGenerator
 
 
 def _flags(text: str) -> np.ndarray:

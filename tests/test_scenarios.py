@@ -7,8 +7,8 @@ import pytest
 
 import synthfin as sf
 from synthfin.errors import DataError
-from synthfin.ohlcv import FIELDS
-from synthfin.scenarios import Scenarios, Shock
+from synthfin.scenarios.ohlcv import FIELDS
+from synthfin.scenarios.paths import Scenarios, Shock
 
 # tiny trainings: each generator fits in about a second on the 2015-2022 S&P 500
 TINY = {

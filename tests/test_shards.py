@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 from synthfin import distributed
 from synthfin.cli import app
 from synthfin.errors import DataError
-from synthfin.models import get_generator
-from synthfin.shards import (
+from synthfin.jobs.shards import (
     MANIFEST,
     ShardPlan,
     dataset_facts,
@@ -26,6 +25,7 @@ from synthfin.shards import (
     read_manifest,
     write_dataset,
 )
+from synthfin.models import get_generator
 from synthfin.stats import fact_statistics
 
 PLAN = ShardPlan(n=23, shard_size=10, length=12, seed=5, chunk_size=4)

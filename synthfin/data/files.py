@@ -4,7 +4,7 @@ Three layouts are understood: wide (a date column or index, one column per ticke
 (date, ticker, value) and one ticker's bars (date, Open, High, Low, Close, Adj Close, Volume, as
 Yahoo Finance and Stooq write them, including the two-row ``Price`` / ``Ticker`` header that
 ``yfinance.download(...).to_csv`` writes). Of a bar table the adjusted close is kept (else the
-close); :func:`read_bars` keeps the whole bar for :class:`~synthfin.ohlcv.OHLCVModel`.
+close); :func:`read_bars` keeps the whole bar for :class:`~synthfin.scenarios.ohlcv.OHLCVModel`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def read_file(path: Path) -> pd.DataFrame:
 
 def read_bars(path: str | Path, ticker: str | None = None) -> pd.DataFrame:
     """One ticker's daily bars (columns Open, High, Low, Close, Volume, a date index) from a
-    Yahoo- or Stooq-style file, for :meth:`~synthfin.ohlcv.OHLCVModel.fit`; ``ticker`` picks
+    Yahoo- or Stooq-style file, for :meth:`~synthfin.scenarios.ohlcv.OHLCVModel.fit`; ``ticker``
+    picks
     one of a file with several (a ticker column or yfinance's two-row header).
 
     Raises

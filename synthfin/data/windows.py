@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from synthfin.data.conditions import RegimeModel, trailing_realized_vol
 from synthfin.data.scaling import ReturnScaler
@@ -202,10 +203,36 @@ def _split_bounds(dates: pd.DatetimeIndex, split: Sequence[float] | Sequence[str
     return [0, int(cuts[0]), int(cuts[1]), len(dates)]
 
 
-def make_windows(returns: pd.DataFrame, window_len: int = 64, *, stride: int = 1,
-                 split: Sequence[float] | Sequence[str] = (0.7, 0.15, 0.15),
-                 vol_lookback: int = 21, regime_quantiles: Sequence[float] = (0.25, 0.75),
-                 gaussianize: bool = False) -> WindowData:
+class WindowSettings(BaseModel):
+    """How returns become windows (:func:`make_windows`): the one place of their defaults.
+    ``window_len`` is spelled ``window`` in a pipeline YAML and on the command line; dump
+    with ``by_alias=True`` for that spelling."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    window_len: int = Field(64, ge=2, alias="window")
+    stride: int = Field(1, ge=1)
+    split: list[float] | list[str] = [0.7, 0.15, 0.15]
+    vol_lookback: int = Field(21, ge=2)
+    regime_quantiles: list[float] = [0.25, 0.75]
+    gaussianize: bool = False
+
+    def make_windows(self, returns: pd.DataFrame) -> WindowData:
+        """Windows of ``returns`` (date index x assets) with these settings."""
+        return make_windows(returns, self.window_len, stride=self.stride, split=self.split,
+                            vol_lookback=self.vol_lookback,
+                            regime_quantiles=self.regime_quantiles, gaussianize=self.gaussianize)
+
+
+DEFAULT_WINDOWS = WindowSettings()
+
+
+def make_windows(returns: pd.DataFrame, window_len: int = DEFAULT_WINDOWS.window_len, *,
+                 stride: int = DEFAULT_WINDOWS.stride,
+                 split: Sequence[float] | Sequence[str] = tuple(DEFAULT_WINDOWS.split),
+                 vol_lookback: int = DEFAULT_WINDOWS.vol_lookback,
+                 regime_quantiles: Sequence[float] = tuple(DEFAULT_WINDOWS.regime_quantiles),
+                 gaussianize: bool = DEFAULT_WINDOWS.gaussianize) -> WindowData:
     """Cut log returns into scaled, regime-labelled windows with a chronological split.
 
     Parameters

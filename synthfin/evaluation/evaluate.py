@@ -18,6 +18,7 @@ from synthfin.errors import DataError
 from synthfin.evaluation.joint import JointScores, joint_scores, joint_summary
 from synthfin.evaluation.long_horizon import LONG_MIN_DAYS, LongHorizon, long_horizon
 from synthfin.evaluation.neural import NeuralScoreConfig, discriminative_score, predictive_score
+from synthfin.evaluation.report import write_report
 from synthfin.evaluation.scores import (
     Reference,
     ScoreTable,
@@ -128,9 +129,10 @@ class Evaluation:
 
     def return_quantiles(self) -> pd.DataFrame:
         """Quantiles of daily log returns and the 1-day VaR and ES at 99 % (positive losses,
-        :func:`synthfin.risk.var_es_from_samples`) of every reference's real windows and every
+        :func:`synthfin.backtest.risk.var_es_from_samples`) of every reference's real windows and
+        every
         set, per asset: rows (set, asset)."""
-        from synthfin.risk import var_es_from_samples
+        from synthfin.backtest.risk import var_es_from_samples
 
         sets = {f"real ({name})": ref.windows for name, ref in self.references.items()}
         sets.update(self.samples)
@@ -218,8 +220,6 @@ class Evaluation:
         """Write ``metrics.json``, the self-contained ``report.html`` and its figures into
         ``directory`` as a unit (:func:`~synthfin.io.atomic_directory`): a kill at any moment
         leaves the previous report or this one, never parts of both."""
-        from synthfin.evaluation.report import write_report
-
         directory = Path(directory)
         with atomic_directory(directory) as temp:
             atomic_write_json(temp / "metrics.json", self.to_dict())

@@ -18,7 +18,7 @@ import io
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -35,9 +35,6 @@ from synthfin.io import atomic_write_text
 from synthfin.stats import FACTS_BY_NAME, facts
 from synthfin.stats.catalogue import long_max_lag
 
-if TYPE_CHECKING:
-    from synthfin.evaluation.evaluate import Evaluation
-
 GOOD_RATIO = 1.0   # gap / noise floor: as close to real data as real data is to itself
 FAIR_RATIO = 1.5
 MAX_FIGURE_ASSETS = 4
@@ -51,6 +48,34 @@ ANNOTATED_HEATMAP_MAX_ASSETS = 8
 DPI = 90
 REAL_COLOR = "black"
 REAL_BAND_COLOR = "0.82"
+
+class Evaluated(Protocol):
+    """What a report reads of an :class:`~synthfin.evaluation.evaluate.Evaluation`."""
+
+    references: dict[str, Any]
+    samples: dict[str, np.ndarray]
+    assets: list[str]
+    scores: dict[str, Any]
+    memorization: pd.DataFrame
+    secondary: pd.DataFrame
+    long_horizon: Any
+    about: dict[str, Any]
+    joint: dict[str, Any]
+
+    @property
+    def real(self) -> np.ndarray: ...
+
+    def summary(self, reference: str | None = None) -> pd.DataFrame: ...
+
+    def blind_scores(self, reference: str) -> list[str]: ...
+
+    def joint_summary(self) -> pd.DataFrame: ...
+
+    def return_quantiles(self) -> pd.DataFrame: ...
+
+    @property
+    def warnings(self) -> list[str]: ...
+
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -114,7 +139,7 @@ READING_GUIDE = (
 # --------------------------------------------------------------------------------------------
 
 
-def write_report(evaluation: Evaluation, directory: Path) -> Path:
+def write_report(evaluation: Evaluated, directory: Path) -> Path:
     """Write ``report.html`` and ``report.md`` for ``evaluation`` into ``directory``.
 
     Parameters
@@ -134,7 +159,7 @@ def write_report(evaluation: Evaluation, directory: Path) -> Path:
     return atomic_write_text(directory / "report.html", _html_report(evaluation))
 
 
-def _html_report(evaluation: Evaluation) -> str:
+def _html_report(evaluation: Evaluated) -> str:
     sections = [_header_html(evaluation), _about_html(evaluation),
                 _warnings_html(evaluation.warnings)]
     for reference in evaluation.scores:
@@ -155,7 +180,7 @@ def _html_report(evaluation: Evaluation) -> str:
             + "\n".join(sections) + "\n</body></html>\n")
 
 
-def _markdown_report(evaluation: Evaluation) -> str:
+def _markdown_report(evaluation: Evaluated) -> str:
     lines = ["# Synthetic returns report", "", *_overview_lines(evaluation), ""]
     if evaluation.about:
         lines += ["## About this run", "", *(f"- {line}" for line in _about_lines(evaluation)),
@@ -171,7 +196,7 @@ def _markdown_report(evaluation: Evaluation) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _about_lines(evaluation: Evaluation) -> list[str]:
+def _about_lines(evaluation: Evaluated) -> list[str]:
     """Provenance a citation needs, one fact a line (empty without ``evaluation.about``)."""
     about = evaluation.about
     if not about:
@@ -195,7 +220,7 @@ def _about_lines(evaluation: Evaluation) -> list[str]:
             f"synthfin {about['synthfin_version']}, commit {about['commit']}"]
 
 
-def _regime_vol_table(evaluation: Evaluation) -> pd.DataFrame:
+def _regime_vol_table(evaluation: Evaluated) -> pd.DataFrame:
     """Annualized vol of the real training windows of each regime and of each model's
     regime-conditioned samples (when the pipeline measured them)."""
     table = pd.DataFrame(evaluation.about.get("regime_vol", {})).T
@@ -211,7 +236,7 @@ def _question(reference: str) -> str:
     return REFERENCE_QUESTIONS.get(reference, f"Against the real windows of {reference!r}.")
 
 
-def _overview_lines(evaluation: Evaluation) -> list[str]:
+def _overview_lines(evaluation: Evaluated) -> list[str]:
     """Window length, window counts and assets, one fact a line."""
     n_samples = ", ".join(f"{name}: {len(x)}" for name, x in evaluation.samples.items())
     references = ", ".join(
@@ -227,7 +252,7 @@ def _overview_lines(evaluation: Evaluation) -> list[str]:
     return lines
 
 
-def _full_tables(evaluation: Evaluation) -> list[tuple[str, pd.DataFrame]]:
+def _full_tables(evaluation: Evaluated) -> list[tuple[str, pd.DataFrame]]:
     """Every table of the report in reading order, with its title; empty ones left out."""
     tables = [(f"Summary, {name}: gaps in units of the noise floor", evaluation.summary(name))
               for name in evaluation.scores]
@@ -260,7 +285,7 @@ def _full_tables(evaluation: Evaluation) -> list[tuple[str, pd.DataFrame]]:
     return [(title, frame) for title, frame in tables if len(frame)]
 
 
-def _full_tables_html(evaluation: Evaluation) -> str:
+def _full_tables_html(evaluation: Evaluated) -> str:
     notes = {
         "Standardized curve gaps":
             "Lag-by-lag gap of each curve divided by the standard error of the real curve "
@@ -302,12 +327,12 @@ def _full_tables_html(evaluation: Evaluation) -> str:
     return "\n".join(parts)
 
 
-def _header_html(evaluation: Evaluation) -> str:
+def _header_html(evaluation: Evaluated) -> str:
     items = "".join(f"<li>{html.escape(line)}</li>" for line in _overview_lines(evaluation))
     return f"<h1>Synthetic returns report</h1>\n<ul>{items}</ul>"
 
 
-def _about_html(evaluation: Evaluation) -> str:
+def _about_html(evaluation: Evaluated) -> str:
     lines = _about_lines(evaluation)
     if not lines:
         return ""
@@ -390,7 +415,7 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _figures_html(evaluation: Evaluation) -> str:
+def _figures_html(evaluation: Evaluated) -> str:
     colors = _set_colors(evaluation)
     n_assets = len(evaluation.assets)
     parts = ["<h2>Figures</h2>"]
@@ -426,7 +451,7 @@ def _figure_html(png_base64: str, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _set_colors(evaluation: Evaluation) -> dict[str, str]:
+def _set_colors(evaluation: Evaluated) -> dict[str, str]:
     """One colour per set, the same in every figure: real in black, generators from tab10."""
     palette = [to_hex(c) for i, c in enumerate(colormaps["tab10"].colors) if i != 7]  # no grey
     colors = {"real": REAL_COLOR}
@@ -435,14 +460,14 @@ def _set_colors(evaluation: Evaluation) -> dict[str, str]:
     return colors
 
 
-def _plotted_samples(evaluation: Evaluation) -> dict[str, np.ndarray]:
+def _plotted_samples(evaluation: Evaluated) -> dict[str, np.ndarray]:
     """The sample sets that can be drawn (degenerate ones are named in the warnings only)."""
     real_std = evaluation.real.std(axis=(0, 1))
     return {name: x for name, x in evaluation.samples.items()
             if degenerate(x, real_std) is None}
 
 
-def _all_sets(evaluation: Evaluation) -> dict[str, np.ndarray]:
+def _all_sets(evaluation: Evaluated) -> dict[str, np.ndarray]:
     """The real windows first, then every sample set that can be drawn."""
     return {"real": evaluation.real, **_plotted_samples(evaluation)}
 
@@ -468,7 +493,7 @@ def _to_base64(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _plot_curve(axes: Axes, fact_name: str, evaluation: Evaluation, asset: int,
+def _plot_curve(axes: Axes, fact_name: str, evaluation: Evaluated, asset: int,
                 colors: dict[str, str], title: str) -> None:
     """One curve fact of the catalogue: the band spanned by the floor halves of every
     reference, each reference's curve in black, then every set's curve."""
@@ -491,7 +516,7 @@ def _plot_curve(axes: Axes, fact_name: str, evaluation: Evaluation, asset: int,
     axes.set(title=title, xlabel="lag (days)")
 
 
-def _acf_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+def _acf_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
     figure, axes = _new_figure(3)
     for panel, (name, title) in zip(axes, (("acf_r", "ACF of r"), ("acf_abs", "ACF of |r|"),
                                            ("acf_sq", "ACF of r²")), strict=True):
@@ -507,14 +532,14 @@ def _legend_below(figure: Figure, axes: Axes) -> None:
                   fontsize="small", frameon=False)
 
 
-def _leverage_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+def _leverage_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
     figure, axes = _new_figure(1, panel_width=6.0)
     _plot_curve(axes[0], "leverage", evaluation, asset, colors, "Leverage: corr(r_t, r²_t+k)")
     _legend_below(figure, axes[0])
     return _to_base64(figure)
 
 
-def _long_acf_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+def _long_acf_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
     """ACF of |r| of long paths on log-log axes, inside the band of the real segments."""
     long = evaluation.long_horizon
     max_lag = long_max_lag(long.length)
@@ -545,7 +570,7 @@ def _ccdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return positive[ranks], exceedance[ranks]
 
 
-def _tail_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+def _tail_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
     real_std = evaluation.real[:, :, asset].std()
     figure, axes = _new_figure(2, panel_width=4.5)
     for panel, (sign, title) in zip(axes, ((-1.0, "Left tail: -r / real std"),
@@ -560,7 +585,7 @@ def _tail_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> 
     return _to_base64(figure)
 
 
-def _hill_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+def _hill_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
     fractions = np.linspace(0.005, 0.10, 40)
     figure, axes = _new_figure(2, panel_width=4.5, sharey=True)
     for panel, tail in zip(axes, ("left", "right"), strict=True):
@@ -573,7 +598,7 @@ def _hill_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> 
     return _to_base64(figure)
 
 
-def _qq_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+def _qq_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
     def standardized(x: np.ndarray) -> np.ndarray:
         values = x[:, :, asset].ravel()
         return (values - values.mean()) / values.std()
@@ -593,7 +618,7 @@ def _qq_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> st
     return _to_base64(figure)
 
 
-def _histogram_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+def _histogram_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
     horizons = [h for h in HISTOGRAM_HORIZONS if h <= evaluation.real.shape[1]]
     figure, axes = _new_figure(len(horizons), columns=3)
     for panel, horizon_days in zip(axes, horizons, strict=True):
@@ -609,7 +634,7 @@ def _histogram_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]
     return _to_base64(figure)
 
 
-def _sample_paths_figure(evaluation: Evaluation, asset: int, colors: dict[str, str]) -> str:
+def _sample_paths_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
     sets = _all_sets(evaluation)
     figure, axes = _new_figure(len(sets), height=2.4, columns=min(4, len(sets)), sharey=True)
     for panel, (name, x) in zip(axes, sets.items(), strict=True):
@@ -624,7 +649,7 @@ def _sample_paths_figure(evaluation: Evaluation, asset: int, colors: dict[str, s
     return _to_base64(figure)
 
 
-def _correlation_figure(evaluation: Evaluation) -> str:
+def _correlation_figure(evaluation: Evaluated) -> str:
     sets = _all_sets(evaluation)
     n_assets = len(evaluation.assets)
     figure, axes = _new_figure(len(sets), height=3.2, columns=min(4, len(sets)))
@@ -642,7 +667,7 @@ def _correlation_figure(evaluation: Evaluation) -> str:
     return _to_base64(figure)
 
 
-def _joint_bars_figure(evaluation: Evaluation) -> str:
+def _joint_bars_figure(evaluation: Evaluated) -> str:
     colors = _set_colors(evaluation)
     figure, axes = _new_figure(len(evaluation.joint), height=3.0, panel_width=5.0)
     columns = ["calm_corr", "stressed_corr", "tail_dependence"]
@@ -659,7 +684,7 @@ def _joint_bars_figure(evaluation: Evaluation) -> str:
     return _to_base64(figure)
 
 
-PER_ASSET_FIGURES: list[tuple[Callable[[Evaluation, int, dict[str, str]], str], str]] = [
+PER_ASSET_FIGURES: list[tuple[Callable[[Evaluated, int, dict[str, str]], str], str]] = [
     (_acf_figure, "Autocorrelation of r, |r| and r²: real references in black (solid: "
                   "in-sample, dashed: out-of-sample), grey band = range of their noise-floor "
                   "halves. Volatility clustering is reproduced when the |r| and r² curves stay "

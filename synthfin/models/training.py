@@ -27,6 +27,8 @@ import json
 import logging
 import math
 import random
+import sys
+import tempfile
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -36,6 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from safetensors import safe_open
+from safetensors.numpy import load_file as load_numpy_file
 from safetensors.torch import load, load_file, save, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -499,8 +502,6 @@ class TorchGenerator(Generator):
 
     def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         if self.config.nproc > 1 and not distributed.launched():
-            from synthfin.models.launch import fit_in_workers
-
             state, history = fit_in_workers(self, data, run_dir, resume)
             self._load_state(state)
             if history is not None:
@@ -525,3 +526,42 @@ class TorchGenerator(Generator):
         self.modules_ = self._build()
         load_module_state(self.modules_, state)
         self.modules_ = {name: m.to(self.device_).eval() for name, m in self.modules_.items()}
+
+
+def fit_in_workers(generator: TorchGenerator, data: WindowData, run_dir: Path | None,
+                   resume: bool) -> tuple[dict[str, np.ndarray], list[dict[str, Any]] | None]:
+    """The learned state of ``generator`` fitted by ``generator.config.nproc`` local ranks, and
+    its loss history (``history_``): the data and settings go to a scratch folder, ``torchrun``
+    runs this file on it (:func:`_rank_main`), rank 0 saves the fitted model there and this
+    process reads its weights back."""
+    with tempfile.TemporaryDirectory(prefix="synthfin-train-") as scratch:
+        job = Path(scratch)
+        data.save(job / "data")
+        atomic_write_json(job / "job.json", {
+            "model": generator.name, "config": dataclasses.asdict(generator.config),
+            "run_dir": None if run_dir is None else str(Path(run_dir).resolve()),
+            "resume": resume})
+        where = "" if run_dir is None else f" ({run_dir} holds the last good checkpoint)"
+        distributed.torchrun(generator.config.nproc, [__file__, scratch],
+                             f"training {generator.name}{where}")
+        history = job / "history.json"
+        return (load_numpy_file(str(job / "model" / "weights.safetensors")),
+                json.loads(history.read_text()) if history.is_file() else None)
+
+
+def _rank_main(job: Path) -> None:
+    """One rank: fit the job's model on its data; rank 0 saves it into the job folder."""
+    from synthfin.models import get_generator
+
+    spec = json.loads((job / "job.json").read_text())
+    generator = get_generator(spec["model"])(**spec["config"])
+    generator.fit(WindowData.load(job / "data"), run_dir=spec["run_dir"], resume=spec["resume"])
+    if distributed.is_main():
+        generator.save(job / "model")
+        if hasattr(generator, "history_"):
+            atomic_write_json(job / "history.json", generator.history_)
+    distributed.shutdown()
+
+
+if __name__ == "__main__":
+    distributed.run_rank(lambda: _rank_main(Path(sys.argv[1])))

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import synthfin as sf
-from synthfin.config import load_pipeline_config
+from synthfin.jobs.config import load_pipeline_config
 
 README = Path(__file__).parents[2] / "README.md"
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthfin.calendars import BUSINESS_DAYS, trading_days_after
 from synthfin.data.returns import prices_from_returns
 from synthfin.errors import DataError
 from synthfin.io import FileReading, atomic_write
-from synthfin.ohlcv import FIELDS, OHLCVModel, sp500_ohlcv_model
+from synthfin.scenarios.calendars import BUSINESS_DAYS, trading_days_after
+from synthfin.scenarios.ohlcv import FIELDS, OHLCVModel, sp500_ohlcv_model
 
 WIDE_VALUES = ("price", "open", "high", "low", "volume", "log_return", "simple_return")
 
@@ -155,7 +155,7 @@ class Scenarios:
     def with_ohlcv(self, model: OHLCVModel | None = None, *, seed: int | None = None,
                    volume_level: float | None = None) -> Scenarios:
         """A copy carrying Open/High/Low/Close/Volume bars from ``model`` (default:
-        :func:`synthfin.ohlcv.sp500_ohlcv_model`) around these closes; volume at
+        :func:`synthfin.scenarios.ohlcv.sp500_ohlcv_model`) around these closes; volume at
         ``volume_level`` shares a day (default: :attr:`volume_level`, else the model's)."""
         model = model or sp500_ohlcv_model()
         level = self.volume_level if volume_level is None else volume_level

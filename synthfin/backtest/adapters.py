@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthfin.backtest import weighted_returns
+from synthfin.backtest.performance import weighted_returns
 from synthfin.data.conditions import TRADING_DAYS
 from synthfin.errors import DataError
-from synthfin.ohlcv import OHLCVModel
-from synthfin.scenarios import Scenarios
+from synthfin.scenarios.ohlcv import OHLCVModel
+from synthfin.scenarios.paths import Scenarios
 
 
 def is_backtesting_strategy(strategy: object) -> bool:
@@ -50,7 +50,7 @@ class BacktestingStrategy:
         equity to within 0.01 %.
     ohlcv_model : OHLCVModel, optional
         Bars for scenarios that carry none (also the real segments in ``stress_test``);
-        default :func:`synthfin.ohlcv.sp500_ohlcv_model`, drawn with ``seed``.
+        default :func:`synthfin.scenarios.ohlcv.sp500_ohlcv_model`, drawn with ``seed``.
     **backtest_options
         Passed to ``backtesting.Backtest`` (``commission=``, ``spread=``, ``margin=``...).
     """

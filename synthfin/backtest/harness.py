@@ -8,7 +8,7 @@ the close of day ``t`` earns the return from ``t`` to ``t + 1``:
 ``r^p_{t+1} = sum_a w_{t,a} (P_{t+1,a} / P_{t,a} - 1)``, equity ``E_t = prod_{s<=t} (1 + r^p_s)``.
 
 :func:`stress_test` also takes a backtesting.py ``Strategy`` class, or any object with a
-``scenario_returns(scenarios)`` method, such as the adapters in :mod:`synthfin.adapters`
+``scenario_returns(scenarios)`` method, such as the adapters in :mod:`synthfin.backtest.adapters`
 (a vectorbt-style signal function wrapped by ``signal_strategy``).
 """
 
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synthfin.backtest.adapters import BacktestingStrategy, is_backtesting_strategy
+from synthfin.backtest.performance import Strategy, performance, strategy_returns
 from synthfin.data.conditions import TRADING_DAYS
 from synthfin.errors import DataError, SynthfinError
 from synthfin.io import atomic_directory, atomic_write_json, atomic_write_text
-from synthfin.scenarios import Scenarios
-
-Strategy = Callable[..., object]
+from synthfin.scenarios.paths import Scenarios
 
 
 # -- example strategies (vectorized over paths) -----------------------------------------------
@@ -73,7 +73,7 @@ def volatility_targeting(target_vol: float = 0.10, lookback: int = 20,
 
 def load_strategy(spec: str) -> Strategy:
     """``"module:function"`` -> the callable; a factory taking no arguments is called once
-    (so ``synthfin.backtest:moving_average_crossover`` gives the default crossover)."""
+    (so ``synthfin.backtest.harness:moving_average_crossover`` gives the default crossover)."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise SynthfinError(f"strategy must be 'module:function', got {spec!r}")
@@ -84,73 +84,6 @@ def load_strategy(spec: str) -> Strategy:
     if target in (moving_average_crossover, volatility_targeting):
         target = target()
     return target
-
-
-# -- P&L and metrics --------------------------------------------------------------------------
-def strategy_returns(strategy: Strategy, prices: np.ndarray, dates: pd.DatetimeIndex,
-                     assets: list[str]) -> np.ndarray:
-    """Daily portfolio returns (n, days - 1) of ``strategy`` on price paths (n, days, assets)."""
-    expected = prices.shape[1:]
-    if getattr(strategy, "vectorized", False):
-        weights = np.asarray(strategy(prices), dtype=np.float64)
-    else:
-        per_path = []
-        for path in prices:
-            result = np.asarray(strategy(pd.DataFrame(path, index=dates, columns=assets)),
-                                dtype=np.float64)
-            if result.shape == expected[:1] and expected[1] == 1:  # a Series for one asset
-                result = result[:, None]
-            if result.shape != expected:
-                raise DataError(f"the strategy must return weights of shape {expected} per "
-                                f"path (days, assets), got {result.shape}")
-            per_path.append(result)
-        weights = np.stack(per_path)
-    if weights.shape != prices.shape or not np.isfinite(weights).all():
-        raise DataError(f"the strategy must return finite weights of shape {expected} per "
-                        f"path, got {weights.shape}")
-    return weighted_returns(weights, prices)
-
-
-def weighted_returns(weights: np.ndarray, prices: np.ndarray) -> np.ndarray:
-    """``sum_a w_{t,a} (P_{t+1,a} / P_{t,a} - 1)``: (n, days - 1) from (n, days, assets)."""
-    return np.sum(weights[:, :-1] * (prices[:, 1:] / prices[:, :-1] - 1.0), axis=2)
-
-
-def performance(returns: np.ndarray, levels: tuple[float, ...] = (0.95, 0.99)) -> pd.DataFrame:
-    """Per-path metrics of daily portfolio returns (n, days).
-
-    ``total_return`` (compounded), ``sharpe`` (mean / std * sqrt(252), 0 when flat),
-    ``max_drawdown`` (largest fall from a running peak of equity, positive), ``var_95``,
-    ``es_95`` ... (historical VaR and expected shortfall of the daily P&L as positive losses),
-    ``underwater_share`` (share of days below the running peak) and ``longest_underwater_days``.
-    """
-    returns = np.atleast_2d(np.asarray(returns, dtype=np.float64))
-    equity = np.cumprod(1.0 + returns, axis=1)
-    peak = np.maximum.accumulate(np.concatenate([np.ones((len(equity), 1)), equity], axis=1),
-                                 axis=1)[:, 1:]
-    underwater = equity < peak - 1e-12
-    std = returns.std(axis=1, ddof=1)
-    metrics = {
-        "total_return": equity[:, -1] - 1.0,
-        "sharpe": np.where(std > 0, returns.mean(axis=1) / np.where(std > 0, std, 1.0)
-                           * np.sqrt(TRADING_DAYS), 0.0),
-        "max_drawdown": np.max(1.0 - equity / peak, axis=1),
-    }
-    for level in levels:
-        losses = -returns
-        var = np.quantile(losses, level, axis=1)
-        tail = losses >= var[:, None]
-        metrics[f"var_{round(level * 100)}"] = var
-        metrics[f"es_{round(level * 100)}"] = (losses * tail).sum(axis=1) / tail.sum(axis=1)
-    metrics["underwater_share"] = underwater.mean(axis=1)
-    metrics["longest_underwater_days"] = np.array([_longest_run(row) for row in underwater])
-    return pd.DataFrame(metrics)
-
-
-def _longest_run(flags: np.ndarray) -> int:
-    padded = np.concatenate([[0], flags.astype(np.int8), [0]])
-    edges = np.flatnonzero(np.diff(padded))
-    return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
 
 
 # -- the harness ------------------------------------------------------------------------------
@@ -249,7 +182,7 @@ def stress_test(strategy: Strategy | type, scenarios: Mapping[str, Scenarios],
     ``strategy`` is a weight function (module docstring), a backtesting.py ``Strategy`` class
     (run by backtesting.py on each path's OHLCV frame; the real segments get bars from the same
     OHLCV layer) or an object with ``scenario_returns(scenarios)``, e.g.
-    ``synthfin.adapters.signal_strategy(signals)``.
+    ``synthfin.backtest.adapters.signal_strategy(signals)``.
     """
     if not scenarios:
         raise DataError("give at least one scenario set")
@@ -272,8 +205,6 @@ def stress_test(strategy: Strategy | type, scenarios: Mapping[str, Scenarios],
 
 def _runner(strategy: Strategy | type) -> tuple[Callable[[Scenarios], np.ndarray], str]:
     """``scenarios -> (n, days)`` daily returns for any accepted strategy style, and its name."""
-    from synthfin.adapters import BacktestingStrategy, is_backtesting_strategy
-
     if is_backtesting_strategy(strategy):
         strategy = BacktestingStrategy(strategy)  # type: ignore[arg-type]
     if hasattr(strategy, "scenario_returns"):

@@ -7,7 +7,7 @@ cumulative returns at each horizon ``h`` are scored against the realized ``sum(r
 - CRPS of the ensemble (``scoringrules.crps_ensemble``; lower is better),
 - coverage of the 50 / 90 / 98 % central intervals,
 - 1 % and 5 % VaR breaches with Kupiec and Christoffersen tests, ES with Acerbi-Szekely
-  (:mod:`synthfin.risk`),
+  (:mod:`synthfin.backtest.risk`),
 - the PIT histogram (uniform for a calibrated forecaster).
 
 Forecast days ``step`` apart share most of a 60-day path, so the breach tests, which assume
@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from synthfin.errors import DataError, ModelError
-from synthfin.risk import (
+from synthfin.backtest.risk import (
     acerbi_szekely_z2,
     christoffersen_independence,
     kupiec_test,
 )
+from synthfin.errors import DataError, ModelError
 
 HORIZONS = (1, 5, 20, 60)
 PATH_DAYS = 60

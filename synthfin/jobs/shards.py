@@ -32,13 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthfin import distributed
-from synthfin.calendars import parse_day
 from synthfin.errors import DataError
 from synthfin.evaluation.streaming import StreamingFacts
 from synthfin.io import FileReading, atomic_write, atomic_write_json, file_sha256
 from synthfin.models.base import Generator
-from synthfin.ohlcv import OHLCVModel, sp500_ohlcv_model
-from synthfin.scenarios import business_days_after
+from synthfin.scenarios.calendars import parse_day
+from synthfin.scenarios.ohlcv import OHLCVModel, sp500_ohlcv_model
+from synthfin.scenarios.paths import business_days_after
 
 MANIFEST = "_manifest.json"
 PLAN = "_plan.json"  # the settings the folder's shards were drawn with
@@ -46,7 +46,7 @@ RECORDS = "_shards"
 SCHEMA = pa.schema([("path", pa.int64()), ("date", pa.date32()),
                     ("asset", pa.dictionary(pa.int32(), pa.string())),
                     ("return", pa.float64()), ("price", pa.float64())])
-BAR_COLUMNS = ("open", "high", "low", "volume")  # with ``ohlcv``, from synthfin.ohlcv's model
+BAR_COLUMNS = ("open", "high", "low", "volume")  # with ``ohlcv``: the bar model's columns
 FORMAT = "synthfin-paths/1"
 
 
@@ -57,7 +57,8 @@ class ShardPlan:
     ``start_date``: paths are dated on the business days after it; ``start_price``: every
     asset's price the day before the first return; ``chunk_size``: paths drawn at once (part of
     the plan because the random stream of a shard is consumed chunk by chunk); ``ohlcv``: also
-    daily bars around the closes (:func:`synthfin.ohlcv.sp500_ohlcv_model`), drawn from the
+    daily bars around the closes (:func:`synthfin.scenarios.ohlcv.sp500_ohlcv_model`), drawn from
+    the
     shard's second stream ``SeedSequence(seed, spawn_key=(k, 1))``.
     """
 

@@ -7,7 +7,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -19,7 +18,7 @@ from pydantic import (
 )
 
 from synthfin.data.conditions import REGIME_NAMES
-from synthfin.data.windows import WindowData, make_windows
+from synthfin.data.windows import WindowSettings
 from synthfin.errors import ConfigError, SynthfinError, first_line
 from synthfin.io import check_name
 
@@ -28,27 +27,6 @@ M = TypeVar("M", bound=BaseModel)
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class WindowSettings(_Strict):
-    """How returns become windows (:func:`synthfin.make_windows`). ``window_len`` is spelled
-    ``window`` in a pipeline YAML and on the command line; dump with ``by_alias=True`` for
-    that spelling."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    window_len: int = Field(64, ge=2, alias="window")
-    stride: int = Field(1, ge=1)
-    split: list[float] | list[str] = [0.7, 0.15, 0.15]
-    vol_lookback: int = Field(21, ge=2)
-    regime_quantiles: list[float] = [0.25, 0.75]
-    gaussianize: bool = False
-
-    def make_windows(self, returns: pd.DataFrame) -> WindowData:
-        """Windows of ``returns`` (date index x assets) with these settings."""
-        return make_windows(returns, self.window_len, stride=self.stride, split=self.split,
-                            vol_lookback=self.vol_lookback,
-                            regime_quantiles=self.regime_quantiles, gaussianize=self.gaussianize)
 
 
 class DataConfig(WindowSettings):

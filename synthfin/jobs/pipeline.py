@@ -22,18 +22,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthfin.config import DataConfig, PipelineConfig
 from synthfin.data.conditions import TRADING_DAYS
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
 from synthfin.data.windows import WindowData
 from synthfin.evaluation.evaluate import evaluate_windows
 from synthfin.io import atomic_save_npy, atomic_write_json, file_sha256, finite_json, output_lock
+from synthfin.jobs.config import DataConfig, PipelineConfig
 from synthfin.models import Generator, get_generator
 from synthfin.models.base import implausible_note, implausible_paths
 from synthfin.models.training import CHECKPOINT, progress_lines
 
-logger = logging.getLogger("synthfin.pipeline")
+logger = logging.getLogger("synthfin.jobs.pipeline")
 
 
 def _hash(*parts: Any) -> str:
