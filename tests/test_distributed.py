@@ -135,6 +135,13 @@ def test_a_neural_model_trains_in_two_ranks_and_loads_in_one(tmp_path: Path,
     assert loaded.sample(4, seed=0).shape == (4, two_asset_windows.window_len, 2)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
+    # two ranks each take half of every global batch and average gradients: the same optimizer
+    # steps as one process, up to float32 reduction order
+    torch.set_num_threads(1)
+    alone = get_generator("ar")(**settings).fit(two_asset_windows)
+    for ranks, one in zip(history, alone.history_, strict=True):
+        for key in ("nll", "validation"):
+            assert ranks[key] == pytest.approx(one[key], rel=1e-4), key
 
 
 def test_the_pipeline_distributed_block_sets_nproc_of_neural_models_only() -> None:
