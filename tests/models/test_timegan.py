@@ -150,7 +150,7 @@ def test_short_cpu_training_beats_gaussian_on_tails(sp500_gaps):
     assert sp500_gaps.loc["timegan", "tails"] < sp500_gaps.loc["gaussian", "tails"], sp500_gaps
 
 
-def test_abs_acf_of_a_two_level_scale_mixture_equals_its_closed_form():
+def test_lagged_correlation_of_abs_x_in_a_two_level_scale_mixture_equals_its_closed_form():
     """Windows of iid N(0, 1) days scaled by s = 1 or 3 (one draw per window): the ACF of |x| at
     every lag is Var(s) m^2 / (E[s^2] (1 - m^2) + Var(s) m^2) with m = E|e| = sqrt(2 / pi);
     tolerance 5 / sqrt(pairs) plus the O(1/n) bias of the pooled estimate."""
@@ -166,7 +166,7 @@ def test_abs_acf_of_a_two_level_scale_mixture_equals_its_closed_form():
     assert float(iid.abs().max()) < 5 / np.sqrt(4000 * 27)
 
 
-def test_batch_leverage_sees_a_scale_set_by_the_previous_sign_and_only_at_lag_one():
+def test_leverage_curve_sees_a_scale_set_by_the_previous_sign_and_only_at_lag_one():
     """``x_t = (1 + 0.8 [x_{t-1} < 0]) e_t`` with iid N(0, 1) ``e``: ``corr(x_t, |x_{t+1}|)``
     is negative, ``corr(x_t, |x_{t+k}|)`` for k >= 2 is 0 (the sign of ``x_{t+1}`` is that of
     ``e_{t+1}``, independent of ``x_t``), iid noise gives 0 at every lag, and flipping the sign
