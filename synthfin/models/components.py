@@ -87,3 +87,28 @@ def chain_windows(spec: DataSpec, window: WindowSampler, regimes: np.ndarray,
         more, carry = window(spec.regimes.label(vol), vol, carry)
         path = np.concatenate([path, more], axis=1)
     return path[:, :length]
+
+
+# ---------------------------------------------------------------------------------------------
+# Torch lag kernel
+# ---------------------------------------------------------------------------------------------
+def standardized(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, T, A) standardized per asset over windows and days (unbiased std + 1e-6)."""
+    return (x - x.mean(dim=(0, 1))) / (x.std(dim=(0, 1)) + 1e-6)
+
+
+def lagged_correlation(x: torch.Tensor, max_lag: int,
+                       lagging: Callable[[torch.Tensor], torch.Tensor] | None = None
+                       ) -> torch.Tensor:
+    """Correlation of ``x_t`` with ``y_{t+k}``, ``y = lagging(x)`` (None: ``x``), k = 1..max_lag,
+    of windows (B, T, A): the mean of the products over windows and days after
+    :func:`standardized`, (max_lag, A).
+
+    The differentiable torch mirror of :func:`synthfin.stats.facts._lagged_correlation`
+    (pooled). ``y`` is made after ``x`` is standardized: that order of operations fixes the
+    order in which backward sums the gradients, so losses keep their exact numbers.
+    """
+    leading = standardized(x)
+    following = leading if lagging is None else standardized(lagging(x))
+    return torch.stack([(leading[:, :-lag] * following[:, lag:]).mean(dim=(0, 1))
+                        for lag in range(1, max_lag + 1)])
