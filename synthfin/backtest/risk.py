@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import special, stats
 
 from synthfin.errors import DataError, ModelError
+from synthfin.stats.tails import var_es
 
 if TYPE_CHECKING:  # the models (and torch) are not needed at run time
     from synthfin.models.base import ContextSampler
@@ -81,23 +82,12 @@ def var_es_from_samples(samples: np.ndarray, levels: Sequence[float] = LEVELS
 
     Notes
     -----
-    With losses ``L = -r`` and ``n`` draws per day,
-
-    ``VaR_alpha = Q_L(alpha)`` (the empirical quantile, linear interpolation between order
-    statistics) and ``ES_alpha = mean{L_i : L_i >= VaR_alpha}``.
-
-    The tail mean averages ``ceil(n (1 - alpha))`` draws for untied samples (50 of 1,000 at 95 %,
-    10 at 99 %), so ES is always at least VaR.
+    :func:`synthfin.stats.tails.var_es` of each day's draws: with losses ``L = -r``,
+    ``VaR_alpha = Q_L(alpha)`` and ``ES_alpha = mean{L_i : L_i >= VaR_alpha}``. The tail mean
+    averages ``ceil(n (1 - alpha))`` draws for untied samples (50 of 1,000 at 95 %, 10 at 99 %),
+    so ES is always at least VaR.
     """
-    losses = -_check_samples(samples)  # (days, n)
-    result = {}
-    for level in levels:
-        level = _check_level(level)
-        var = np.quantile(losses, level, axis=1)  # (days,)
-        in_tail = losses >= var[:, None]  # (days, n), never empty: the maximum is in it
-        es = (losses * in_tail).sum(axis=1) / in_tail.sum(axis=1)
-        result[level] = (var, es)
-    return result
+    return var_es(_check_samples(samples), [_check_level(level) for level in levels])
 
 
 # -- coverage tests -----------------------------------------------------------------------------
