@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthfin import distributed
+from synthfin.data.returns import prices_from_returns
 from synthfin.errors import DataError
 from synthfin.evaluation.streaming import StreamingFacts
 from synthfin.io import FileReading, atomic_write, atomic_write_json, file_sha256
@@ -241,7 +242,7 @@ def shard_tables(generator: Generator, plan: ShardPlan, shard: int) -> Iterator[
     bars_rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(shard, 1)))
     for chunk in chunks:  # (k, length, assets) log returns
         k, length, n_assets = chunk.shape
-        prices = plan.start_price * np.exp(np.cumsum(chunk, axis=1))
+        prices = prices_from_returns(chunk, plan.start_price)[:, 1:]
         columns = [np.repeat(np.arange(first, first + k), length * n_assets),
                    np.tile(np.repeat(dates, n_assets), k),
                    pa.DictionaryArray.from_arrays(
