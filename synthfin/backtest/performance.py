@@ -48,7 +48,7 @@ def weighted_returns(weights: np.ndarray, prices: np.ndarray) -> np.ndarray:
 def performance(returns: np.ndarray, levels: tuple[float, ...] = (0.95, 0.99)) -> pd.DataFrame:
     """Per-path metrics of daily portfolio returns (n, days).
 
-    ``total_return`` (compounded), ``sharpe`` (mean / std * sqrt(252), 0 when flat),
+    ``total_return`` (compounded), ``sharpe`` (mean / std * sqrt(TRADING_DAYS), 0 when flat),
     ``max_drawdown`` (largest fall from a running peak of equity, positive), ``var_95``,
     ``es_95`` ... (historical VaR and expected shortfall of the daily P&L as positive losses,
     :func:`synthfin.stats.tails.var_es`),
