@@ -24,7 +24,7 @@ import time
 import tokenize
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import ArrayLike
 from safetensors import SafetensorError
 
 from synthfin.errors import BusyError, DataError, SynthfinError, first_line
@@ -195,14 +196,8 @@ class SampleWriter:
         if self.path.suffix == ".npy":
             self._npy.write(np.ascontiguousarray(chunk, dtype=np.float64).tobytes())
         else:
-            n_steps, n_assets = self.shape[1:]
-            paths = np.repeat(np.arange(self.written, self.written + k), n_steps * n_assets)
-            steps = np.tile(np.repeat(np.arange(n_steps), n_assets), k)
-            assets = pa.DictionaryArray.from_arrays(
-                np.tile(np.arange(n_assets, dtype=np.int32), k * n_steps), self.assets)
-            self._parquet.write_table(pa.table(
-                [paths, steps, assets.cast(pa.string()),
-                 np.ascontiguousarray(chunk, dtype=np.float64).ravel()],
+            self._parquet.write_table(long_table(
+                chunk, self.assets, ("step", np.arange(self.shape[1])), first=self.written,
                 schema=self._parquet.schema))
         self.written += k
 
@@ -220,6 +215,28 @@ class SampleWriter:
                 os.replace(self._temp, self.path)
         finally:
             self._temp.unlink(missing_ok=True)
+
+
+def long_table(returns: np.ndarray, assets: Sequence[str], day: tuple[str, ArrayLike], *,
+               first: int = 0, values: Mapping[str, np.ndarray] | None = None,
+               schema: pa.Schema | None = None) -> pa.Table:
+    """The long table of paths (k, length, assets): a row per path, day and asset, in that order.
+
+    Columns ``path`` (numbered from ``first``), ``day = (name, labels (length,))``, ``asset``,
+    ``return``, then each of ``values`` (k, length, assets); the asset is dictionary-encoded
+    where ``schema`` (the cast applied at the end) says so, else a string.
+    """
+    k, length, n_assets = returns.shape
+    asset = pa.DictionaryArray.from_arrays(
+        np.tile(np.arange(n_assets, dtype=np.int32), k * length), list(assets))
+    if schema is None or not pa.types.is_dictionary(schema.field("asset").type):
+        asset = asset.cast(pa.string())
+    table = pa.table({
+        "path": np.repeat(np.arange(first, first + k), length * n_assets),
+        day[0]: pa.array(day[1]).take(np.tile(np.repeat(np.arange(length), n_assets), k)),
+        "asset": asset, "return": np.ascontiguousarray(returns, dtype=np.float64).ravel(),
+        **{name: np.ascontiguousarray(column).ravel() for name, column in (values or {}).items()}})
+    return table if schema is None else table.cast(schema)
 
 
 _LONG_SCHEMA = pa.schema([("path", pa.int64()), ("step", pa.int64()), ("asset", pa.string()),

@@ -110,7 +110,7 @@ VECTORBT_SETTINGS = {"array_wrapper": {"freq": "1D"},
 
 def vectorbt_defaults(vbt: Any = None) -> dict[str, dict[str, str]]:
     """Set vectorbt's global settings for synthfin frames (:data:`VECTORBT_SETTINGS`): one bar
-    per trading day (``freq="1D"``) and 252 of them a year (``year_freq="252 days"``), so
+    per trading day (``freq="1D"``) and :data:`TRADING_DAYS` of them a year (``year_freq``), so
     Sharpe ratios and volatilities are annualized over trading days with no extra argument.
 
     Frames are dated on an exchange's trading days, which skip holidays: their index has no

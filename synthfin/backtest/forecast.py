@@ -25,7 +25,6 @@ density, so no log score).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -58,17 +57,13 @@ class ArchPeer:
     def fit(self, series: np.ndarray, origin: int) -> FittedPeer:
         """Fit on ``series[:origin]`` (unscaled log returns, 1-D); the result filters any later
         day of ``series`` with the parameters fixed."""
-        from arch import arch_model
+        from synthfin.models.baselines import fit_arch
 
-        y = 100 * np.asarray(series, dtype=np.float64)
-        model = arch_model(y, mean="Constant", vol=self.vol, p=1, o=self.o, q=1,
-                           dist=self.dist, rescale=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = model.fit(last_obs=origin, disp="off")
+        result = fit_arch(100 * np.asarray(series, dtype=np.float64), vol=self.vol, o=self.o,
+                          dist=self.dist, last_obs=origin)
         if not np.isfinite(result.params.to_numpy()).all():
             raise ModelError(f"{self} fit gave non-finite parameters")
-        return FittedPeer(self, model, result, origin)
+        return FittedPeer(self, result.model, result, origin)
 
 
 PEERS: dict[str, ArchPeer] = {
@@ -95,14 +90,14 @@ class FittedPeer:
         days = np.asarray(days)
         if days.min() < self.origin:
             raise DataError(f"forecast days must be >= the origin {self.origin}")
-        from arch import arch_model
+        from synthfin.models.baselines import arch_spec
 
         method = "bootstrap" if self.peer.bootstrap else "simulation"
         y = np.asarray(self.model.y)
         out = []
         for day in days:  # the history up to the day, parameters fixed: nothing after it
-            model = arch_model(y[:int(day)], mean="Constant", vol=self.peer.vol, p=1,
-                               o=self.peer.o, q=1, dist=self.peer.dist, rescale=False)
+            model = arch_spec(y[:int(day)], vol=self.peer.vol, o=self.peer.o,
+                              dist=self.peer.dist)
             generator = np.random.default_rng((seed, int(day)))
             forecast = model.fix(self.result.params).forecast(
                 horizon=PATH_DAYS, method=method, simulations=n, reindex=False,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from synthfin.data.conditions import TRADING_DAYS
 from synthfin.errors import DataError
+from synthfin.stats.tails import var_es
 
 Strategy = Callable[..., object]
 
@@ -47,9 +48,10 @@ def weighted_returns(weights: np.ndarray, prices: np.ndarray) -> np.ndarray:
 def performance(returns: np.ndarray, levels: tuple[float, ...] = (0.95, 0.99)) -> pd.DataFrame:
     """Per-path metrics of daily portfolio returns (n, days).
 
-    ``total_return`` (compounded), ``sharpe`` (mean / std * sqrt(252), 0 when flat),
+    ``total_return`` (compounded), ``sharpe`` (mean / std * sqrt(TRADING_DAYS), 0 when flat),
     ``max_drawdown`` (largest fall from a running peak of equity, positive), ``var_95``,
-    ``es_95`` ... (historical VaR and expected shortfall of the daily P&L as positive losses),
+    ``es_95`` ... (historical VaR and expected shortfall of the daily P&L as positive losses,
+    :func:`synthfin.stats.tails.var_es`),
     ``underwater_share`` (share of days below the running peak) and ``longest_underwater_days``.
     """
     returns = np.atleast_2d(np.asarray(returns, dtype=np.float64))
@@ -64,12 +66,9 @@ def performance(returns: np.ndarray, levels: tuple[float, ...] = (0.95, 0.99)) -
                            * np.sqrt(TRADING_DAYS), 0.0),
         "max_drawdown": np.max(1.0 - equity / peak, axis=1),
     }
-    for level in levels:
-        losses = -returns
-        var = np.quantile(losses, level, axis=1)
-        tail = losses >= var[:, None]
+    for level, (var, es) in var_es(returns, levels).items():
         metrics[f"var_{round(level * 100)}"] = var
-        metrics[f"es_{round(level * 100)}"] = (losses * tail).sum(axis=1) / tail.sum(axis=1)
+        metrics[f"es_{round(level * 100)}"] = es
     metrics["underwater_share"] = underwater.mean(axis=1)
     metrics["longest_underwater_days"] = np.array([_longest_run(row) for row in underwater])
     return pd.DataFrame(metrics)

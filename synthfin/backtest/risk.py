@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import special, stats
 
 from synthfin.errors import DataError, ModelError
+from synthfin.stats.tails import var_es
 
 if TYPE_CHECKING:  # the models (and torch) are not needed at run time
     from synthfin.models.base import ContextSampler
@@ -81,23 +82,12 @@ def var_es_from_samples(samples: np.ndarray, levels: Sequence[float] = LEVELS
 
     Notes
     -----
-    With losses ``L = -r`` and ``n`` draws per day,
-
-    ``VaR_alpha = Q_L(alpha)`` (the empirical quantile, linear interpolation between order
-    statistics) and ``ES_alpha = mean{L_i : L_i >= VaR_alpha}``.
-
-    The tail mean averages ``ceil(n (1 - alpha))`` draws for untied samples (50 of 1,000 at 95 %,
-    10 at 99 %), so ES is always at least VaR.
+    :func:`synthfin.stats.tails.var_es` of each day's draws: with losses ``L = -r``,
+    ``VaR_alpha = Q_L(alpha)`` and ``ES_alpha = mean{L_i : L_i >= VaR_alpha}``. The tail mean
+    averages ``ceil(n (1 - alpha))`` draws for untied samples (50 of 1,000 at 95 %, 10 at 99 %),
+    so ES is always at least VaR.
     """
-    losses = -_check_samples(samples)  # (days, n)
-    result = {}
-    for level in levels:
-        level = _check_level(level)
-        var = np.quantile(losses, level, axis=1)  # (days,)
-        in_tail = losses >= var[:, None]  # (days, n), never empty: the maximum is in it
-        es = (losses * in_tail).sum(axis=1) / in_tail.sum(axis=1)
-        result[level] = (var, es)
-    return result
+    return var_es(_check_samples(samples), [_check_level(level) for level in levels])
 
 
 # -- coverage tests -----------------------------------------------------------------------------
@@ -415,7 +405,7 @@ def garch_t_forecast_samples(series: np.ndarray, n_train: int, first_day: int,
     series with the parameters fixed (``model.fix``), so ``sigma_t`` uses the real returns
     before ``t`` only. Draws are ``(mu + sigma_t e) / 100``, vectorized over days and draws.
     """
-    from arch import arch_model  # heavy import, only needed here
+    from synthfin.models.baselines import fit_arch  # heavy import (arch, torch), only here
 
     series = np.asarray(series, dtype=np.float64)
     if series.ndim != 1 or not np.isfinite(series).all():
@@ -427,18 +417,14 @@ def garch_t_forecast_samples(series: np.ndarray, n_train: int, first_day: int,
     _check_days(len(series), first_day, n_train, "the training days")
     if n_draws < 2:
         raise DataError(f"n_draws must be >= 2, got {n_draws}")
-    model = arch_model(series * 100, mean="Constant", vol="GARCH", p=1, q=1, dist="t",
-                       rescale=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # arch's convergence chatter; checked below
-        fit = model.fit(last_obs=n_train, disp="off")
+    fit = fit_arch(series * 100, last_obs=n_train)
     params = fit.params
     if not np.isfinite(params.to_numpy()).all() or params["nu"] <= 2:
         raise ModelError(f"GARCH(1,1)-t fit failed: parameters {params.to_dict()}")
     if fit.convergence_flag != 0:
         warnings.warn(f"GARCH(1,1)-t optimizer did not converge (flag {fit.convergence_flag})",
                       RuntimeWarning, stacklevel=2)
-    sigma = np.asarray(model.fix(params).conditional_volatility)[first_day:]  # (days,)
+    sigma = np.asarray(fit.model.fix(params).conditional_volatility)[first_day:]  # (days,)
     nu = float(params["nu"])
     innovations = _rng(seed).standard_t(nu, size=(len(sigma), n_draws)) * np.sqrt((nu - 2) / nu)
     return (params["mu"] + sigma[:, None] * innovations) / 100  # (days, n_draws)

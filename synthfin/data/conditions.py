@@ -15,7 +15,7 @@ REGIME_NAMES: tuple[str, ...] = ("calm", "normal", "stressed")
 
 def realized_vol(returns: np.ndarray) -> np.ndarray:
     """Annualized realized vol of each path of unscaled returns (..., days, assets), averaged
-    over assets: ``sqrt(252 / days * sum_t r_t^2)``, shape (...)."""
+    over assets: ``sqrt(TRADING_DAYS / days * sum_t r_t^2)``, shape (...)."""
     returns = np.asarray(returns, dtype=np.float64)
     return _annualized(np.sum(np.square(returns), axis=-2), returns.shape[-2])
 
@@ -33,9 +33,9 @@ def trailing_sum_squares(returns: np.ndarray, lookback: int) -> np.ndarray:
 def trailing_realized_vol(returns: np.ndarray, lookback: int) -> np.ndarray:
     """Annualized realized volatility of the ``lookback`` returns *before* each day.
 
-    ``vol[t] = sqrt(252 / lookback * sum_{s=t-lookback}^{t-1} r_s^2)``, averaged over assets for a
-    multi-asset array, so ``vol[t]`` is known before day ``t`` (a causal condition). The first
-    ``lookback`` entries are NaN.
+    ``vol[t] = sqrt(TRADING_DAYS / lookback * sum_{s=t-lookback}^{t-1} r_s^2)``, averaged
+    over assets for a multi-asset array, so ``vol[t]`` is known before day ``t`` (a causal
+    condition). The first ``lookback`` entries are NaN.
 
     Parameters
     ----------
@@ -51,7 +51,7 @@ def trailing_realized_vol(returns: np.ndarray, lookback: int) -> np.ndarray:
 
 
 def _annualized(sum_squares: np.ndarray, days: int) -> np.ndarray:
-    """``sqrt(252 / days * sum of squares)``, averaged over the last (asset) axis."""
+    """``sqrt(TRADING_DAYS / days * sum of squares)``, averaged over the last (asset) axis."""
     return np.sqrt(TRADING_DAYS / days * sum_squares).mean(axis=-1)
 
 

@@ -32,6 +32,7 @@ from synthfin.io import atomic_directory, atomic_write_json, finite_json
 from synthfin.models.base import implausible_note, implausible_paths
 from synthfin.models.training import report_progress
 from synthfin.stats import stylized_facts
+from synthfin.stats.tails import var_es
 
 RETURN_QUANTILES = (0.001, 0.01, 0.05, 0.5, 0.95, 0.99, 0.999)
 RISK_LEVEL = 0.99
@@ -129,11 +130,8 @@ class Evaluation:
 
     def return_quantiles(self) -> pd.DataFrame:
         """Quantiles of daily log returns and the 1-day VaR and ES at 99 % (positive losses,
-        :func:`synthfin.backtest.risk.var_es_from_samples`) of every reference's real windows and
-        every
-        set, per asset: rows (set, asset)."""
-        from synthfin.backtest.risk import var_es_from_samples
-
+        :func:`synthfin.stats.tails.var_es`) of every reference's real windows and every set,
+        per asset: rows (set, asset)."""
         sets = {f"real ({name})": ref.windows for name, ref in self.references.items()}
         sets.update(self.samples)
         rows = {}
@@ -144,7 +142,7 @@ class Evaluation:
                     continue
                 row = {f"q{100 * q:g}%": float(np.quantile(values, q))
                        for q in RETURN_QUANTILES}
-                (var, es), = var_es_from_samples(values[None], [RISK_LEVEL]).values()
+                (var, es), = var_es(values[None], [RISK_LEVEL]).values()
                 row.update({f"VaR {RISK_LEVEL:.0%}": float(var[0]),
                             f"ES {RISK_LEVEL:.0%}": float(es[0])})
                 rows[(name, asset_name)] = row

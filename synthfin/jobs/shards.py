@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthfin import distributed
+from synthfin.data.returns import prices_from_returns
 from synthfin.errors import DataError
 from synthfin.evaluation.streaming import StreamingFacts
-from synthfin.io import FileReading, atomic_write, atomic_write_json, file_sha256
+from synthfin.io import FileReading, atomic_write, atomic_write_json, file_sha256, long_table
 from synthfin.models.base import Generator
 from synthfin.scenarios.calendars import parse_day
 from synthfin.scenarios.ohlcv import OHLCVModel, sp500_ohlcv_model
@@ -240,18 +241,14 @@ def shard_tables(generator: Generator, plan: ShardPlan, shard: int) -> Iterator[
                                      chunk_size=plan.chunk_size)
     bars_rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(shard, 1)))
     for chunk in chunks:  # (k, length, assets) log returns
-        k, length, n_assets = chunk.shape
-        prices = plan.start_price * np.exp(np.cumsum(chunk, axis=1))
-        columns = [np.repeat(np.arange(first, first + k), length * n_assets),
-                   np.tile(np.repeat(dates, n_assets), k),
-                   pa.DictionaryArray.from_arrays(
-                       np.tile(np.arange(n_assets, dtype=np.int32), k * length), assets),
-                   chunk.ravel(), prices.ravel()]
+        values = {"price": prices_from_returns(chunk, plan.start_price)[:, 1:]}
         if plan.ohlcv:
             bars = _bar_model().sample(chunk, plan.start_price, seed=bars_rng)[:, 1:]
-            columns += [bars[..., field].ravel() for field in (0, 1, 2, 4)]  # (k, L, A, 5)
-        yield pa.table(columns, schema=plan.schema)
-        first += k
+            values.update({name: bars[..., field]  # (k, L, A, 5)
+                           for name, field in zip(BAR_COLUMNS, (0, 1, 2, 4), strict=True)})
+        yield long_table(chunk, assets, ("date", dates), first=first, values=values,
+                         schema=plan.schema)
+        first += len(chunk)
 
 
 @functools.cache

@@ -41,6 +41,26 @@ def _per_regime(data: WindowData, statistic) -> list[np.ndarray]:
     return results
 
 
+def arch_spec(y: np.ndarray, *, vol: str = "GARCH", o: int = 0, dist: str = "t") -> Any:
+    """``arch``'s constant-mean ``vol`` model (p = q = 1, ``o`` asymmetry lags) with ``dist``
+    innovations on ``y`` (1-D, not rescaled): the one specification every fit uses."""
+    return arch_model(y, mean="Constant", vol=vol, p=1, o=o, q=1, dist=dist, rescale=False)
+
+
+def fit_arch(y: np.ndarray, *, vol: str = "GARCH", o: int = 0, dist: str = "t",
+             last_obs: int | None = None, what: str | None = None) -> Any:
+    """:func:`arch_spec` fitted by maximum likelihood on ``y[:last_obs]``: the result, whose
+    ``.model`` filters all of ``y``. With ``what``, a fit that did not converge is
+    a :class:`ModelError` naming it."""
+    model = arch_spec(y, vol=vol, o=o, dist=dist)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arch's convergence chatter; checked by the callers
+        result = model.fit(last_obs=last_obs, disp="off")
+    if what is not None and result.convergence_flag != 0:
+        raise ModelError(f"{what} did not converge (flag {result.convergence_flag})")
+    return result
+
+
 def garch_one_step_log_likelihood(series: np.ndarray, n_train: int, *, gjr: bool = False,
                                   dist: str = "t") -> np.ndarray:
     """Per-day one-step-ahead log density of a GARCH(1,1) (GJR with ``gjr``) fitted by ``arch``
@@ -51,12 +71,9 @@ def garch_one_step_log_likelihood(series: np.ndarray, n_train: int, *, gjr: bool
     likelihood that density models are compared with. ``arch`` works in percent; the density of
     ``x`` is that of ``100 x`` times 100.
     """
-    model = arch_model(np.asarray(series, dtype=float) * 100, mean="Constant", vol="GARCH", p=1,
-                       o=int(gjr), q=1, dist=dist, rescale=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = model.fit(last_obs=n_train, disp="off")
-    params = result.params
+    result = fit_arch(np.asarray(series, dtype=float) * 100, o=int(gjr), dist=dist,
+                      last_obs=n_train)
+    model, params = result.model, result.params
     filtered = model.fix(params)
     shape = np.asarray(params.iloc[-model.distribution.num_params:])
     return model.distribution.loglikelihood(
@@ -79,18 +96,27 @@ class GarchConfig(GeneratorConfig):
     limits: ClassVar[dict[str, Limit]] = {"dist": ("t", "skewt"), "burn_in": ">= 0"}
 
 
-def fit_garch(series: np.ndarray, *, o: int, dist: str, what: str) -> tuple[Any, Any]:
-    """``arch``'s GARCH(1, o, 1) with a constant mean and ``dist`` innovations, fitted by
-    maximum likelihood on ``series`` (1-D, unscaled by ``arch``): the model and its result. A
-    fit that did not converge is a :class:`ModelError` naming ``what``."""
-    model = arch_model(series, mean="Constant", vol="GARCH", p=1, o=o, q=1, dist=dist,
-                       rescale=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = model.fit(disp="off")
-    if result.convergence_flag != 0:
-        raise ModelError(f"{what} did not converge (flag {result.convergence_flag})")
-    return model, result
+@dataclasses.dataclass(frozen=True)
+class GarchParams:
+    """Fitted (GJR-)GARCH parameters in scaled units, each an array over assets (assets,);
+    ``shape_params`` (assets, 2) holds ``nu, 0`` (Student-t) or ``eta, lambda`` (skew-t)."""
+
+    mu: np.ndarray
+    omega: np.ndarray
+    alpha: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    shape_params: np.ndarray
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> GarchParams:
+        """From the saved (assets, 7) array of :meth:`to_array`."""
+        return cls(*np.asarray(array[:, :5]).T, shape_params=array[:, 5:])
+
+    def to_array(self) -> np.ndarray:
+        """Columns ``mu, omega, alpha, gamma, beta`` and the two shape parameters."""
+        return np.column_stack([self.mu, self.omega, self.alpha, self.gamma, self.beta,
+                                self.shape_params])
 
 
 @register
@@ -117,18 +143,18 @@ class GarchGenerator(Generator):
 
     def _fit(self, data: WindowData, *, run_dir: Path | None, resume: bool) -> None:
         series = data.train.returns
-        params, normal_scores = [], []
+        rows, normal_scores = [], []
         for a, asset in enumerate(data.assets):
-            model, result = fit_garch(series[:, a], o=int(self.config.gjr),
-                                      dist=self.config.dist, what=f"GARCH fit for {asset}")
+            result = fit_arch(series[:, a], o=int(self.config.gjr), dist=self.config.dist,
+                              what=f"GARCH fit for {asset}")
             p = result.params
-            shape = list(p.iloc[-model.distribution.num_params:])  # nu (t); eta, lambda (skewt)
-            params.append([p["mu"], p["omega"], p["alpha[1]"], p.get("gamma[1]", 0.0),
-                           p["beta[1]"], *shape, *[0.0] * (2 - len(shape))])
+            shape = list(p.iloc[-result.model.distribution.num_params:])  # nu; eta, lambda
+            rows.append([p["mu"], p["omega"], p["alpha[1]"], p.get("gamma[1]", 0.0),
+                         p["beta[1]"], *shape, *[0.0] * (2 - len(shape))])
             resid = np.asarray(result.std_resid)[1:]
-            pits = self._distribution().cdf(resid, self._shape(np.asarray(params[-1])))
+            pits = self._distribution().cdf(resid, self._shape(np.asarray(rows[-1][5:])))
             normal_scores.append(special.ndtri(np.clip(pits, 1e-12, 1 - 1e-12)))
-        self.params_ = np.asarray(params)  # (assets, 7)
+        self.params_ = GarchParams.from_array(np.asarray(rows))
         self.copula_corr_ = np.atleast_2d(np.corrcoef(np.asarray(normal_scores)))
         trailing_var = trailing_sum_squares(series, data.vol_lookback) / data.vol_lookback
         self.regime_var_ = np.asarray(_per_regime(  # (regimes, assets)
@@ -137,36 +163,36 @@ class GarchGenerator(Generator):
     def _distribution(self) -> StudentsT | SkewStudent:
         return SkewStudent() if self.config.dist == "skewt" else StudentsT()
 
-    def _shape(self, asset_params: np.ndarray) -> np.ndarray:
-        return asset_params[5:7] if self.config.dist == "skewt" else asset_params[5:6]
+    def _shape(self, shape_params: np.ndarray) -> np.ndarray:
+        return shape_params[:2] if self.config.dist == "skewt" else shape_params[:1]
 
     def _innovations(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         """Unit-variance innovations (n, steps, assets) with the copula's dependence."""
         n, steps = shape
-        if len(self.params_) == 1 and self.config.dist == "t":  # no copula: direct draws, no ppf
-            nu = self.params_[0, 5]
+        if len(self.params_.mu) == 1 and self.config.dist == "t":  # no copula: no ppf
+            nu = self.params_.shape_params[0, 0]
             return (rng.standard_t(nu, size=(n, steps)) * np.sqrt((nu - 2) / nu))[..., None]
         chol = np.linalg.cholesky(self.copula_corr_)
         pits = special.ndtr(rng.standard_normal((n, steps, len(chol))) @ chol.T)
         dist = self._distribution()
         return np.stack([dist.ppf(pits[..., a].ravel(), self._shape(p)).reshape(n, steps)
-                         for a, p in enumerate(self.params_)], axis=-1)
+                         for a, p in enumerate(self.params_.shape_params)], axis=-1)
 
     def _unconditional_variance(self) -> np.ndarray:
-        _, omega, alpha, gamma, beta = (self.params_[:, i] for i in range(5))
-        persistence = alpha + gamma / 2 + beta
-        return np.where(persistence < 1, omega / np.maximum(1 - persistence, 1e-12), 1.0)
+        p = self.params_
+        persistence = p.alpha + p.gamma / 2 + p.beta
+        return np.where(persistence < 1, p.omega / np.maximum(1 - persistence, 1e-12), 1.0)
 
     def _next_variance(self, eps: np.ndarray, variance: np.ndarray) -> np.ndarray:
         """One step of the (GJR-)GARCH recursion from the shocks ``eps = r - mu``."""
-        _, omega, alpha, gamma, beta = (self.params_[:, i] for i in range(5))
-        return omega + (alpha + gamma * (eps < 0)) * eps**2 + beta * variance
+        p = self.params_
+        return p.omega + (p.alpha + p.gamma * (eps < 0)) * eps**2 + p.beta * variance
 
     def _simulate(self, variance: np.ndarray, length: int, burn_in: int,
                   rng: np.random.Generator) -> np.ndarray:
         """Paths (n, length, assets) from the conditional variances (n, assets) of their first
         day, after ``burn_in`` discarded days."""
-        mu = self.params_[:, 0]
+        mu = self.params_.mu
         n = len(variance)
         shocks = self._innovations(rng, (n, burn_in + length))
         out = np.empty((n, length, len(mu)))
@@ -182,7 +208,7 @@ class GarchGenerator(Generator):
         burn_in = self.config.burn_in if regime is None else 0
         variance = (self._unconditional_variance() if regime is None
                     else self.regime_var_[regime])
-        variance = np.broadcast_to(variance, (n, len(self.params_))).copy()
+        variance = np.broadcast_to(variance, (n, len(self.params_.mu))).copy()
         return self._simulate(variance, length, burn_in, rng)
 
     @property
@@ -195,7 +221,7 @@ class GarchGenerator(Generator):
         """Conditional variance of the day after each history, (paths, assets), in scaled
         units: the fitted recursion run over ``context`` (paths, days, assets) of scaled
         returns, started at the unconditional variance."""
-        mu = self.params_[:, 0]
+        mu = self.params_.mu
         variance = np.broadcast_to(self._unconditional_variance(),
                                    (len(context), len(mu))).copy()
         for t in range(context.shape[1]):
@@ -222,11 +248,12 @@ class GarchGenerator(Generator):
         return self
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"params": self.params_, "copula_corr": self.copula_corr_,
+        return {"params": self.params_.to_array(), "copula_corr": self.copula_corr_,
                 "regime_var": self.regime_var_}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.params_, self.copula_corr_ = state["params"], state["copula_corr"]
+        self.params_ = GarchParams.from_array(state["params"])
+        self.copula_corr_ = state["copula_corr"]
         self.regime_var_ = state["regime_var"]
 
 

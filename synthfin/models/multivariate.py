@@ -36,7 +36,7 @@ from synthfin.models.base import (
     given_arguments,
     register,
 )
-from synthfin.models.baselines import fit_garch
+from synthfin.models.baselines import fit_arch
 
 MAX_PERSISTENCE = 0.99  # alpha + gamma / 2 + beta of each filter, and a + b of the DCC
 MIN_DF = 5.0  # Student-t degrees of freedom: the innovations keep a finite kurtosis (> 4)
@@ -61,7 +61,7 @@ def fit_gjr(series: np.ndarray) -> np.ndarray:
     """
     rows = []
     for a in range(series.shape[1]):
-        _, result = fit_garch(series[:, a], o=1, dist="t", what=f"GJR-GARCH fit of asset {a}")
+        result = fit_arch(series[:, a], o=1, dist="t", what=f"GJR-GARCH fit of asset {a}")
         p = result.params
         alpha, gamma, beta = p["alpha[1]"], p["gamma[1]"], p["beta[1]"]
         persistence = alpha + gamma / 2 + beta

@@ -19,7 +19,7 @@ import pandas as pd
 
 from synthfin.data.returns import prices_from_returns
 from synthfin.errors import DataError
-from synthfin.io import FileReading, atomic_write
+from synthfin.io import FileReading, atomic_write, long_table
 from synthfin.scenarios.calendars import BUSINESS_DAYS, trading_days_after
 from synthfin.scenarios.ohlcv import FIELDS, OHLCVModel, sp500_ohlcv_model
 
@@ -227,14 +227,9 @@ class Scenarios:
         ``returns="simple"`` gives ``P_t / P_{t-1} - 1`` instead of log returns."""
         if returns not in ("log", "simple"):
             raise DataError(f"returns must be 'log' or 'simple', got {returns!r}")
-        n, length, n_assets = self.returns.shape
-        paths, steps, assets = np.meshgrid(np.arange(n), np.arange(length), np.arange(n_assets),
-                                           indexing="ij")
         values = self.returns if returns == "log" else self.simple_returns()
-        return pd.DataFrame({
-            "path": paths.ravel(), "date": self.dates[steps.ravel()],
-            "asset": np.asarray(self.assets)[assets.ravel()], "return": values.ravel(),
-            "price": self.prices(start)[:, 1:].ravel()})
+        return long_table(values, self.assets, ("date", self.dates),
+                          values={"price": self.prices(start)[:, 1:]}).to_pandas()
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description: assets, start, regime, shock (size, day, date), volume

@@ -165,7 +165,7 @@ def gaussian_tail_dependence(rho: float, q: float = TAIL_QUANTILE) -> float:
 def value_at_risk(returns: np.ndarray, level: float = RISK_LEVEL) -> tuple[float, float]:
     """Historical VaR and ES of daily log returns as positive losses: ``VaR = Q_L(level)`` and
     ``ES = mean{L : L >= VaR}`` with ``L = -r`` (the definition of
-    :func:`synthfin.backtest.risk.var_es_from_samples`)."""
+    :func:`synthfin.stats.tails.var_es`, whose masked row sums round differently)."""
     losses = -np.asarray(returns, dtype=np.float64).ravel()
     var = float(np.quantile(losses, level))
     return var, float(losses[losses >= var].mean())

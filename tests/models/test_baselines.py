@@ -60,7 +60,7 @@ def test_unknown_regime_and_unfitted_model_are_clear_errors(fitted):
 
 def test_vectorized_garch_matches_the_scalar_recursion(fitted):
     model = fitted["garch"]
-    mu, omega, alpha, gamma, beta = model.params_[0, :5]
+    mu, omega, alpha, gamma, beta = model.params_.to_array()[0, :5]
     assert 0.8 < alpha + beta < 1 and gamma == 0  # a plain GARCH fit on S&P 500 is persistent
     rng_state = np.random.default_rng(4)
     paths = model._sample(3, 50, regime=2, rng=np.random.default_rng(4))
@@ -75,9 +75,9 @@ def test_vectorized_garch_matches_the_scalar_recursion(fitted):
 
 def test_gjr_finds_the_leverage_term(sp500_windows):
     gjr = GarchGenerator(gjr=True, dist="skewt").fit(sp500_windows)
-    mu, omega, alpha, gamma, beta = gjr.params_[0, :5]
+    mu, omega, alpha, gamma, beta = gjr.params_.to_array()[0, :5]
     assert gamma > alpha  # equities: bad news raises variance more than good news
-    assert gjr.params_[0, 6] < 0  # skew-t lambda: negatively skewed innovations
+    assert gjr.params_.shape_params[0, 1] < 0  # skew-t lambda: negatively skewed innovations
 
 
 def test_bootstrap_copies_training_days_in_blocks(fitted, sp500_windows):
@@ -132,7 +132,7 @@ def test_garch_sample_after_filters_the_history_as_arch_does(fitted, sp500_retur
     spec = model._spec()
     history = sp500_returns.to_numpy()[:6500]
     scaled = spec.scaler.transform(history)[:, 0]
-    mu, omega, alpha, _, beta, nu, _ = model.params_[0]
+    mu, omega, alpha, _, beta, nu, _ = model.params_.to_array()[0]
     fixed = arch_model(scaled, mean="Constant", vol="GARCH", p=1, q=1, dist="t",
                        rescale=False).fix([mu, omega, alpha, beta, nu])
     expected = fixed.forecast(horizon=1, reindex=False).variance.iloc[-1, 0]
