@@ -74,7 +74,7 @@ def main() -> None:
     model.sample(10_000, length=252, seed=0)
     seconds = time.perf_counter() - start
     garch = GarchGenerator().fit(data)
-    mu, omega, alpha, _, beta, nu, _ = garch.params_[0]
+    mu, omega, alpha, _, beta, nu, _ = garch.params_.to_array()[0]
     simulator = arch_model(None, mean="Constant", vol="GARCH", p=1, q=1, dist="t")
     start = time.perf_counter()
     for _ in range(args.loop_paths):

@@ -30,7 +30,7 @@ def main() -> None:
 
     data = sf.make_windows(sf.log_returns(sf.load_prices("bundled", ["SP500"])), args.days)
     garch = GarchGenerator().fit(data)
-    mu, omega, alpha, _, beta, nu, _ = garch.params_[0]
+    mu, omega, alpha, _, beta, nu, _ = garch.params_.to_array()[0]
 
     start = time.perf_counter()
     samples = garch.sample_returns(args.paths, seed=0, length=args.days)

@@ -106,7 +106,7 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_whole(data, tmp_pat
         assert (directory / "metrics.json").is_file()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("synthfin.evaluation.report.write_report", interrupted)
+    monkeypatch.setattr("synthfin.evaluation.evaluate.write_report", interrupted)
     message = one_line_error(invoke(*evaluate, "--seed", 1), code=130)
     assert "keeps its earlier report" in message and "synthfin run" not in message
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
