@@ -45,6 +45,7 @@ from synthfin.models.base import (
     register,
 )
 from synthfin.models.components import (
+    condition_innovations,
     ewma_mean_squares_np,
     mixture_moments,
     span_weights,
@@ -89,8 +90,8 @@ UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 class AutoregressiveConfig(TorchConfig):
     """Hyper-parameters (on top of :class:`TorchConfig`).
 
-    - ``hidden``, ``layers``: GRU width and depth (must match a pretrained checkpoint's).
-    - ``components``: Student-t mixture components per asset and day (idem).
+    - ``hidden``, ``layers``, ``components``: GRU width and depth, Student-t mixture components
+      per asset and day (all three must match a pretrained checkpoint's).
     - ``pretrained``: ``"universe"`` (:data:`UNIVERSE`), a :func:`pretrain_universe` folder or
       None (train from scratch).
     - ``finetune``: train the pretrained network on the data (False: zero-shot).
@@ -193,29 +194,23 @@ class ARNet(nn.Module):
         # per-asset shift of the log scale, set by variance targeting after training
         self.register_buffer("scale_shift", torch.zeros(n_assets))
 
-    def read(self, x: torch.Tensor, state: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every layer's output (layers, B, T, A, H) after each day of inputs ``x``
-        (B, T, A, F), from GRU states (layers, B * A, H) or zeros."""
-        return self._read(with_market(x), state)
-
-    def _read(self, inputs: torch.Tensor, state: torch.Tensor | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`read` from inputs that already hold the market's (B, T, A, 2F)."""
+    def read(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Every layer's output (layers, B, T, A, H) after each day of inputs with the market's
+        (B, T, A, 2F) (:func:`with_market`), from GRU states (layers, B * A, H) or zeros."""
         batch, days, assets, _ = inputs.shape
         inputs = inputs.transpose(1, 2).reshape(batch * assets, days, 2 * N_FEATURES)
         outs = []
         for i, gru in enumerate(self.grus):
             inputs, _ = gru(inputs, None if state is None else state[i:i + 1].contiguous())
             outs.append(inputs.view(batch, assets, days, -1).transpose(1, 2))
-        return torch.stack(outs), inputs
+        return torch.stack(outs)
 
     def marginal(self, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Mixture logits, locations, scales and dfs (B, T, A, K) of the day after each input
         day of ``x`` (B, T, A, F), and the GRU states after the last day (layers, B * A, H)."""
         inputs = with_market(x)
-        outs, _ = self._read(inputs, state)
+        outs = self.read(inputs, state)
         last = outs[:, :, -1].reshape(len(self.grus), -1, outs.shape[-1])
         return self._density(outs[-1], inputs), last
 
@@ -239,9 +234,8 @@ class ARNet(nn.Module):
     def log_prob(self, y: torch.Tensor, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> torch.Tensor:
         r"""Log density (B, T, A) of each asset's return given the past and the same day's
-        earlier assets. With the mixture's mean :math:`m` and standard deviation :math:`sd`,
-        :math:`e = (y - m) / sd` and :math:`w = L^{-1} e`, it is
-        :math:`\log p_{mix}(m + sd\, w_a) - \log L_{aa}` (one asset: :math:`\log p_{mix}(y)`).
+        earlier assets: :math:`\log p_{mix}(m + sd\, w_a) - \log L_{aa}` with the mixture's
+        mean :math:`m` and sd, :math:`w = L^{-1} (y - m) / sd` (one asset: :math:`\log p_{mix}(y)`).
         """
         params, _ = self.marginal(x, state)
         if self.n_assets > 1:
@@ -298,30 +292,6 @@ class ARNet(nn.Module):
         return y, features(y, v), v, state
 
 
-def condition_innovations(factor: torch.Tensor, e: torch.Tensor, w_given: torch.Tensor,
-                          given_idx: list[int]) -> torch.Tensor:
-    r"""Correlated innovations :math:`w = L e` (n, A) whose entries ``given_idx`` equal
-    ``w_given`` (n, k), the others drawn given them; ``factor`` is :math:`L` (n, A, A), ``e``
-    (n, A) fresh standardized draws. Exact when the given assets come first
-    (:math:`e_G = L_{GG}^{-1} w_G`), else the linear (Gaussian-copula) conditional
-    :math:`w_O = w'_O + C_{OG} C_{GG}^{-1} (w_G - w'_G)`, :math:`w' = L e`, :math:`C = L L^\top`."""
-    k = len(given_idx)
-    if list(given_idx) == list(range(k)):
-        e = e.clone()
-        e[:, :k] = torch.linalg.solve_triangular(factor[:, :k, :k], w_given[..., None],
-                                                 upper=False)[..., 0]
-        return (factor @ e[..., None])[..., 0]
-    w = (factor @ e[..., None])[..., 0]
-    corr = factor @ factor.transpose(-1, -2)
-    others = [a for a in range(e.shape[-1]) if a not in set(given_idx)]
-    gain = torch.linalg.solve(corr[:, given_idx][:, :, given_idx],
-                              corr[:, given_idx][:, :, others])  # (n, k, A - k)
-    w = w.clone()
-    w[:, others] = w[:, others] + ((w_given - w[:, given_idx])[:, None, :] @ gain)[:, 0]
-    w[:, given_idx] = w_given
-    return w
-
-
 # -- training ---------------------------------------------------------------------------------
 def _series(train: np.ndarray, val: np.ndarray, context: int, device: torch.device) -> Series:
     return split_series(*series_inputs(np.concatenate([train, val])), len(train), context, device)
@@ -359,8 +329,7 @@ def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
     best, _ = fit_series(net, series, config, device,
                          None if run_dir is None else Path(run_dir), resume, "universe")
     meta = {"hidden": config.hidden, "layers": config.layers, "components": config.components,
-            "spans": list(SPANS),
-            "val_nll": best, "config": dataclasses.asdict(config),
+            "spans": list(SPANS), "val_nll": best, "config": dataclasses.asdict(config),
             "series": {name: {"assets": data.assets, "train": data.split_dates["train"],
                               "val": data.split_dates["val"]}
                        for name, data in universe.items()}}
@@ -371,9 +340,8 @@ def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
 
 def load_pretrained(net: ARNet, source: str, config: AutoregressiveConfig) -> None:
     """Copy a pretrained checkpoint's GRU and head into ``net`` (the coupling stays)."""
-    state = read_checkpoint(UNIVERSE if source == "universe" else Path(source),
-                            {key: getattr(config, key) for key in ("hidden", "layers",
-                                                                    "components")})
+    sizes = {key: getattr(config, key) for key in ("hidden", "layers", "components")}
+    state = read_checkpoint(UNIVERSE if source == "universe" else Path(source), sizes)
     state.update({"net.coupling": net.coupling.detach().cpu(),
                   "net.scale_shift": net.scale_shift.cpu()})
     load_module_state({"net": net}, state)
@@ -382,14 +350,9 @@ def load_pretrained(net: ARNet, source: str, config: AutoregressiveConfig) -> No
 # -- the generator ----------------------------------------------------------------------------
 @register
 class AutoregressiveGenerator(TorchGenerator):
-    """Autoregressive Student-t density model of daily returns over long histories.
-
-    Fitted by maximum likelihood on crops of the training history (from the pooled universe
-    checkpoint by default), with early stopping on the validation likelihood. ``sample`` draws
-    ancestrally, for any length, from the model's own stationary states (of one regime,
-    if asked); :meth:`sample_after` continues a given history; :meth:`one_step_log_likelihood`
-    is the one-day-ahead forecast density, comparable with a GARCH filter.
-    """
+    """Autoregressive Student-t density model of daily returns over long histories: ``sample``
+    draws from its stationary states (of one regime, if asked), :meth:`sample_after` continues a
+    history, :meth:`one_step_log_likelihood` is the one-day-ahead forecast density."""
 
     name = "ar"
     config_class = AutoregressiveConfig
@@ -475,8 +438,8 @@ class AutoregressiveGenerator(TorchGenerator):
         count = len(self.bank_["y"])
         keep = np.linspace(0, count - 1, min(count, max(MIN_BANK_STATES,
                                                         BANK_SIZE // data.n_assets))).astype(int)
-        bank = {k: v[:, keep] if k == "state" else v[keep] for k, v in self.bank_.items()}
-        bank = {k: v.to(self.device_) for k, v in bank.items()}
+        bank = {k: (v[:, keep] if k == "state" else v[keep]).to(self.device_)
+                for k, v in self.bank_.items()}
         carry = (features(bank["y"], bank["v"]), bank["v"], bank["state"])
         rng = np.random.default_rng(self.config.seed)
         last = max(TRADING_DAYS, data.vol_lookback)  # holds the days of the regime's vol
@@ -497,7 +460,7 @@ class AutoregressiveGenerator(TorchGenerator):
         states, state = [], None
         with torch.no_grad():
             for lo in range(0, x.shape[1], 512):  # chunked over time: memory stays bounded
-                outs, _ = net.read(x[:, lo:lo + 512].to(self.device_), state)
+                outs = net.read(with_market(x[:, lo:lo + 512].to(self.device_)), state)
                 state = outs[:, :, -1].reshape(len(outs), -1, outs.shape[-1])
                 keep = days[(days >= lo) & (days < lo + 512)] - lo
                 states.append(outs[:, :, keep].cpu())
@@ -562,13 +525,9 @@ class AutoregressiveGenerator(TorchGenerator):
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray:
         """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
-        ``context``: one history (days, assets) shared by every path, or one per path
-        (n, days, assets); its last :attr:`context_days` days are read.
-
-        One-day-ahead draws from the real past (``length=1``) are what risk backtests of VaR
-        and ES need; a context ending in a shock continues with the model's own dynamics after
-        it (crash scenarios: the shock enters the volatility state at once).
-        """
+        ``context``, one history (days, assets) for every path or one per path (n, days,
+        assets), of which the last :attr:`context_days` days are read (``length=1``: the
+        one-day-ahead draws of VaR / ES backtests; a shock enters the volatility state at once)."""
         spec = self._spec()
         if n < 1 or length < 1:
             raise ModelError(f"n and length must be >= 1, got {n} and {length}")
@@ -584,12 +543,10 @@ class AutoregressiveGenerator(TorchGenerator):
 
     def sample_given(self, given: np.ndarray, given_assets: list[str], n: int, *,
                      context: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
-        """``n`` paths (n, days, assets) of unscaled log returns in which ``given_assets``
-        follow ``given`` (days, k) and the other assets are drawn from the model's
-        conditional given them, day by day (:func:`condition_innovations`: exact when the
-        given assets come first in the model's asset order). Paths continue ``context``
-        (days, assets: the real history before the given days) or, without it, start from
-        the model's stationary states."""
+        """``n`` paths (n, days, assets) of unscaled log returns in which ``given_assets`` follow
+        ``given`` (days, k) and the others are drawn given them day by day
+        (:func:`condition_innovations`), continuing ``context`` (days, assets) if given, else
+        from the model's stationary states."""
         spec = self._spec()
         idx, given = given_arguments(spec, given, given_assets, n)
         rng = np.random.default_rng(seed)

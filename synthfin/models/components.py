@@ -1,6 +1,6 @@
 """Parts the neural models share: the condition they read, their training tensors, the volatility
-component (exponentially weighted mean squares), the Student-t log density, and window chaining
-for paths longer than a window."""
+component (exponentially weighted mean squares), Student-t (mixture) densities, innovations
+conditioned on given assets, and window chaining for paths longer than a window."""
 
 from __future__ import annotations
 
@@ -118,6 +118,30 @@ def mixture_moments(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor
     mean = (weights * loc).sum(-1)
     second = (weights * (scale**2 * df / (df - 2) + loc**2)).sum(-1)
     return mean, torch.sqrt(torch.clamp(second - mean**2, min=1e-12))
+
+
+def condition_innovations(factor: torch.Tensor, e: torch.Tensor, w_given: torch.Tensor,
+                          given_idx: list[int]) -> torch.Tensor:
+    r"""Correlated innovations :math:`w = L e` (n, A) whose entries ``given_idx`` equal
+    ``w_given`` (n, k), the others drawn given them; ``factor`` is :math:`L` (n, A, A), ``e``
+    (n, A) fresh standardized draws. Exact when the given assets come first
+    (:math:`e_G = L_{GG}^{-1} w_G`), else the linear (Gaussian-copula) conditional
+    :math:`w_O = w'_O + C_{OG} C_{GG}^{-1} (w_G - w'_G)`, :math:`w' = L e`, :math:`C = L L^\top`."""
+    k = len(given_idx)
+    if list(given_idx) == list(range(k)):
+        e = e.clone()
+        e[:, :k] = torch.linalg.solve_triangular(factor[:, :k, :k], w_given[..., None],
+                                                 upper=False)[..., 0]
+        return (factor @ e[..., None])[..., 0]
+    w = (factor @ e[..., None])[..., 0]
+    corr = factor @ factor.transpose(-1, -2)
+    others = [a for a in range(e.shape[-1]) if a not in set(given_idx)]
+    gain = torch.linalg.solve(corr[:, given_idx][:, :, given_idx],
+                              corr[:, given_idx][:, :, others])  # (n, k, A - k)
+    w = w.clone()
+    w[:, others] = w[:, others] + ((w_given - w[:, given_idx])[:, None, :] @ gain)[:, 0]
+    w[:, given_idx] = w_given
+    return w
 
 
 def chain_windows(spec: DataSpec, window: WindowSampler, regimes: np.ndarray,
