@@ -2,18 +2,13 @@
 long histories, pooled across a universe of series.
 
 Each asset is read by one GRU with weights shared across assets and series. Its inputs on day
-``t`` are the scaled return ``y_t``, ``|y_t|`` and the log of exponentially weighted mean squares
-of the scaled returns over 5 / 21 / 63 / 252 days (the slow information of a HAR model, kept as
-recursions so that sampling carries them exactly), and the same for the market (the mean over
-assets), so that volatility spills over between assets. A linear head on the GRU output *and*
-those inputs gives the next day's Student-t (mixture) location, scale and degrees of freedom, so
-a log-linear HAR volatility is a special case and the GRU learns what it adds (asymmetry,
-state-dependent tails). The model is trained on long random crops of the contiguous history,
-each with a burn-in whose loss is not counted, with early stopping on the validation likelihood;
-variance targeting then sets each asset's scale so that long simulated paths keep the training
-variance. Sampled paths start from the model's own stationary states: training days' states
-carried forward five years by the model itself (a burn-in, as a GARCH simulation has), so that
-the volatility level does not drift along a path.
+``t`` are ``y_t``, ``|y_t|`` and the log of exponentially weighted mean squares over 5 / 21 / 63 /
+252 days (a HAR model's slow information, as recursions that sampling carries exactly), and the
+same for the market (the mean over assets). A linear head on the GRU output *and* those inputs
+gives the next day's Student-t (mixture) location, scale and degrees of freedom: a log-linear HAR
+volatility is a special case. Trained on long random crops of the history (each with an unscored
+burn-in), early-stopped on the validation likelihood, then variance-targeted; sampled paths start
+from the model's own stationary states (training days' states run forward five years).
 
 Several assets are coupled within a day through a Gaussian-copula-like factor: with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` a
@@ -21,17 +16,14 @@ lower-triangular matrix with unit-norm rows (so ``L_t L_t^T`` is a correlation m
 ``a`` returns ``y_a = mu_a + sd_a e_a``. ``L_t`` moves with the market's volatility state, so
 correlations can rise in stressed markets; the density stays exact (a triangular solve).
 
-**Pooling.** Daily returns are few per series, so by default the network starts from a
-checkpoint pretrained on the 21 bundled series (:data:`UNIVERSE`, training days only, up to
-2013-02-01) and is fine-tuned on the user's series; fine-tuning keeps the zero-shot weights when
-it does not improve the validation likelihood. :func:`pretrain_universe` rebuilds such a
-checkpoint from any universe of series.
+**Pooling.** By default the network starts from a checkpoint pretrained on the 21 bundled series
+(:data:`UNIVERSE`, :func:`pretrain_universe`; training and fitting:
+:mod:`synthfin.models.pooling`) and keeps it when fine-tuning does not improve validation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,15 +31,12 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from scipy.signal import lfilter
 from torch import nn
 from torch.nn import functional as F
 
 from synthfin.data.conditions import realized_vol, trailing_realized_vol
 from synthfin.data.windows import WindowData
-from synthfin.errors import ConfigError, ModelError
-from synthfin.io import FileReading, atomic_directory, atomic_write_json
+from synthfin.errors import ModelError
 from synthfin.models.base import (
     PLAUSIBLE_SDS,
     ContextSampler,
@@ -56,16 +45,24 @@ from synthfin.models.base import (
     register,
 )
 from synthfin.models.components import (
+    condition_innovations,
+    ewma_mean_squares_np,
+    mixture_moments,
     span_weights,
-    student_t_log_prob,
+    student_t_mixture_log_prob,
     update_mean_squares,
 )
+from synthfin.models.pooling import (
+    Series,
+    fit_series,
+    read_checkpoint,
+    save_checkpoint,
+    split_series,
+    validation_nll,
+)
 from synthfin.models.training import (
-    BatchOrder,
     TorchConfig,
     TorchGenerator,
-    TrainingLoop,
-    autocast,
     load_module_state,
     module_state,
     report_progress,
@@ -73,21 +70,13 @@ from synthfin.models.training import (
 )
 from synthfin.stats.facts import TRADING_DAYS
 
-# days of the exponentially weighted mean squares the network reads (without 252: pooled
-# validation NLL 0.8222 against 0.8215, pipelines/pretrain_ar.py)
-SPANS = (5, 21, 63, 252)
+# measured reasons for these values: pipelines/MODELS.md, section ar
+SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the network reads
 N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span (per asset; the network reads them twice)
 STRESS_FEATURE = 2 + SPANS.index(21)  # the log vol that moves the cross-asset correlation
-# Degrees of freedom stay above 4, so the conditional kurtosis is finite (heavier unconditional
-# tails come from the volatility dynamics): a floor of 2 made the samples' kurtosis explode.
-MIN_DF = 4.0
-# The recursion is bounded by construction (issue 29: a universe whose training days end in a
-# crash made 9 of 1,000 paths explode, to daily log returns of 12,000): the day's Student-t
-# scale stays below exp(MAX_LOG_SCALE) = 8 long-run (training) standard deviations, through a
-# soft bound (bounded_log_scale), and the network reads returns clipped
-# at MAX_INPUT long-run standard deviations and log vols clipped at the same bound, so no
-# input can carry a shock into the next day's scale without limit (log scale linear in |y|
-# made the scale exponential in the last return).
+MIN_DF = 4.0  # degrees of freedom stay above 4: the conditional kurtosis is finite
+# the recursion is bounded: the day's scale stays below exp(MAX_LOG_SCALE) = 8 long-run standard
+# deviations (bounded_log_scale), the network reads returns clipped at MAX_INPUT of them
 MAX_LOG_SCALE = math.log(8.0)
 MIN_LOG_SCALE = -7.0
 MAX_INPUT = 15.0
@@ -99,22 +88,17 @@ UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 
 @dataclasses.dataclass
 class AutoregressiveConfig(TorchConfig):
-    """Hyper-parameters.
+    """Hyper-parameters (on top of :class:`TorchConfig`).
 
-    ``pretrained`` is ``"universe"`` (the checkpoint shipped with the package, see
-    :data:`UNIVERSE`), the path of a folder written by :func:`pretrain_universe`, or None to
-    train from scratch; ``finetune=False`` uses the pretrained network as it is (zero-shot).
-    ``hidden``, ``layers`` and ``components`` (Student-t mixture components per asset and
-    day) must match a pretrained checkpoint's. ``crop`` days per training
-    sequence, of which the first ``burn_in`` only set the state; ``context`` days of history
-    are read before a continued path or a validation period. ``variance_targeting`` shifts each
-    asset's log scale after training so that long simulated paths keep the training variance
-    (see :meth:`AutoregressiveGenerator._target_variance`). ``stationary_days``: days the model
-    runs on its own draws from training states before its states count as stationary (the
-    states sampled paths start from; at least a year is run), and the days after that over
-    which variance targeting measures the level; the burn-in of ``arch``'s ``simulate``. Five
-    years by default: on XOM the median yearly vol of paths started on training days fell 15 %
-    over five years, then held.
+    - ``hidden``, ``layers``, ``components``: GRU width and depth, Student-t mixture components
+      per asset and day (all three must match a pretrained checkpoint's).
+    - ``pretrained``: ``"universe"`` (:data:`UNIVERSE`), a :func:`pretrain_universe` folder or
+      None (train from scratch).
+    - ``finetune``: train the pretrained network on the data (False: zero-shot).
+    - ``crop``: days per training sequence, of which the first ``burn_in`` only set the state.
+    - ``context``: days of history read before a continued path or a validation period.
+    - ``variance_targeting``: shift each asset's log scale so long paths keep the training variance.
+    - ``stationary_days``: burn-in run on the model's own draws before states count as stationary.
     """
 
     hidden: int = 32
@@ -132,11 +116,9 @@ class AutoregressiveConfig(TorchConfig):
     lr: float = 1e-3
     patience: int = 5
     weight_decay: float = 1e-4
-    limits: ClassVar[dict[str, Limit]] = {"hidden": ">= 1", "layers": ">= 1",
-                                          "components": ">= 1", "crop": ">= 2",
-                                          "burn_in": ">= 0", "context": ">= 1",
-                                          "stationary_days": ">= 1",
-                                          "weight_decay": ">= 0"}
+    limits: ClassVar[dict[str, Limit]] = {
+        "hidden": ">= 1", "layers": ">= 1", "components": ">= 1", "crop": ">= 2",
+        "burn_in": ">= 0", "context": ">= 1", "stationary_days": ">= 1", "weight_decay": ">= 0"}
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -144,18 +126,9 @@ ALPHAS = np.array(span_weights(SPANS))  # the recursions' weights
 
 
 def mean_squares(scaled: np.ndarray) -> np.ndarray:
-    r"""Exponentially weighted mean squares of scaled returns (..., T, A) -> (..., T, A, S),
-    one per span of :data:`SPANS`.
-
-    :math:`v_t = (1 - \alpha) v_{t-1} + \alpha y_t^2` with :math:`\alpha = 2 / (\text{span}+1)`
-    and :math:`v_{-1} = 1` (the training variance of scaled returns)."""
-    squares = np.square(np.asarray(scaled, dtype=np.float64))
-    out = np.empty((*squares.shape, len(SPANS)))
-    initial = np.ones((*squares.shape[:-2], 1, squares.shape[-1]))
-    for k, alpha in enumerate(ALPHAS):
-        out[..., k], _ = lfilter([alpha], [1.0, alpha - 1.0], squares, axis=-2,
-                                 zi=(1.0 - alpha) * initial)  # v_{-1} = 1 carried forward
-    return out
+    """Exponentially weighted mean squares (..., T, A, S) after each day of scaled returns
+    (..., T, A), one per span of :data:`SPANS`, from 1 (the scaled training variance)."""
+    return ewma_mean_squares_np(scaled, ALPHAS, 1.0)[..., 1:, :, :]
 
 
 def features(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -170,16 +143,7 @@ def features(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def bounded_log_scale(raw: torch.Tensor) -> torch.Tensor:
     r"""The log scale kept in :math:`[-7, M]`, :math:`M` = :data:`MAX_LOG_SCALE`:
     :math:`M - \mathrm{softplus}(M - x)` (smooth, so training gradients pass), then clamped
-    below at -7.
-
-    With bounded inputs (:func:`features`) and this bound, a day's scale cannot exceed 8
-    long-run standard deviations whatever happened before: the recursion cannot explode. The
-    bound is soft well below 8: within 0.05 of :math:`x` only for scales under 0.4, and raw
-    scales of 1, 2, 4 and 8 become 0.89, 1.6, 2.7 and 4; the network (fine-tuned through the
-    bound) and variance targeting make up the level. A sharper bound (softplus with slope 4,
-    the identity up to about 4) fitted KO, PEP, PG, JNJ, WMT better (validation NLL 1.1849
-    against 1.1871) but exploded on SP500, JPM, BAC, GE, HD trained to 2008-12-31 (68 of
-    1,000 paths above 0.5, against 7)."""
+    below at -7. With bounded inputs (:func:`features`) the recursion cannot explode."""
     return (MAX_LOG_SCALE - F.softplus(MAX_LOG_SCALE - raw)).clamp(min=MIN_LOG_SCALE)
 
 
@@ -210,9 +174,7 @@ def market_stress(x: torch.Tensor) -> torch.Tensor:
 
 def with_market(x: torch.Tensor) -> torch.Tensor:
     """Each asset's inputs (..., A, F) followed by the market's, their mean over assets
-    (..., A, 2F): every asset's dynamics see the common state (volatility spills over). For
-    one series the two halves are equal, so a network pretrained on single series starts by
-    reading the market as the asset itself."""
+    (..., A, 2F): volatility spills over (for one series the two halves are equal)."""
     return torch.cat([x, x.mean(dim=-2, keepdim=True).expand_as(x)], dim=-1)
 
 
@@ -232,29 +194,23 @@ class ARNet(nn.Module):
         # per-asset shift of the log scale, set by variance targeting after training
         self.register_buffer("scale_shift", torch.zeros(n_assets))
 
-    def read(self, x: torch.Tensor, state: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every layer's output (layers, B, T, A, H) after each day of inputs ``x``
-        (B, T, A, F), from GRU states (layers, B * A, H) or zeros."""
-        return self._read(with_market(x), state)
-
-    def _read(self, inputs: torch.Tensor, state: torch.Tensor | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`read` from inputs that already hold the market's (B, T, A, 2F)."""
+    def read(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Every layer's output (layers, B, T, A, H) after each day of inputs with the market's
+        (B, T, A, 2F) (:func:`with_market`), from GRU states (layers, B * A, H) or zeros."""
         batch, days, assets, _ = inputs.shape
         inputs = inputs.transpose(1, 2).reshape(batch * assets, days, 2 * N_FEATURES)
         outs = []
         for i, gru in enumerate(self.grus):
             inputs, _ = gru(inputs, None if state is None else state[i:i + 1].contiguous())
             outs.append(inputs.view(batch, assets, days, -1).transpose(1, 2))
-        return torch.stack(outs), inputs
+        return torch.stack(outs)
 
     def marginal(self, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Mixture logits, locations, scales and dfs (B, T, A, K) of the day after each input
         day of ``x`` (B, T, A, F), and the GRU states after the last day (layers, B * A, H)."""
         inputs = with_market(x)
-        outs, _ = self._read(inputs, state)
+        outs = self.read(inputs, state)
         last = outs[:, :, -1].reshape(len(self.grus), -1, outs.shape[-1])
         return self._density(outs[-1], inputs), last
 
@@ -278,9 +234,8 @@ class ARNet(nn.Module):
     def log_prob(self, y: torch.Tensor, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> torch.Tensor:
         r"""Log density (B, T, A) of each asset's return given the past and the same day's
-        earlier assets. With the mixture's mean :math:`m` and standard deviation :math:`sd`,
-        :math:`e = (y - m) / sd` and :math:`w = L^{-1} e`, it is
-        :math:`\log p_{mix}(m + sd\, w_a) - \log L_{aa}` (one asset: :math:`\log p_{mix}(y)`).
+        earlier assets: :math:`\log p_{mix}(m + sd\, w_a) - \log L_{aa}` with the mixture's
+        mean :math:`m` and sd, :math:`w = L^{-1} (y - m) / sd` (one asset: :math:`\log p_{mix}(y)`).
         """
         params, _ = self.marginal(x, state)
         if self.n_assets > 1:
@@ -337,110 +292,9 @@ class ARNet(nn.Module):
         return y, features(y, v), v, state
 
 
-def condition_innovations(factor: torch.Tensor, e: torch.Tensor, w_given: torch.Tensor,
-                          given_idx: list[int]) -> torch.Tensor:
-    r"""Correlated innovations :math:`w = L e` (n, A) whose entries ``given_idx`` equal
-    ``w_given`` (n, k), the others drawn from their conditional given them; ``factor`` is
-    :math:`L` (n, A, A), ``e`` (n, A) fresh independent standardized draws.
-
-    When the given assets come first (``given_idx == [0, ..., k-1]``) this is exact: ``L`` is
-    lower triangular, so :math:`e_G = L_{GG}^{-1} w_G` and :math:`w_O = L_{OG} e_G + L_{OO}
-    e_O` with the other assets' own draws :math:`e_O`, as the model's density factorizes. For
-    given assets elsewhere in the order, the conditional is the linear (Gaussian-copula) one:
-    :math:`w_O = w'_O + C_{OG} C_{GG}^{-1} (w_G - w'_G)` with :math:`w' = L e` and
-    :math:`C = L L^\top` (exact for Gaussian innovations, a first-order approximation for
-    Student-t ones); put the given assets first when fitting to be exact."""
-    k = len(given_idx)
-    if list(given_idx) == list(range(k)):
-        e = e.clone()
-        e[:, :k] = torch.linalg.solve_triangular(factor[:, :k, :k], w_given[..., None],
-                                                 upper=False)[..., 0]
-        return (factor @ e[..., None])[..., 0]
-    w = (factor @ e[..., None])[..., 0]
-    corr = factor @ factor.transpose(-1, -2)
-    others = [a for a in range(e.shape[-1]) if a not in set(given_idx)]
-    gain = torch.linalg.solve(corr[:, given_idx][:, :, given_idx],
-                              corr[:, given_idx][:, :, others])  # (n, k, A - k)
-    w = w.clone()
-    w[:, others] = w[:, others] + ((w_given - w[:, given_idx])[:, None, :] @ gain)[:, 0]
-    w[:, given_idx] = w_given
-    return w
-
-
-def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
-                               scale: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
-    r"""Log density of a mixture of Student-t components, elementwise over ``x``:
-    :math:`\log \sum_k \mathrm{softmax}(\text{logits})_k\, t_{\nu_k}(x; \mu_k, s_k)` (see
-    :func:`student_t_log_prob`). Shapes: ``x`` (...), parameters (..., K)."""
-    log_t = student_t_log_prob(x.unsqueeze(-1), loc, scale, df)
-    return torch.logsumexp(F.log_softmax(logits, dim=-1) + log_t, dim=-1)
-
-
-def mixture_moments(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
-                    df: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Mean and standard deviation (...) of a Student-t mixture with parameters (..., K):
-    :math:`m = \sum_k \pi_k \mu_k`, :math:`sd^2 = \sum_k \pi_k (s_k^2 \nu_k / (\nu_k - 2)
-    + \mu_k^2) - m^2`."""
-    weights = torch.softmax(logits, dim=-1)
-    mean = (weights * loc).sum(-1)
-    second = (weights * (scale**2 * df / (df - 2) + loc**2)).sum(-1)
-    return mean, torch.sqrt(torch.clamp(second - mean**2, min=1e-12))
-
-
 # -- training ---------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Series:
-    """One contiguous history in scaled units: training inputs/targets and, for validation, the
-    inputs/targets of the validation days after ``context`` training days."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    val_from: int  # index in val_x of the first validation day
-
-
-def _series(train: np.ndarray, val: np.ndarray, context: int, device: torch.device) -> _Series:
-    x, y = series_inputs(np.concatenate([train, val]))
-    first = max(0, len(train) - context)
-    return _Series(x[:len(train)].to(device), y[:len(train)].to(device),
-                   x[first:].to(device), y[first:].to(device), len(train) - first)
-
-
-def _optimize(net: ARNet, series: list[_Series], config: AutoregressiveConfig,
-              device: torch.device, run_dir: Path | None, resume: bool,
-              phase: str) -> tuple[float, list[dict]]:
-    """Maximum likelihood on random crops of every series, early stopping on the validation
-    negative log-likelihood per asset-day; returns the best validation score and the loss
-    history."""
-    crop = min(config.crop, min(len(s.y) for s in series))
-    burn_in = min(config.burn_in, crop // 2)
-    starts = torch.cat([torch.stack([torch.full((len(s.y) - crop + 1,), i),
-                                     torch.arange(len(s.y) - crop + 1)], dim=1)
-                        for i, s in enumerate(series)])
-    order = BatchOrder(len(starts), config.batch_size, config.seed)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-
-    def step() -> dict[str, torch.Tensor]:
-        picks = starts[next(order)]
-        x = torch.stack([series[i].x[s:s + crop] for i, s in picks.tolist()])
-        y = torch.stack([series[i].y[s:s + crop] for i, s in picks.tolist()])
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
-            nll = -net.log_prob(y, x)[:, burn_in:].mean()
-        nll.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        optimizer.step()
-        return {"nll": nll.detach()}
-
-    loop = TrainingLoop({"net": net}, {"net": optimizer}, run_dir=run_dir, resume=resume,
-                        progress=config.progress, streams={"order": order})
-    days = sum(len(s.y) for s in series)
-    steps = max(8, math.ceil(days / (config.batch_size * (crop - burn_in))))
-    best = loop.run(phase, config.epochs, step, steps,
-                    validate=lambda: validation_nll(net, series), patience=config.patience)
-    return best, loop.history
+def _series(train: np.ndarray, val: np.ndarray, context: int, device: torch.device) -> Series:
+    return split_series(*series_inputs(np.concatenate([train, val])), len(train), context, device)
 
 
 def initial_coupling(scaled: np.ndarray) -> torch.Tensor:
@@ -458,22 +312,6 @@ def initial_coupling(scaled: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.stack([rows[0] - levels[0] * slope, slope]), dtype=torch.float32)
 
 
-def validation_nll(net: ARNet, series: list[_Series]) -> float:
-    """Negative log-likelihood per asset-day of every series' validation days (scaled units),
-    each read after its training context; series of one shape are read as one batch."""
-    was_training = net.training
-    net.eval()
-    groups: dict[tuple[int, ...], list[_Series]] = {}
-    for s in series:
-        groups.setdefault((*s.val_y.shape, s.val_from), []).append(s)
-    with torch.no_grad():
-        total = sum(-net.log_prob(torch.stack([s.val_y for s in group]),
-                                  torch.stack([s.val_x for s in group]))[:, key[-1]:].sum().item()
-                    for key, group in groups.items())
-    net.train(was_training)
-    return total / sum((len(s.val_y) - s.val_from) * s.val_y.shape[1] for s in series)
-
-
 def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
                       config: AutoregressiveConfig | None = None, run_dir: str | Path | None = None,
                       resume: bool = False) -> Path:
@@ -488,56 +326,33 @@ def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
                       device)
               for data in universe.values() for a in range(data.n_assets)]
     net = ARNet(1, config.hidden, config.layers, config.components).to(device)
-    best, _ = _optimize(net, series, config, device,
-                        None if run_dir is None else Path(run_dir), resume, "universe")
+    best, _ = fit_series(net, series, config, device,
+                         None if run_dir is None else Path(run_dir), resume, "universe")
     meta = {"hidden": config.hidden, "layers": config.layers, "components": config.components,
-            "spans": list(SPANS),
-            "val_nll": best, "config": dataclasses.asdict(config),
+            "spans": list(SPANS), "val_nll": best, "config": dataclasses.asdict(config),
             "series": {name: {"assets": data.assets, "train": data.split_dates["train"],
                               "val": data.split_dates["val"]}
                        for name, data in universe.items()}}
     weights = {k: v for k, v in module_state({"net": net}).items()
                if k not in ("net.coupling", "net.scale_shift")}
-    with atomic_directory(out) as temp:
-        save_file(weights, str(temp / "weights.safetensors"))
-        atomic_write_json(temp / "universe.json", meta)
-    return Path(out)
+    return save_checkpoint(out, weights, meta)
 
 
 def load_pretrained(net: ARNet, source: str, config: AutoregressiveConfig) -> None:
     """Copy a pretrained checkpoint's GRU and head into ``net`` (the coupling stays)."""
-    folder = UNIVERSE if source == "universe" else Path(source)
-    with FileReading(ModelError, "set pretrained: null to train from scratch") as reading:
-        reading.file = folder / "universe.json"
-        meta = json.loads(reading.file.read_text())
-        reading.file = folder / "weights.safetensors"
-        state = load_file(str(reading.file))
-    sizes = {key: meta[key] for key in ("hidden", "layers", "components")}
-    ours = {key: getattr(config, key) for key in sizes}
-    if sizes != ours:
-        raise ConfigError(f"pretrained checkpoint {folder} has {_listed(sizes)}, not "
-                          f"{_listed(ours)}; use its sizes or set pretrained: null to train "
-                          "another size from scratch")
+    sizes = {key: getattr(config, key) for key in ("hidden", "layers", "components")}
+    state = read_checkpoint(UNIVERSE if source == "universe" else Path(source), sizes)
     state.update({"net.coupling": net.coupling.detach().cpu(),
                   "net.scale_shift": net.scale_shift.cpu()})
     load_module_state({"net": net}, state)
 
 
-def _listed(sizes: dict[str, int]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in sizes.items())
-
-
 # -- the generator ----------------------------------------------------------------------------
 @register
 class AutoregressiveGenerator(TorchGenerator):
-    """Autoregressive Student-t density model of daily returns over long histories.
-
-    Fitted by maximum likelihood on crops of the training history (from the pooled universe
-    checkpoint by default), with early stopping on the validation likelihood. ``sample`` draws
-    ancestrally, for any length, from the model's own stationary states (of one regime,
-    if asked); :meth:`sample_after` continues a given history; :meth:`one_step_log_likelihood`
-    is the one-day-ahead forecast density, comparable with a GARCH filter.
-    """
+    """Autoregressive Student-t density model of daily returns over long histories: ``sample``
+    draws from its stationary states (of one regime, if asked), :meth:`sample_after` continues a
+    history, :meth:`one_step_log_likelihood` is the one-day-ahead forecast density."""
 
     name = "ar"
     config_class = AutoregressiveConfig
@@ -560,8 +375,8 @@ class AutoregressiveGenerator(TorchGenerator):
         self.val_nll_, self.history_ = start_nll, []
         if self.config.pretrained is None or self.config.finetune:
             start = {k: v.clone() for k, v in net.state_dict().items()}
-            best, self.history_ = _optimize(net, series, self.config, self.device_, run_dir,
-                                            resume, "mle")
+            best, self.history_ = fit_series(net, series, self.config, self.device_, run_dir,
+                                             resume, "mle")
             if self.config.pretrained is not None and best >= start_nll:
                 net.load_state_dict(start)  # fine-tuning did not help on validation days
             self.val_nll_ = min(best, start_nll) if self.config.pretrained else best
@@ -576,14 +391,8 @@ class AutoregressiveGenerator(TorchGenerator):
     def _target_variance(self, tolerance: float = 0.01, iterations: int = 8) -> None:
         r"""Variance targeting: shift each asset's log scale by :math:`\delta_a` so that the mean
         square of simulated paths (the ``stationary_days`` after as many days from training
-        states, common random numbers) equals the training variance, 1 in scaled units.
-
-        A network fitted to one-day likelihood can settle, when it runs on its own draws, at a
-        volatility level a little off the data's; its volatility is so persistent that the
-        level is very sensitive to the scale (on S&P 500 a shift of 0.03 moves the long-run
-        volatility by about 30 %). The shift is found by the secant method on
-        :math:`\log \overline{y^2}(\delta)`, per asset, and costs little validation likelihood.
-        """
+        states, common random numbers) equals the training variance, 1 in scaled units; by the
+        secant method on :math:`\log \overline{y^2}(\delta)`, per asset."""
         net, days = self.modules_["net"], self.config.stationary_days
 
         def log_level(shift: torch.Tensor) -> np.ndarray:
@@ -625,17 +434,12 @@ class AutoregressiveGenerator(TorchGenerator):
         """Carry the bank's states (up to :data:`BANK_SIZE` asset-states in all, at least
         :data:`MIN_BANK_STATES` states) ``stationary_days`` forward with the model's own
         draws and keep where they end, each with the regime of the realized vol of its last
-        ``vol_lookback`` days: paths started there are stationary.
-
-        Started on training days, the volatility of paths relaxes over years from the mix of
-        the training history to the model's own long-run distribution (its volatility is
-        nearly integrated), which shows as a drift of the level along a long path.
-        """
+        ``vol_lookback`` days: paths started there are stationary (no drift of the level)."""
         count = len(self.bank_["y"])
         keep = np.linspace(0, count - 1, min(count, max(MIN_BANK_STATES,
                                                         BANK_SIZE // data.n_assets))).astype(int)
-        bank = {k: v[:, keep] if k == "state" else v[keep] for k, v in self.bank_.items()}
-        bank = {k: v.to(self.device_) for k, v in bank.items()}
+        bank = {k: (v[:, keep] if k == "state" else v[keep]).to(self.device_)
+                for k, v in self.bank_.items()}
         carry = (features(bank["y"], bank["v"]), bank["v"], bank["state"])
         rng = np.random.default_rng(self.config.seed)
         last = max(TRADING_DAYS, data.vol_lookback)  # holds the days of the regime's vol
@@ -656,7 +460,7 @@ class AutoregressiveGenerator(TorchGenerator):
         states, state = [], None
         with torch.no_grad():
             for lo in range(0, x.shape[1], 512):  # chunked over time: memory stays bounded
-                outs, _ = net.read(x[:, lo:lo + 512].to(self.device_), state)
+                outs = net.read(with_market(x[:, lo:lo + 512].to(self.device_)), state)
                 state = outs[:, :, -1].reshape(len(outs), -1, outs.shape[-1])
                 keep = days[(days >= lo) & (days < lo + 512)] - lo
                 states.append(outs[:, :, keep].cpu())
@@ -721,13 +525,9 @@ class AutoregressiveGenerator(TorchGenerator):
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray:
         """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
-        ``context``: one history (days, assets) shared by every path, or one per path
-        (n, days, assets); its last :attr:`context_days` days are read.
-
-        One-day-ahead draws from the real past (``length=1``) are what risk backtests of VaR
-        and ES need; a context ending in a shock continues with the model's own dynamics after
-        it (crash scenarios: the shock enters the volatility state at once).
-        """
+        ``context``, one history (days, assets) for every path or one per path (n, days,
+        assets), of which the last :attr:`context_days` days are read (``length=1``: the
+        one-day-ahead draws of VaR / ES backtests; a shock enters the volatility state at once)."""
         spec = self._spec()
         if n < 1 or length < 1:
             raise ModelError(f"n and length must be >= 1, got {n} and {length}")
@@ -743,12 +543,10 @@ class AutoregressiveGenerator(TorchGenerator):
 
     def sample_given(self, given: np.ndarray, given_assets: list[str], n: int, *,
                      context: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
-        """``n`` paths (n, days, assets) of unscaled log returns in which ``given_assets``
-        follow ``given`` (days, k) and the other assets are drawn from the model's
-        conditional given them, day by day (:func:`condition_innovations`: exact when the
-        given assets come first in the model's asset order). Paths continue ``context``
-        (days, assets: the real history before the given days) or, without it, start from
-        the model's stationary states."""
+        """``n`` paths (n, days, assets) of unscaled log returns in which ``given_assets`` follow
+        ``given`` (days, k) and the others are drawn given them day by day
+        (:func:`condition_innovations`), continuing ``context`` (days, assets) if given, else
+        from the model's stationary states."""
         spec = self._spec()
         idx, given = given_arguments(spec, given, given_assets, n)
         rng = np.random.default_rng(seed)

@@ -1,5 +1,6 @@
-"""Parts the neural window models share: the condition they read, their training tensors, the
-Student-t log density, and window chaining for paths longer than a window."""
+"""Parts the neural models share: the condition they read, their training tensors, the volatility
+component (exponentially weighted mean squares), Student-t (mixture) densities, innovations
+conditioned on given assets, and window chaining for paths longer than a window."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.signal import lfilter
 from torch import nn
+from torch.nn import functional as F
 
 from synthfin.models.base import DataSpec
 
@@ -47,12 +50,38 @@ def span_weights(spans: Sequence[int]) -> tuple[float, ...]:
     return tuple(2.0 / (span + 1) for span in spans)
 
 
+# -- the volatility component: v_t = (1 - alpha) v_{t-1} + alpha x_t^2, one v per weight ----------
 def update_mean_squares(v: torch.Tensor, x: torch.Tensor, alphas: Sequence[float]
                         ) -> torch.Tensor:
     """One day of exponentially weighted mean squares (..., S) after the day's values ``x``
     (...): ``v <- v + alpha_s (x^2 - v_s)`` for each weight of ``alphas`` (:func:`span_weights`).
     """
     return v + v.new_tensor(alphas) * (x[..., None].square() - v)
+
+
+def ewma_mean_squares(x: torch.Tensor, alphas: Sequence[float], v0: torch.Tensor
+                      ) -> torch.Tensor:
+    r"""Exponentially weighted mean squares of ``x`` (B, T, A): (B, T + 1, A, S), entry ``t``
+    before day ``t`` (entry 0 is ``v0`` (B, A, S), entry T after the last day), by
+    :math:`v \leftarrow (1 - \alpha) v + \alpha x_t^2` per weight (:func:`update_mean_squares`)."""
+    out = [v0]
+    for t in range(x.shape[1]):
+        out.append(update_mean_squares(out[-1], x[:, t], alphas))
+    return torch.stack(out, dim=1)
+
+
+def ewma_mean_squares_np(x: np.ndarray, alphas: Sequence[float], v0: np.ndarray | float
+                         ) -> np.ndarray:
+    r"""NumPy twin of :func:`ewma_mean_squares` in float64, for histories (..., T, A):
+    (..., T + 1, A, S), entry 0 ``v0`` (broadcast to (..., A, S)), then
+    :math:`v_t = (1 - \alpha) v_{t-1} + \alpha x_t^2` after each day, by a linear filter."""
+    squares = np.square(np.asarray(x, dtype=np.float64))
+    out = np.empty((*squares.shape[:-2], squares.shape[-2] + 1, squares.shape[-1], len(alphas)))
+    out[..., 0, :, :] = v0
+    for k, alpha in enumerate(alphas):
+        out[..., 1:, :, k], _ = lfilter([alpha], [1.0, alpha - 1.0], squares, axis=-2,
+                                        zi=(1.0 - alpha) * out[..., :1, :, k])
+    return out
 
 
 def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
@@ -69,6 +98,50 @@ def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
     z = (x - loc) / scale
     return (torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(df * math.pi)
             - torch.log(scale) - (df + 1) / 2 * torch.log1p(z**2 / df))
+
+
+def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
+                               scale: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
+    r"""Log density of a mixture of Student-t components, elementwise over ``x``:
+    :math:`\log \sum_k \mathrm{softmax}(\text{logits})_k\, t_{\nu_k}(x; \mu_k, s_k)` (see
+    :func:`student_t_log_prob`). Shapes: ``x`` (...), parameters (..., K)."""
+    log_t = student_t_log_prob(x.unsqueeze(-1), loc, scale, df)
+    return torch.logsumexp(F.log_softmax(logits, dim=-1) + log_t, dim=-1)
+
+
+def mixture_moments(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                    df: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and standard deviation (...) of a Student-t mixture with parameters (..., K):
+    :math:`m = \sum_k \pi_k \mu_k`, :math:`sd^2 = \sum_k \pi_k (s_k^2 \nu_k / (\nu_k - 2)
+    + \mu_k^2) - m^2`."""
+    weights = torch.softmax(logits, dim=-1)
+    mean = (weights * loc).sum(-1)
+    second = (weights * (scale**2 * df / (df - 2) + loc**2)).sum(-1)
+    return mean, torch.sqrt(torch.clamp(second - mean**2, min=1e-12))
+
+
+def condition_innovations(factor: torch.Tensor, e: torch.Tensor, w_given: torch.Tensor,
+                          given_idx: list[int]) -> torch.Tensor:
+    r"""Correlated innovations :math:`w = L e` (n, A) whose entries ``given_idx`` equal
+    ``w_given`` (n, k), the others drawn given them; ``factor`` is :math:`L` (n, A, A), ``e``
+    (n, A) fresh standardized draws. Exact when the given assets come first
+    (:math:`e_G = L_{GG}^{-1} w_G`), else the linear (Gaussian-copula) conditional
+    :math:`w_O = w'_O + C_{OG} C_{GG}^{-1} (w_G - w'_G)`, :math:`w' = L e`, :math:`C = L L^\top`."""
+    k = len(given_idx)
+    if list(given_idx) == list(range(k)):
+        e = e.clone()
+        e[:, :k] = torch.linalg.solve_triangular(factor[:, :k, :k], w_given[..., None],
+                                                 upper=False)[..., 0]
+        return (factor @ e[..., None])[..., 0]
+    w = (factor @ e[..., None])[..., 0]
+    corr = factor @ factor.transpose(-1, -2)
+    others = [a for a in range(e.shape[-1]) if a not in set(given_idx)]
+    gain = torch.linalg.solve(corr[:, given_idx][:, :, given_idx],
+                              corr[:, given_idx][:, :, others])  # (n, k, A - k)
+    w = w.clone()
+    w[:, others] = w[:, others] + ((w_given - w[:, given_idx])[:, None, :] @ gain)[:, 0]
+    w[:, given_idx] = w_given
+    return w
 
 
 def chain_windows(spec: DataSpec, window: WindowSampler, regimes: np.ndarray,

@@ -8,9 +8,8 @@ clustering and leverage inside a window come from the decoder and its vol level 
 ``c``. With several assets each day is one multivariate Student-t (or Gaussian) draw of
 low-rank-plus-diagonal scale matrix ``L_t L_t^T + diag(d_t^2)`` read from the decoder state, whose
 single chi-square mixing variable is shared by all assets (:func:`joint_log_likelihood`): same-day
-correlation, its change with the state and tail co-movement are learned. With ``vol_inputs``
-the decoder also reads slow volatility inputs (mean squares of the past days over 5, 21 and 63
-days). Longer paths chain windows (:func:`chain_windows`).
+correlation, its change with the state and tail co-movement are learned. Encoder and decoder
+are GRUs or dilated convolutions (``network``). Longer paths chain windows (:func:`chain_windows`).
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from synthfin.models.base import Limit, register
 from synthfin.models.components import (
     ConditionEmbedding,
     chain_windows,
+    ewma_mean_squares,
     span_weights,
     student_t_log_prob,
     update_mean_squares,
@@ -54,9 +54,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d | x]) above t
 MIN_SCALE = 1e-3              # floor of the decoder scale (scaled returns have unit std)
 SAMPLE_CHUNK = 4096           # windows decoded at once when sampling
 PRETRAIN_STEPS_PER_EPOCH = 100  # steps of a pooled pretraining epoch (then a validation)
-# pretraining epochs on a short history by default: the last 2,500 days of the 21 bundled series,
-# lag-1 ACF of |r| of one-year paths (median) 0.10 without, 0.155 with; real pooled 0.305
-AUTO_PRETRAIN_EPOCHS = 10
+AUTO_PRETRAIN_EPOCHS = 10     # on a short history by default (pipelines/MODELS.md, cvae)
 VOL_SPANS = (5, 21, 63)       # days of the mean squares the decoder reads with vol_inputs
 VOL_ALPHAS = span_weights(VOL_SPANS)
 
@@ -65,60 +63,17 @@ VOL_ALPHAS = span_weights(VOL_SPANS)
 class CVAEConfig(TorchConfig):
     """Conditional VAE settings (on top of :class:`TorchConfig`: device, epochs, lr, ...).
 
-    Attributes
-    ----------
-    network : "gru" or "tcn"
-        Sequence model of encoder and decoder: a GRU (bidirectional in the encoder) or a stack of
-        dilated 1-d convolutions (causal in the decoder).
-    hidden : int
-        Width of the sequence models.
-    latent_dim : int
-        Dimension of ``z``.
-    regime_embedding : int
-        Width of the regime label embedding.
-    likelihood : "studentt" or "gaussian"
-        Per-step density of the decoder; Student-t learns one degrees-of-freedom value per asset.
-        Student-t by default: against the Gaussian decoder (quickstart settings, window 64)
-        its validation ELBO per day was higher on S&P 500 / XOM / JPM / KO (+0.038 / +0.021 /
-        +0.034 / +0.053 nats), the out-of-sample kurtosis gap (noise floors) was
-        0.72 / 1.53 / 0.44 / 1.10 against 1.15 / 2.95 / 1.00 / 2.33, and the |r| correlation
-        across a seam of a 10-year path 0.97 / 0.95 / 0.97 / 0.95 of the within-window value
-        against 0.86 / 0.80 / 0.87 / 0.90.
-    beta : float
-        Weight of the KL term at the end of the warm-up (1 is the ELBO).
-    warmup_epochs : int
-        The KL weight grows linearly from 0 at the first step to ``beta`` after these epochs
-        (:func:`kl_weight`).
-    free_bits : float
-        Nats per latent dimension below which the KL is not penalized (Kingma et al., 2016):
-        the guard against posterior collapse.
-    grad_clip : float
-        Gradient norm clip.
-    pretrain_epochs : int or None
-        Epochs of ``PRETRAIN_STEPS_PER_EPOCH`` steps on windows pooled from the 21 bundled
-        series (:func:`~synthfin.models.pooling.pooled_training_windows`: each in its own
-        scaled units, none after the target's training days) before training on the target;
-        early stopping on the target's validation ELBO. 0: no pretraining. Single-asset data
-        only. None (default): :data:`AUTO_PRETRAIN_EPOCHS` for a single-asset series with
-        under ten years of training days, else none
-        (:func:`~synthfin.models.pooling.pretraining`).
-    carry_state : bool
-        Paths longer than a window continue the decoder's state (the GRU's hidden vector or the
-        TCN's past days) and the last day across each seam, with a fresh ``z`` and condition
-        per window; False starts every window afresh (a seam in the dynamics).
-    joint_rank : int
-        Several assets only: rank ``K`` of the per-day factor loadings ``L_t`` (A, K) of the
-        decoder's joint noise (:func:`joint_log_likelihood`); ``min(K, A)`` is used. 0: each
-        asset's noise independent given the state (no same-day dependence: the old decoder).
-        2 by default: validation ELBO per window-day (5 stocks, 20 epochs, seed 0) for ranks
-        1 / 2 / 4 was -5.621 / -5.641 / -5.631 on KO, PEP, PG, JNJ, WMT from 2014 and -5.239 /
-        -5.164 / -5.197 on JPM, BAC, GE, HD, BBY 1998-2013; 2 has the best mean, not the best
-        on both (``pipelines/README.md``).
-    vol_inputs : bool
-        The GRU decoder also reads, each day, ``|x_{t-1}|`` and the log of exponentially
-        weighted mean squares of the past days over :data:`VOL_SPANS` (:func:`mean_squares`),
-        started from a learned function of ``z`` and the condition and carried across seams:
-        slow volatility memory, as the ``ar`` model's inputs. GRU only.
+    - ``network``: sequence model of encoder and decoder, ``"gru"`` or ``"tcn"`` (dilated convs).
+    - ``hidden``, ``latent_dim``, ``regime_embedding``: widths of the networks, ``z``, the regime.
+    - ``likelihood``: the decoder's day density, ``"studentt"`` (learned dfs) or ``"gaussian"``.
+    - ``beta``: weight of the KL term after the warm-up (1 is the ELBO).
+    - ``warmup_epochs``: the KL weight grows linearly from 0 to ``beta`` (:func:`kl_weight`).
+    - ``free_bits``: nats per latent dimension not penalized (against posterior collapse).
+    - ``grad_clip``: gradient norm clip.
+    - ``pretrain_epochs``: pooled pretraining epochs (:func:`~synthfin.models.pooling.pretraining`).
+    - ``carry_state``: longer paths carry the decoder state and last day across window seams.
+    - ``joint_rank``: rank of the day's joint noise loadings (:func:`joint_log_likelihood`).
+    - ``vol_inputs``: the GRU decoder also reads slow mean squares (:class:`GRUDecoder`).
     """
 
     network: str = "gru"
@@ -151,9 +106,7 @@ class CVAEConfig(TorchConfig):
                               "set vol_inputs=False for the TCN")
 
 
-# ---------------------------------------------------------------------------------------------
-# networks
-# ---------------------------------------------------------------------------------------------
+# -- networks -------------------------------------------------------------------------------------
 class ConvStack(nn.Module):
     """Residual dilated 1-d convolutions (kernel 3, dilations 1, 2, 4, ...) covering ``length``
     days; ``causal`` pads on the left only, so output ``t`` sees inputs ``<= t``."""
@@ -175,70 +128,57 @@ class ConvStack(nn.Module):
 
 
 class Encoder(nn.Module):
-    """q_φ(z | x, c) = N(mu, diag(sigma^2)) from a window and its condition."""
+    """q_φ(z | x, c) = N(mu, diag(sigma^2)); a subclass pools (B, T, A+C) into (B, 2H)."""
 
     def __init__(self, assets: int, cond: int, config: CVAEConfig, length: int) -> None:
         super().__init__()
-        hidden, self.network = config.hidden, config.network
-        if self.network == "gru":
-            self.rnn = nn.GRU(assets + cond, hidden, batch_first=True, bidirectional=True)
-            pooled = 2 * hidden
-        else:
-            self.inp = nn.Conv1d(assets + cond, hidden, 1)
-            self.conv = ConvStack(hidden, length, causal=False)
-            pooled = 2 * hidden
-        self.head = nn.Linear(pooled + cond, 2 * config.latent_dim)
+        self._body(assets + cond, config.hidden, length)  # before the head: the init order
+        self.head = nn.Linear(2 * config.hidden + cond, 2 * config.latent_dim)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
         inp = torch.cat([x, c[:, None].expand(B, T, c.shape[-1])], dim=-1)  # (B, T, A+C)
-        if self.network == "gru":
-            _, last = self.rnn(inp)                          # (2, B, H)
-            pooled = torch.cat([last[0], last[1]], dim=-1)   # (B, 2H)
-        else:
-            h = self.conv(self.inp(inp.transpose(1, 2)))     # (B, H, T)
-            pooled = torch.cat([h.mean(dim=2), h[:, :, -1]], dim=-1)  # (B, 2H)
-        mu, log_var = self.head(torch.cat([pooled, c], dim=-1)).chunk(2, dim=-1)  # (B, D) each
+        pooled = torch.cat([self._pool(inp), c], dim=-1)                     # (B, 2H+C)
+        mu, log_var = self.head(pooled).chunk(2, dim=-1)                     # (B, D) each
         return mu, log_var.clamp(-12.0, 8.0)
 
 
-def mean_squares(x: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
-    """The mean squares before each day of windows (B, T, A), from ``v0`` (B, A, S) before the
-    first: (B, T, A, S), entry ``t`` covering days ``< t``."""
-    out = [v0]
-    for t in range(x.shape[1] - 1):
-        out.append(update_mean_squares(out[-1], x[:, t], VOL_ALPHAS))
-    return torch.stack(out, dim=1)
+class GRUEncoder(Encoder):
+    """Bidirectional GRU: its last forward and backward states."""
+
+    def _body(self, width: int, hidden: int, length: int) -> None:
+        self.rnn = nn.GRU(width, hidden, batch_first=True, bidirectional=True)
+
+    def _pool(self, inp: torch.Tensor) -> torch.Tensor:
+        _, last = self.rnn(inp)                              # (2, B, H)
+        return torch.cat([last[0], last[1]], dim=-1)
+
+
+class TCNEncoder(Encoder):
+    """Non-causal dilated convolutions: the mean and the last day of their output."""
+
+    def _body(self, width: int, hidden: int, length: int) -> None:
+        self.inp = nn.Conv1d(width, hidden, 1)
+        self.conv = ConvStack(hidden, length, causal=False)
+
+    def _pool(self, inp: torch.Tensor) -> torch.Tensor:
+        h = self.conv(self.inp(inp.transpose(1, 2)))         # (B, H, T)
+        return torch.cat([h.mean(dim=2), h[:, :, -1]], dim=-1)
 
 
 class Decoder(nn.Module):
-    """p_θ(x_t | x_<t, z, c): location, scale and factor loadings of every day, autoregressive
-    in the window (loadings (..., A, K), K = 0 without joint noise).
+    """p_θ(x_t | x_<t, z, c): location, scale and loadings (..., A, K) of every day from a
+    subclass's sequence model. ``forward`` is teacher-forced (all days at once, for the loss);
+    ``step`` decodes one day from the previous one and a state (batch axis ``batch_dim``)."""
 
-    ``forward`` is teacher-forced (all days at once, for the loss); ``step`` decodes one day
-    from the previous one and a state (the GRU's hidden vector or the TCN's past inputs).
-    With ``vol_inputs`` the GRU also reads ``|x_{t-1}|`` and ``0.5 log v_{t-1}`` of the mean
-    squares ``v`` (:func:`mean_squares`), which start from ``exp(W [z, c] + b)`` and which the
-    caller of ``step`` updates (:func:`~synthfin.models.components.update_mean_squares`).
-    """
+    batch_dim: int
+    vol_inputs = False
 
     def __init__(self, assets: int, cond: int, config: CVAEConfig, length: int) -> None:
         super().__init__()
-        hidden, self.network = config.hidden, config.network
-        context = config.latent_dim + cond
-        self.vol_inputs = config.vol_inputs
-        if self.network == "gru":
-            self.init = nn.Linear(context, hidden)
-            per_day = assets * (2 + len(VOL_SPANS)) if self.vol_inputs else assets
-            self.rnn = nn.GRU(per_day + context, hidden, batch_first=True)
-        else:
-            self.inp = nn.Conv1d(assets, hidden, 1)
-            self.context = nn.Linear(context, hidden)
-            self.conv = ConvStack(hidden, length, causal=True)
+        self._body(assets, config.latent_dim + cond, config, length)  # before the head
         self.rank = min(config.joint_rank, assets) if assets > 1 else 0
-        self.head = nn.Linear(hidden, (2 + self.rank) * assets)
-        if self.vol_inputs:
-            self.log_v0 = nn.Linear(context, assets * len(VOL_SPANS))
+        self.head = nn.Linear(config.hidden, (2 + self.rank) * assets)
 
     def _out(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.head(h)                                    # (..., (2 + K) A)
@@ -246,6 +186,30 @@ class Decoder(nn.Module):
         loc, raw = out[..., :assets], out[..., assets:2 * assets]  # (..., A) each
         loadings = out[..., 2 * assets:].unflatten(-1, (assets, self.rank))  # (..., A, K)
         return loc, F.softplus(raw) + MIN_SCALE, loadings
+
+    def carried(self, state: torch.Tensor, length: int) -> torch.Tensor:
+        """The state the next window continues from, after a window of ``length`` days."""
+        return state
+
+
+class GRUDecoder(Decoder):
+    """A GRU started from ``tanh(W [z, c] + b)``. With ``vol_inputs`` it also reads
+    ``|x_{t-1}|`` and ``0.5 log v`` of the mean squares before day ``t``
+    (:func:`~synthfin.models.components.ewma_mean_squares`, from ``exp(W [z, c] + b)``),
+    which the caller of ``step`` updates."""
+
+    batch_dim = 1  # state (1, B, H)
+
+    def __init__(self, assets: int, cond: int, config: CVAEConfig, length: int) -> None:
+        super().__init__(assets, cond, config, length)
+        if self.vol_inputs:
+            self.log_v0 = nn.Linear(config.latent_dim + cond, assets * len(VOL_SPANS))
+
+    def _body(self, assets: int, context: int, config: CVAEConfig, length: int) -> None:
+        self.vol_inputs = config.vol_inputs
+        self.init = nn.Linear(context, config.hidden)
+        per_day = assets * (2 + len(VOL_SPANS)) if self.vol_inputs else assets
+        self.rnn = nn.GRU(per_day + context, config.hidden, batch_first=True)
 
     def initial_mean_squares(self, zc: torch.Tensor) -> torch.Tensor:
         """Mean squares before a window's first day, (B, A, S)."""
@@ -258,41 +222,60 @@ class Decoder(nn.Module):
         logs = 0.5 * torch.log(v + 1e-6).flatten(-2)
         return torch.cat([previous, previous.abs(), logs], dim=-1)
 
+    def initial_state(self, zc: torch.Tensor, assets: int) -> torch.Tensor:
+        return torch.tanh(self.init(zc))[None]              # (1, B, H)
+
     def forward(self, x: torch.Tensor, zc: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
         previous = F.pad(x, (0, 0, 1, 0))[:, :-1]            # (B, T, A): x_{t-1}, 0 at t = 0
-        if self.network == "gru":
-            if self.vol_inputs:
-                v = mean_squares(x, self.initial_mean_squares(zc))  # (B, T, A, S)
-                previous = self._day_inputs(previous, v)     # (B, T, A (2 + S))
-            inp = torch.cat([previous, zc[:, None].expand(B, T, zc.shape[-1])], dim=-1)
-            h, _ = self.rnn(inp, torch.tanh(self.init(zc))[None])  # (B, T, H)
-        else:
-            h = self.conv(self.inp(previous.transpose(1, 2)), self.context(zc))  # (B, H, T)
-            h = h.transpose(1, 2)                             # (B, T, H)
+        if self.vol_inputs:
+            v = ewma_mean_squares(x[:, :-1], VOL_ALPHAS, self.initial_mean_squares(zc))
+            previous = self._day_inputs(previous, v)         # (B, T, A (2 + S))
+        inp = torch.cat([previous, zc[:, None].expand(B, T, zc.shape[-1])], dim=-1)
+        h, _ = self.rnn(inp, self.initial_state(zc, 0))      # (B, T, H)
         return self._out(h)
-
-    def initial_state(self, zc: torch.Tensor, assets: int) -> torch.Tensor:
-        if self.network == "gru":
-            return torch.tanh(self.init(zc))[None]            # (1, B, H)
-        return zc.new_zeros(zc.shape[0], 0, assets)          # (B, 0, A): no past inputs yet
-
-    def batch_dim(self) -> int:
-        """The batch axis of the state: 1 for the GRU's (1, B, H), 0 for the TCN's (B, t, A)."""
-        return 1 if self.network == "gru" else 0
 
     def step(self, previous: torch.Tensor, zc: torch.Tensor, state: torch.Tensor,
              v: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         # previous: (B, A) = x_{t-1}; v: (B, A, S) mean squares before day t (vol_inputs only)
-        if self.network == "gru":
-            inp = self._day_inputs(previous, v)
-            h, state = self.rnn(torch.cat([inp, zc], dim=-1)[:, None], state)  # (B, 1, H)
-            return (*self._out(h[:, 0]), state)
+        inp = self._day_inputs(previous, v)
+        h, state = self.rnn(torch.cat([inp, zc], dim=-1)[:, None], state)  # (B, 1, H)
+        return (*self._out(h[:, 0]), state)
+
+
+class TCNDecoder(Decoder):
+    """Causal dilated convolutions of the past days (the state), plus the condition per layer."""
+
+    batch_dim = 0  # state (B, t, A)
+
+    def _body(self, assets: int, context: int, config: CVAEConfig, length: int) -> None:
+        self.inp = nn.Conv1d(assets, config.hidden, 1)
+        self.context = nn.Linear(context, config.hidden)
+        self.conv = ConvStack(config.hidden, length, causal=True)
+
+    def initial_state(self, zc: torch.Tensor, assets: int) -> torch.Tensor:
+        return zc.new_zeros(zc.shape[0], 0, assets)          # (B, 0, A): no past inputs yet
+
+    def forward(self, x: torch.Tensor, zc: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        previous = F.pad(x, (0, 0, 1, 0))[:, :-1]            # (B, T, A): x_{t-1}, 0 at t = 0
+        h = self.conv(self.inp(previous.transpose(1, 2)), self.context(zc))  # (B, H, T)
+        return self._out(h.transpose(1, 2))                  # (B, T, H)
+
+    def step(self, previous: torch.Tensor, zc: torch.Tensor, state: torch.Tensor,
+             v: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         state = torch.cat([state, previous[:, None]], dim=1)  # (B, t+1, A)
         h = self.conv(self.inp(state.transpose(1, 2)), self.context(zc))  # (B, H, t+1)
         return (*self._out(h[:, :, -1]), state)
+
+    def carried(self, state: torch.Tensor, length: int) -> torch.Tensor:
+        return state[:, -(length - 1):] if length > 1 else state[:, :0]  # (B, <T, A)
+
+
+SEQUENCE_MODELS = {"gru": (GRUEncoder, GRUDecoder), "tcn": (TCNEncoder, TCNDecoder)}
 
 
 class CVAE(nn.Module):
@@ -302,37 +285,29 @@ class CVAE(nn.Module):
     def __init__(self, assets: int, regimes: int, length: int, config: CVAEConfig) -> None:
         super().__init__()
         self.condition = ConditionEmbedding(regimes, config.regime_embedding)
-        self.encoder = Encoder(assets, self.condition.size, config, length)
-        self.decoder = Decoder(assets, self.condition.size, config, length)
+        encoder, decoder = SEQUENCE_MODELS[config.network]
+        self.encoder = encoder(assets, self.condition.size, config, length)
+        self.decoder = decoder(assets, self.condition.size, config, length)
         dfs = 1 if self.decoder.rank else assets
         self.raw_df = nn.Parameter(torch.full((dfs,), math.log(math.expm1(4.0))))  # nu=6
         self.likelihood = config.likelihood
 
     def df(self) -> torch.Tensor:
-        """Degrees of freedom ``nu = 2 + softplus(raw) > 2`` (finite variance), shape (A,) or
-        (1,) with joint noise."""
+        """Degrees of freedom ``nu = 2 + softplus(raw) > 2``, shape (A,) or (1,) (joint noise)."""
         return 2.0 + F.softplus(self.raw_df)
 
 
-# ---------------------------------------------------------------------------------------------
-# loss
-# ---------------------------------------------------------------------------------------------
+# -- loss -----------------------------------------------------------------------------------------
 def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, diag(exp(log_var))) || N(0, I)) per dimension, shape (B, D).
-
-    Notes
-    -----
-    ``KL_d = (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2) / 2``.
-    """
+    """KL(N(mu, diag(exp(log_var))) || N(0, I)) per dimension, shape (B, D):
+    ``KL_d = (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2) / 2``."""
     return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var)
 
 
 def kl_weight(step: int, steps_per_epoch: int, beta: float, warmup_epochs: int) -> float:
     """KL weight of optimization step ``step`` (0-based): ``β min(1, step / (warmup_epochs *
     steps_per_epoch))``, 0 at the first step and ``β`` from the end of the warm-up on."""
-    if warmup_epochs == 0:
-        return beta
-    return beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
+    return beta if warmup_epochs == 0 else beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
 
 
 def free_bits_kl(kl: torch.Tensor, free_bits: float) -> torch.Tensor:
@@ -358,11 +333,8 @@ def joint_log_likelihood(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor
                          loadings: torch.Tensor, df: torch.Tensor | None) -> torch.Tensor:
     r"""Log density of every day's vector of returns, shape (B, T): multivariate Student-t with
     scale matrix :math:`\Sigma = L L^\top + \mathrm{diag}(d^2)` and ``df`` (1,) or, with
-    ``df=None``, multivariate Gaussian of covariance :math:`\Sigma`.
-
-    Notes
-    -----
-    With ``x`` (..., A), :math:`\delta = (x - \mu)^\top \Sigma^{-1} (x - \mu)`,
+    ``df=None``, multivariate Gaussian of covariance :math:`\Sigma`. With ``x`` (..., A),
+    :math:`\delta = (x - \mu)^\top \Sigma^{-1} (x - \mu)`,
 
     .. math:: \log p(x) = \log\Gamma(\tfrac{\nu+A}{2}) - \log\Gamma(\tfrac{\nu}{2})
         - \tfrac{A}{2}\log(\nu\pi) - \tfrac12\log|\Sigma|
@@ -396,23 +368,10 @@ def joint_log_likelihood(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor
 
 def elbo_terms(model: CVAE, x: torch.Tensor, regime: torch.Tensor, log_vol: torch.Tensor,
                noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reconstruction log-likelihood per window (B,) and KL per latent dimension (B, D).
-
-    Notes
-    -----
-    The evidence lower bound of a window ``x`` with condition ``c`` is
-
-    ``log p(x | c) >= ELBO = E_q[log p_θ(x | z, c)] - KL(q_φ(z | x, c) || p(z))``
-
-    with ``log p_θ(x | z, c) = Σ_t Σ_a log p_θ(x_{t,a} | x_<t, z, c)`` (one asset, or
-    ``joint_rank=0``) or ``Σ_t log p_θ(x_t | x_<t, z, c)`` of the joint day density
-    (:func:`joint_log_likelihood`). The expectation is
-    estimated with one reparameterized draw ``z = mu + sigma * noise``, ``noise ~ N(0, I)``,
-    so gradients flow through ``mu`` and ``sigma``; the KL is in closed form
-    (:func:`gaussian_kl`). Training minimizes ``-E_q[log p] + β Σ_d max(λ, mean_batch KL_d)``
-    (β warm-up, free bits λ); validation and :meth:`ConditionalVAE.elbo` use the true ELBO
-    (β = 1, λ = 0).
-    """
+    """Reconstruction log-likelihood per window (B,) and KL per latent dimension (B, D) of
+    ``log p(x | c) >= ELBO = E_q[log p_θ(x | z, c)] - KL(q_φ(z | x, c) || p(z))``, with one
+    reparameterized draw ``z = mu + sigma * noise`` and the KL in closed form. Training
+    minimizes ``-E_q[log p] + β Σ_d max(λ, mean_batch KL_d)``; validation uses the ELBO."""
     c = model.condition(regime, log_vol)                         # (B, C)
     mu, log_var = model.encoder(x, c)                            # (B, D)
     z = mu + torch.exp(0.5 * log_var) * noise                    # (B, D)
@@ -426,9 +385,7 @@ def elbo_terms(model: CVAE, x: torch.Tensor, regime: torch.Tensor, log_vol: torc
     return recon, gaussian_kl(mu.float(), log_var.float())
 
 
-# ---------------------------------------------------------------------------------------------
-# generator
-# ---------------------------------------------------------------------------------------------
+# -- generator ------------------------------------------------------------------------------------
 @register
 class ConditionalVAE(TorchGenerator):
     """Conditional VAE with an autoregressive sequence decoder and a fat-tailed likelihood.
@@ -442,9 +399,9 @@ class ConditionalVAE(TorchGenerator):
     config: CVAEConfig
 
     def _build(self) -> dict[str, nn.Module]:
-        config, spec = self.config, self.spec_
+        spec = self.spec_
         return {"cvae": CVAE(len(spec.assets), len(spec.regimes.names), spec.window_len,
-                             config)}
+                             self.config)}
 
     @property
     def _model(self) -> CVAE:
@@ -516,8 +473,9 @@ class ConditionalVAE(TorchGenerator):
                  validate=validate, patience=config.patience)
         model.eval()
         self.history_ = loop.history
-        self.kl_per_dim_ = self._kl_per_dim(x_val, regime_val, cond_vol_val)
-        self.active_units_ = self._active_units(x_val, regime_val, cond_vol_val)
+        mu, log_var = self._posterior_means(x_val, regime_val, cond_vol_val)
+        self.kl_per_dim_ = gaussian_kl(mu, log_var).mean(dim=0).cpu().numpy()
+        self.active_units_ = int((mu.var(dim=0) > ACTIVE_UNIT_THRESHOLD).sum())
         logger.info("cvae: %d of %d latent units active", self.active_units_, config.latent_dim)
 
     # -- the bound ----------------------------------------------------------------------------
@@ -540,26 +498,10 @@ class ConditionalVAE(TorchGenerator):
         return torch.cat(out)
 
     def elbo(self, split: WindowSplit, *, draws: int = 8, seed: int = 0) -> np.ndarray:
-        """Evidence lower bound of each window, in nats: a **lower bound** on ``log p(x | c)``.
-
-        Parameters
-        ----------
-        split : WindowSplit
-            Scaled windows with their regimes and realized vols (e.g. ``data.test``).
-        draws : int
-            Monte Carlo draws of ``z ~ q(z | x, c)`` averaged per window.
-        seed : int
-            Seeds the draws.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n,)
-            ``E_q[log p(x | z, c)] - KL(q(z | x, c) || p(z))`` per window, for the *scaled*
-            returns. For unscaled returns ``r`` add the log Jacobian of the data's scaler,
-            ``data.scaler.log_abs_det_jacobian(r).sum(axis=(1, 2))``: ``-window_len Σ_a log
-            std_a`` without ``gaussianize``, a value that depends on every day's return with it
-            (the Lambert W map is not linear).
-        """
+        """Evidence lower bound (n,) of each scaled window of ``split``, in nats, a lower bound on
+        ``log p(x | c)``: ``E_q[log p(x | z, c)] - KL(q(z | x, c) || p(z))`` averaged over
+        ``draws`` of ``z`` seeded by ``seed``. For unscaled returns ``r`` add the scaler's log
+        Jacobian, ``data.scaler.log_abs_det_jacobian(r).sum(axis=(1, 2))``."""
         self._spec()
         return self._elbo(*self._tensors(split), seed=seed, draws=draws).cpu().numpy()
 
@@ -575,25 +517,14 @@ class ConditionalVAE(TorchGenerator):
             log_vars.append(log_var.float())
         return torch.cat(mus), torch.cat(log_vars)
 
-    def _kl_per_dim(self, *tensors: torch.Tensor) -> np.ndarray:
-        mu, log_var = self._posterior_means(*tensors)
-        return gaussian_kl(mu, log_var).mean(dim=0).cpu().numpy()
-
-    def _active_units(self, *tensors: torch.Tensor) -> int:
-        """Latent dimensions with ``Var_x(E_q[z_d | x]) > 0.01`` (Burda et al., 2016)."""
-        mu, _ = self._posterior_means(*tensors)
-        return int((mu.var(dim=0) > ACTIVE_UNIT_THRESHOLD).sum())
-
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
     def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator,
                 carry: tuple[torch.Tensor, ...] | None = None
                 ) -> tuple[np.ndarray, tuple[torch.Tensor, ...]]:
-        """One window per condition, (n, window_len, assets): z ~ N(0, I), then day by day,
-        from ``carry`` = (decoder state, last day (n, A), mean squares (n, A, S) or an empty
-        tensor without ``vol_inputs``) of the previous window if given, else from the initial
-        state, a zero day and the initial mean squares. Returns the windows and their end carry.
-        """
+        """One window per condition (n, window_len, assets) and its end carry: z ~ N(0, I), then
+        day by day from ``carry`` (decoder state, last day (n, A), mean squares (n, A, S) or
+        (n, 0)) of the previous window if given, else from the decoder's initial ones."""
         spec, model, decoder = self.spec_, self._model, self._model.decoder
         n, length, assets = len(regime), spec.window_len, len(spec.assets)
         z = rng.standard_normal((n, self.config.latent_dim))
@@ -624,7 +555,7 @@ class ConditionalVAE(TorchGenerator):
                     v = (decoder.initial_mean_squares(zc).float() if decoder.vol_inputs
                          else zc.new_zeros(len(zc), 0))                       # (b, A, S)
                 else:
-                    state = carry[0].narrow(decoder.batch_dim(), lo, len(zc)).to(zc.dtype)
+                    state = carry[0].narrow(decoder.batch_dim, lo, len(zc)).to(zc.dtype)
                     previous, v = carry[1][sl].to(zc.dtype), carry[2][sl]
                 days = []
                 for t in range(length):
@@ -639,12 +570,10 @@ class ConditionalVAE(TorchGenerator):
                     previous = day.to(zc.dtype)
                     days.append(day)
             out[sl] = torch.stack(days, dim=1).cpu().numpy()                 # (b, T, A)
-            if decoder.network == "tcn":
-                state = state[:, -(length - 1):] if length > 1 else state[:, :0]  # (b, <T, A)
-            states.append(state.float())
+            states.append(decoder.carried(state, length).float())
             lasts.append(previous.float())
             squares.append(v)
-        return out, (torch.cat(states, dim=decoder.batch_dim()), torch.cat(lasts),
+        return out, (torch.cat(states, dim=decoder.batch_dim), torch.cat(lasts),
                      torch.cat(squares))
 
     def _sample(self, n: int, length: int, regime: int | None,

@@ -34,6 +34,7 @@ from scipy.optimize import minimize
 
 from synthfin.errors import DataError
 from synthfin.io import FileReading, atomic_write_json
+from synthfin.models.components import ewma_mean_squares_np
 
 FIELDS = ("Open", "High", "Low", "Close", "Volume")  # backtesting.py's column names
 EWMA_DECAY = 0.94            # RiskMetrics daily decay of the volatility state
@@ -51,12 +52,9 @@ def volatility_state(returns: np.ndarray) -> np.ndarray:
     first :data:`WARMUP_DAYS` days. Returns the same shape, floored at 1e-8.
     """
     returns = np.asarray(returns, dtype=np.float64)
-    variance = np.empty_like(returns)
-    variance[..., 0, :] = np.mean(returns[..., :WARMUP_DAYS, :] ** 2, axis=-2)
-    for t in range(1, returns.shape[-2]):
-        variance[..., t, :] = (EWMA_DECAY * variance[..., t - 1, :]
-                               + (1 - EWMA_DECAY) * returns[..., t - 1, :] ** 2)
-    return np.maximum(np.sqrt(variance), 1e-8)
+    initial = np.mean(returns[..., :WARMUP_DAYS, :] ** 2, axis=-2)
+    variance = ewma_mean_squares_np(returns[..., :-1, :], (1 - EWMA_DECAY,), initial[..., None])
+    return np.maximum(np.sqrt(variance[..., 0]), 1e-8)
 
 
 def _standardized_move(returns: np.ndarray, sigma: np.ndarray) -> np.ndarray:

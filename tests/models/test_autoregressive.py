@@ -29,9 +29,9 @@ from synthfin.models.autoregressive import (
     mean_squares,
     pretrain_universe,
     series_inputs,
-    validation_nll,
 )
 from synthfin.models.baselines import GaussianGenerator, garch_one_step_log_likelihood
+from synthfin.models.pooling import validation_nll
 from synthfin.stats.hac import diebold_mariano
 
 TINY = dict(hidden=8, layers=1, pretrained=None, epochs=2, crop=64, burn_in=16,
@@ -429,7 +429,7 @@ def test_conditioned_innovations_have_the_gaussian_conditional(given_idx):
     """With Gaussian draws, both ways (triangular when the given assets lead, linear
     otherwise) give the conditional of w = L e: mean C_OG C_GG^-1 w_G and the Schur
     complement (4 standard errors of 100,000 draws)."""
-    from synthfin.models.autoregressive import condition_innovations
+    from synthfin.models.components import condition_innovations
 
     torch.manual_seed(0)
     raw = torch.tril(torch.randn(4, 4, dtype=torch.float64) * 0.6, -1) + torch.eye(4)

@@ -11,7 +11,7 @@ from synthfin.errors import ConfigError, ModelError
 from synthfin.evaluation.scores import score_samples
 from synthfin.models import Generator
 from synthfin.models.baselines import GaussianGenerator
-from synthfin.models.components import update_mean_squares
+from synthfin.models.components import ewma_mean_squares, update_mean_squares
 from synthfin.models.cvae import ConditionalVAE, gaussian_kl, log_likelihood
 
 FAST = {"epochs": 4, "warmup_epochs": 2, "progress": False, "device": "cpu"}
@@ -67,7 +67,7 @@ def test_decoder_step_matches_the_teacher_forced_pass(network, vol_inputs):
 def test_mean_squares_are_the_exponentially_weighted_recursion():
     """Entry t of every span is (1 - a)^t v0 + a sum_{s<t} (1 - a)^(t-1-s) x_s^2."""
     x, v0 = torch.randn(3, 10, 2, dtype=torch.float64), torch.rand(3, 2, 3, dtype=torch.float64)
-    v = cvae.mean_squares(x, v0)
+    v = ewma_mean_squares(x[:, :-1], cvae.VOL_ALPHAS, v0)
     assert v.shape == (3, 10, 2, 3)
     for k, alpha in enumerate(cvae.VOL_ALPHAS):
         for t in range(10):
