@@ -2,9 +2,10 @@
 
 :class:`StreamingFacts` is fed paths (k, length, assets) chunk by chunk and gives the vectors of
 :func:`synthfin.stats.fact_statistics` (the window catalogue, pooled over every path): each fact
-of :data:`synthfin.stats.FACTS` accumulates in its own reducer (:mod:`synthfin.stats.reducers`:
-power sums, lagged sums through FFTs, log-spaced tail histograms); the cross-asset correlations
-come from power sums and cross-products of values shifted by the first chunk's means.
+of :data:`synthfin.stats.FACTS` is finished from the accumulators its reducer registers with one
+:class:`~synthfin.stats.reducers.Stream` (power sums, lagged sums through FFTs, log-spaced tail
+histograms; each made once, however many facts read it); the cross-asset correlations come from
+power sums and cross-products of values shifted by the first chunk's means.
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ import numpy as np
 
 from synthfin.errors import DataError
 from synthfin.stats import catalogue, facts
-from synthfin.stats.reducers import Moments
+from synthfin.stats.reducers import Moments, Stream
 
 
 class StreamingFacts:
     """Running sums of paths (k, length, assets) of log returns, fed with :meth:`update`;
     :meth:`statistics` gives the vectors of :func:`synthfin.stats.fact_statistics`.
 
-    Memory is that of one chunk plus the reducers (two histograms of ``14 * bins_per_decade``
-    bins per asset for each tail fact, curves of at most 100 lags), whatever the number of paths.
+    Memory is that of one chunk plus the accumulators (two histograms of ``14 *
+    bins_per_decade`` bins per asset, curves of at most 100 lags), whatever the number of paths.
     """
 
     def __init__(self, length: int, n_assets: int, *, bins_per_decade: int = 10_000) -> None:
         if length < 2:
             raise DataError(f"stylized facts need paths of at least 2 days; got {length}")
         self.length, self.n_assets, self.count = length, n_assets, 0
-        self.reducers = {fact.name: fact.stream(length, bins_per_decade)
-                         for fact in catalogue.FACTS}
+        self.stream = Stream(length, bins_per_decade)
+        self.finishes = {fact.name: fact.reduce(self.stream) for fact in catalogue.FACTS}
         self.cross = {absolute: Moments() for absolute in (False, True)}
         self.products = {absolute: 0.0 for absolute in (False, True)}  # (A, A) shifted sums
 
@@ -40,8 +41,7 @@ class StreamingFacts:
             raise DataError(f"paths must be (k, {self.length}, {self.n_assets}); got "
                             f"{paths.shape}")
         facts.as_multi_asset(paths)  # finite
-        for reducer in self.reducers.values():
-            reducer.update(paths)
+        self.stream.update(paths)
         days = paths.reshape(-1, self.n_assets)
         for use_abs, moments in self.cross.items():
             values = np.abs(days) if use_abs else days
@@ -54,7 +54,7 @@ class StreamingFacts:
         """Every window fact, flat over assets (and lags), keyed as in ``fact_statistics``."""
         if not self.count:
             raise DataError("no paths were added")
-        statistics = {name: reducer.finish().ravel() for name, reducer in self.reducers.items()}
+        statistics = {name: finish().ravel() for name, finish in self.finishes.items()}
         if self.n_assets > 1:
             upper = np.triu_indices(self.n_assets, k=1)
             statistics["cross_corr"] = np.concatenate(

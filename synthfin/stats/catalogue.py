@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 
 from synthfin.errors import DataError
 from synthfin.stats import facts, reducers
-from synthfin.stats.reducers import Reducer, Stream
+from synthfin.stats.reducers import Finish, Moments, Reducer, Stream
 
 HILL_K_FRACTION = 0.05
 KURTOSIS_RELIABLE_MIN_TAIL_INDEX = 4.0
@@ -70,8 +70,8 @@ class Fact:
         One value per lag (scored also lag by lag against the real spread, drawn against the
         lags in the report), a fixed vector, or one value (per asset).
     reducer : callable, optional
-        ``reducer(stream)`` -> a fresh :class:`~synthfin.stats.reducers.Reducer`, the fact's
-        streaming form (:meth:`stream`); every fact of :data:`FACTS` has one.
+        The fact's streaming form (:mod:`synthfin.stats.reducers`, used by :meth:`reduce`);
+        every fact of :data:`FACTS` has one.
     headline : bool
         A column of the summary table.
     figure, title : str
@@ -84,7 +84,7 @@ class Fact:
     description: str
     lag_rule: Callable[[int], int] | None = None
     kind: Literal["curve", "vector", "scalar"] = "scalar"
-    reducer: Callable[[Stream], Reducer] | None = None
+    reducer: Reducer | None = None
     headline: bool = False
     figure: str = ""
     title: str = ""
@@ -99,10 +99,10 @@ class Fact:
         """The fact of ``windows`` (n, length) as a flat float vector."""
         return np.atleast_1d(np.asarray(self.value(windows, max_lag), dtype=float))
 
-    def stream(self, length: int, bins_per_decade: int = 10_000) -> Reducer:
-        """A fresh reducer of paths of ``length`` days (``bins_per_decade``: tail histograms)."""
-        max_lag = self.lag_rule(length) if self.lag_rule else None
-        return self.reducer(Stream(length, max_lag, bins_per_decade))
+    def reduce(self, stream: Stream) -> Finish:
+        """Register the fact's accumulators with ``stream``; the returned finish gives the fact
+        of every path fed to it, (assets, values)."""
+        return self.reducer(stream, self.lag_rule(stream.length) if self.lag_rule else None)
 
 
 def hill_left_right(x: ArrayLike) -> np.ndarray:
@@ -158,42 +158,32 @@ def volatility_drift(x: ArrayLike) -> float:
     return float(np.median(last.std(axis=1)) / np.median(first.std(axis=1)) - 1.0)
 
 
-def _returns(r: np.ndarray) -> np.ndarray:
-    return r
-
-
-def _squares(r: np.ndarray) -> np.ndarray:
-    return r ** 2
-
-
 FACTS: tuple[Fact, ...] = (
     Fact("acf_r", facts.acf, "autocorrelation of r (none in real data)", linear_max_lag,
-         kind="curve", reducer=reducers.lagged(_returns, _returns), headline=True,
-         figure="autocorrelation", title="ACF of r"),
+         kind="curve", reducer=reducers.lagged(reducers.returns, reducers.returns),
+         headline=True, figure="autocorrelation", title="ACF of r"),
     Fact("acf_abs", facts.acf_abs, "autocorrelation of |r| (volatility clustering)",
          clustering_max_lag, kind="curve", reducer=reducers.lagged(np.abs, np.abs),
          headline=True, figure="autocorrelation", title="ACF of |r|"),
     Fact("acf_sq", facts.acf_sq, "autocorrelation of r^2", clustering_max_lag, kind="curve",
-         reducer=reducers.lagged(_squares, _squares), headline=True, figure="autocorrelation",
+         reducer=reducers.lagged(np.square, np.square), headline=True, figure="autocorrelation",
          title="ACF of r²"),
     Fact("leverage", facts.leverage_curve, "correlation of r with future r^2", linear_max_lag,
-         kind="curve", reducer=reducers.lagged(_returns, _squares), headline=True,
+         kind="curve", reducer=reducers.lagged(reducers.returns, np.square), headline=True,
          figure="leverage", title="Leverage: corr(r_t, r²_t+k)"),
     Fact("tails", facts.tail_quantiles, "0.5 / 1 / 99 / 99.5 % quantiles in units of std",
-         kind="vector", headline=True, reducer=lambda stream: reducers.TailQuantiles(
-             facts.DEFAULT_TAIL_PROBABILITIES, stream.bins_per_decade)),
+         kind="vector", reducer=reducers.tail_quantiles(facts.DEFAULT_TAIL_PROBABILITIES),
+         headline=True),
     Fact("hill", hill_left_right, "Hill tail indices of losses and gains (5 % largest)",
-         kind="vector", reducer=lambda stream: reducers.HillIndices(HILL_K_FRACTION,
-                                                                    stream.bins_per_decade)),
+         kind="vector", reducer=reducers.hill_indices(HILL_K_FRACTION)),
     Fact("skewness", facts.skewness, "skewness of daily returns",
-         reducer=lambda stream: reducers.DailyMoment(reducers.Moments.skewness)),
-    Fact("kurtosis", facts.excess_kurtosis, "excess kurtosis of daily returns", headline=True,
-         reducer=lambda stream: reducers.DailyMoment(reducers.Moments.kurtosis)),
+         reducer=reducers.daily(Moments.skewness)),
+    Fact("kurtosis", facts.excess_kurtosis, "excess kurtosis of daily returns",
+         reducer=reducers.daily(Moments.kurtosis), headline=True),
     Fact("agg_kurtosis", window_aggregated_kurtosis, "excess kurtosis of 5- and 20-day returns",
-         kind="vector", reducer=lambda stream: reducers.AggregatedKurtosis(
-             window_horizons(stream.length))),
+         kind="vector", reducer=reducers.aggregated_kurtosis(window_horizons)),
     Fact("vol_level", volatility_level, "log of the standard deviation of daily returns",
-         headline=True, reducer=lambda stream: reducers.DailyMoment(reducers.Moments.log_std)),
+         reducer=reducers.daily(Moments.log_std), headline=True),
 )
 """The facts of windows, in report order."""
 

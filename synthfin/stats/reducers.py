@@ -1,7 +1,8 @@
 """Streaming forms of the window facts: reducers fed paths (k, length, assets) chunk by chunk.
 
-Each entry of :data:`synthfin.stats.FACTS` names its reducer; a reducer's :meth:`~Reducer.finish`
-gives the fact pooled over every path fed, per asset, as the in-memory function would:
+Each entry of :data:`synthfin.stats.FACTS` names its reducer, which asks a :class:`Stream` for the
+accumulators it reads (each made once, however many facts share it) and finishes the fact pooled
+over every path fed, per asset, as the in-memory function would:
 
 - moments (skewness, kurtosis, volatility level, aggregated kurtosis) from power sums of values
   shifted by the first chunk's means, which keeps the cancellation small;
@@ -20,31 +21,48 @@ gives the fact pooled over every path fed, per asset, as the in-memory function 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Hashable, Sequence
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Stream:
-    """What a reducer is built for: paths of ``length`` days, the fact's largest lag (curves)
-    and the resolution of the tail histograms."""
-
-    length: int
-    max_lag: int | None = None
-    bins_per_decade: int = 10_000
+A = TypeVar("A", bound="Accumulator")
 
 
-class Reducer(Protocol):
-    """A fact accumulated over chunks of paths (k, length, assets)."""
+class Accumulator(Protocol):
+    """Running sums of a stream of paths (k, length, assets)."""
 
     def update(self, paths: np.ndarray) -> None: ...
 
-    def finish(self) -> np.ndarray:
-        """The fact pooled over every path fed, (assets, values)."""
-        ...
+
+Finish = Callable[[], np.ndarray]
+"""A fact's finish: the fact pooled over every path fed so far, (assets, values)."""
+
+
+class Stream:
+    """The accumulators of one stream of paths of ``length`` days, each made once however many
+    facts read it (e.g. the daily moments: skewness, kurtosis, tails, volatility level) and fed
+    once per chunk by :meth:`update`."""
+
+    def __init__(self, length: int, bins_per_decade: int = 10_000) -> None:
+        self.length, self.bins_per_decade = length, bins_per_decade
+        self.accumulators: dict[Hashable, Accumulator] = {}
+
+    def accumulator(self, key: Hashable, make: Callable[[], A]) -> A:
+        """The accumulator under ``key``, made by ``make()`` on first request."""
+        if key not in self.accumulators:
+            self.accumulators[key] = make()
+        return self.accumulators[key]
+
+    def update(self, paths: np.ndarray) -> None:
+        """Feed paths (k, length, assets) to every accumulator."""
+        for accumulator in self.accumulators.values():
+            accumulator.update(paths)
+
+
+Reducer = Callable[[Stream, "int | None"], Finish]
+"""A fact's streaming form: ``reducer(stream, max_lag)`` asks ``stream`` for the accumulators
+it reads and returns its finish."""
 
 
 class Moments:
@@ -89,17 +107,11 @@ def _days(paths: np.ndarray) -> np.ndarray:
     return paths.reshape(-1, paths.shape[2])  # (k * length, assets)
 
 
-class DailyMoment:
-    """A moment statistic of the pooled daily returns, e.g. ``Moments.kurtosis``."""
-
-    def __init__(self, statistic: Callable[[Moments], np.ndarray]) -> None:
-        self.statistic, self.moments = statistic, Moments()
+class DailyMoments(Moments):
+    """:class:`Moments` of the pooled daily returns of paths (k, length, assets)."""
 
     def update(self, paths: np.ndarray) -> None:
-        self.moments.update(_days(paths))
-
-    def finish(self) -> np.ndarray:
-        return self.statistic(self.moments)[:, None]
+        super().update(_days(paths))
 
 
 class AggregatedKurtosis:
@@ -116,6 +128,7 @@ class AggregatedKurtosis:
             moments.update(sums.reshape(-1, assets))
 
     def finish(self) -> np.ndarray:
+        """(assets, horizons) excess kurtosis."""
         return np.stack([moments.kurtosis() for moments in self.moments.values()], axis=1)
 
 
@@ -132,7 +145,8 @@ class LaggedCorrelation:
         self.spectrum = 0.0        # sum over paths of conj(FFT lead) * FFT lag, (L + 1, A)
 
     def update(self, paths: np.ndarray) -> None:  # (k, L, A)
-        lead, lag = (transform(paths) for transform in self.transforms)
+        lead = self.transforms[0](paths)
+        lag = lead if self.transforms[1] is self.transforms[0] else self.transforms[1](paths)
         if self.pivots is None:
             self.pivots = lead.mean(axis=(0, 1)), lag.mean(axis=(0, 1))
         a, b = lead - self.pivots[0], lag - self.pivots[1]
@@ -161,12 +175,6 @@ class LaggedCorrelation:
             return (centred / pairs / scale).T
 
 
-def lagged(lead: Callable[[np.ndarray], np.ndarray], lag: Callable[[np.ndarray], np.ndarray]
-           ) -> Callable[[Stream], LaggedCorrelation]:
-    """The reducer factory of the correlation of ``lead(r)`` with future ``lag(r)``."""
-    return lambda stream: LaggedCorrelation(stream.length, stream.max_lag, lead, lag)
-
-
 class LogHistogram:
     """Log-spaced histograms of ``|r|`` for losses and gains, per asset, with each bin's sum of
     logs; zeros counted apart. Values below ``10**low`` fall in the first bin, above
@@ -177,7 +185,8 @@ class LogHistogram:
         self.n_bins = int(round((high - low) * bins_per_decade))
         self.counts = self.log_sums = self.zeros = None  # (A, 2, bins) x 2 and (A,) once fed
 
-    def update(self, values: np.ndarray) -> None:  # (m, A)
+    def update(self, paths: np.ndarray) -> None:  # (k, L, A)
+        values = _days(paths)
         if self.counts is None:
             self.counts = np.zeros((values.shape[1], 2, self.n_bins))  # side 0: losses -r
             self.log_sums = np.zeros((values.shape[1], 2, self.n_bins))  # side 1: gains r
@@ -238,34 +247,72 @@ class LogHistogram:
         return float(1.0 / (top / k - log_next))
 
 
-class TailQuantiles:
+def daily(statistic: Callable[[Moments], np.ndarray]) -> Reducer:
+    """A statistic of the moments of the pooled daily returns, e.g. ``Moments.kurtosis``."""
+
+    def reducer(stream: Stream, max_lag: int | None) -> Finish:
+        moments = stream.accumulator("daily moments", DailyMoments)
+        return lambda: statistic(moments)[:, None]
+
+    return reducer
+
+
+def aggregated_kurtosis(horizons: Callable[[int], Sequence[int]]) -> Reducer:
+    """Excess kurtosis of h-day sums for each of ``horizons(length)``."""
+
+    def reducer(stream: Stream, max_lag: int | None) -> Finish:
+        chosen = tuple(horizons(stream.length))
+        return stream.accumulator(("aggregated", chosen),
+                                  lambda: AggregatedKurtosis(chosen)).finish
+
+    return reducer
+
+
+def returns(r: np.ndarray) -> np.ndarray:
+    """The returns themselves, as a lead or lag of :func:`lagged`."""
+    return r
+
+
+def lagged(lead: Callable[[np.ndarray], np.ndarray], lag: Callable[[np.ndarray], np.ndarray]
+           ) -> Reducer:
+    """The correlation of ``lead(r)`` with future ``lag(r)`` at lags 1..max_lag."""
+
+    def reducer(stream: Stream, max_lag: int | None) -> Finish:
+        return stream.accumulator(("lagged", lead, lag, max_lag), lambda: LaggedCorrelation(
+            stream.length, max_lag, lead, lag)).finish
+
+    return reducer
+
+
+def _histogram(stream: Stream) -> LogHistogram:
+    return stream.accumulator("histogram", lambda: LogHistogram(stream.bins_per_decade))
+
+
+def tail_quantiles(probabilities: Sequence[float]) -> Reducer:
     """Quantiles of the pooled daily returns in units of their std (after the mean)."""
+    qs = np.asarray(probabilities, dtype=float)
 
-    def __init__(self, probabilities: Sequence[float], bins_per_decade: int) -> None:
-        self.probabilities = np.asarray(probabilities, dtype=float)
-        self.histogram, self.moments = LogHistogram(bins_per_decade), Moments()
+    def reducer(stream: Stream, max_lag: int | None) -> Finish:
+        histogram = _histogram(stream)
+        moments = stream.accumulator("daily moments", DailyMoments)
 
-    def update(self, paths: np.ndarray) -> None:
-        days = _days(paths)
-        self.histogram.update(days)
-        self.moments.update(days)
+        def finish() -> np.ndarray:
+            mean, mu2, _, _ = moments.central()
+            std = np.sqrt(mu2)
+            return np.stack([(histogram.quantiles(a, qs) - mean[a]) / std[a]
+                             for a in range(len(mean))])
 
-    def finish(self) -> np.ndarray:
-        mean, mu2, _, _ = self.moments.central()
-        std = np.sqrt(mu2)
-        return np.stack([(self.histogram.quantiles(a, self.probabilities) - mean[a]) / std[a]
-                         for a in range(len(mean))])
+        return finish
+
+    return reducer
 
 
-class HillIndices:
+def hill_indices(k_fraction: float) -> Reducer:
     """Hill tail indices of the losses and of the gains from the ``k_fraction`` largest."""
 
-    def __init__(self, k_fraction: float, bins_per_decade: int) -> None:
-        self.k_fraction, self.histogram = k_fraction, LogHistogram(bins_per_decade)
+    def reducer(stream: Stream, max_lag: int | None) -> Finish:
+        histogram = _histogram(stream)
+        return lambda: np.array([[histogram.hill(a, side, k_fraction) for side in (0, 1)]
+                                 for a in range(len(histogram.zeros))])
 
-    def update(self, paths: np.ndarray) -> None:
-        self.histogram.update(_days(paths))
-
-    def finish(self) -> np.ndarray:
-        return np.array([[self.histogram.hill(a, side, self.k_fraction) for side in (0, 1)]
-                         for a in range(len(self.histogram.zeros))])
+    return reducer
