@@ -31,13 +31,18 @@ from synthfin.evaluation.scores import (
 from synthfin.io import atomic_directory, atomic_write_json, finite_json
 from synthfin.models.base import implausible_note, implausible_paths
 from synthfin.models.training import report_progress
-from synthfin.stats import stylized_facts
+from synthfin.stats import catalogue, stylized_facts
 from synthfin.stats.tails import var_es
 
 RETURN_QUANTILES = (0.001, 0.01, 0.05, 0.5, 0.95, 0.99, 0.999)
 RISK_LEVEL = 0.99
-SUMMARY_COLUMNS = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level",
-                   "w1_1d", "w1_20d", "cross_corr")
+SUMMARY_SCORES = ("w1_1d", "w1_20d", "cross_corr")  # after the catalogue's headline facts
+
+
+def summary_columns() -> list[str]:
+    """The scores of the summary table: the headline facts of the catalogue, in its order, then
+    :data:`SUMMARY_SCORES`."""
+    return [fact.name for fact in catalogue.FACTS if fact.headline] + list(SUMMARY_SCORES)
 
 
 @dataclass
@@ -105,7 +110,7 @@ class Evaluation:
             ratios = scores.ratios
             if scores.anchors is not None:
                 ratios = pd.concat([ratios, scores.anchor_ratios])
-            table = ratios[[c for c in SUMMARY_COLUMNS if c in ratios]].add_suffix(" /floor")
+            table = ratios[[c for c in summary_columns() if c in ratios]].add_suffix(" /floor")
             if len(self.memorization):
                 table["memorization"] = self.memorization["median_ratio"].reindex(table.index)
                 table["copies"] = self.memorization["copy_share"].reindex(table.index)
@@ -122,7 +127,7 @@ class Evaluation:
         table = self.scores[reference]
         if table.anchors is None:
             return []
-        return [c for c in SUMMARY_COLUMNS if c in table.blind.index and table.blind[c]]
+        return [c for c in summary_columns() if c in table.blind.index and table.blind[c]]
 
     def joint_summary(self) -> pd.DataFrame:
         """Joint facts (multi-asset only): :func:`synthfin.evaluation.joint.joint_summary`."""

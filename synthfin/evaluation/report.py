@@ -32,8 +32,8 @@ from scipy.special import expit, logit
 
 from synthfin.evaluation.scores import degenerate, horizon_returns
 from synthfin.io import atomic_write_text
-from synthfin.stats import FACTS_BY_NAME, facts
-from synthfin.stats.catalogue import long_max_lag
+from synthfin.stats import catalogue, facts
+from synthfin.stats.catalogue import Fact, long_max_lag
 
 GOOD_RATIO = 1.0   # gap / noise floor: as close to real data as real data is to itself
 FAIR_RATIO = 1.5
@@ -493,11 +493,10 @@ def _to_base64(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _plot_curve(axes: Axes, fact_name: str, evaluation: Evaluated, asset: int,
-                colors: dict[str, str], title: str) -> None:
+def _plot_curve(axes: Axes, fact: Fact, evaluation: Evaluated, asset: int,
+                colors: dict[str, str]) -> None:
     """One curve fact of the catalogue: the band spanned by the floor halves of every
     reference, each reference's curve in black, then every set's curve."""
-    fact = FACTS_BY_NAME[fact_name]
     lags = np.arange(1, fact.lag_rule(evaluation.real.shape[1]) + 1)
     halves = [fact(ref.windows[part, :, asset]) for ref in evaluation.references.values()
               for part in (ref.first, ref.second)]
@@ -513,16 +512,26 @@ def _plot_curve(axes: Axes, fact_name: str, evaluation: Evaluated, asset: int,
                   zorder=2)
     axes.axhline(0.0, color="0.5", linewidth=0.6)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # lags are whole days
-    axes.set(title=title, xlabel="lag (days)")
+    axes.set(title=fact.title, xlabel="lag (days)")
 
 
-def _acf_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
-    figure, axes = _new_figure(3)
-    for panel, (name, title) in zip(axes, (("acf_r", "ACF of r"), ("acf_abs", "ACF of |r|"),
-                                           ("acf_sq", "ACF of r²")), strict=True):
-        _plot_curve(panel, name, evaluation, asset, colors, title)
-    _legend_below(figure, axes[0])
-    return _to_base64(figure)
+def _curve_figure(figure_name: str) -> Callable[[Evaluated, int, dict[str, str]], str]:
+    """The figure of every curve of the catalogue whose ``figure`` is ``figure_name``, one panel
+    each (one panel: a wide one)."""
+
+    def draw(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
+        curves = [fact for fact in catalogue.FACTS if fact.figure == figure_name]
+        figure, axes = _new_figure(len(curves), panel_width=6.0 if len(curves) == 1 else 3.4)
+        for panel, fact in zip(axes, curves, strict=True):
+            _plot_curve(panel, fact, evaluation, asset, colors)
+        _legend_below(figure, axes[0])
+        return _to_base64(figure)
+
+    return draw
+
+
+_acf_figure = _curve_figure("autocorrelation")
+_leverage_figure = _curve_figure("leverage")
 
 
 def _legend_below(figure: Figure, axes: Axes) -> None:
@@ -530,13 +539,6 @@ def _legend_below(figure: Figure, axes: Axes) -> None:
     handles, labels = axes.get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5),
                   fontsize="small", frameon=False)
-
-
-def _leverage_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:
-    figure, axes = _new_figure(1, panel_width=6.0)
-    _plot_curve(axes[0], "leverage", evaluation, asset, colors, "Leverage: corr(r_t, r²_t+k)")
-    _legend_below(figure, axes[0])
-    return _to_base64(figure)
 
 
 def _long_acf_figure(evaluation: Evaluated, asset: int, colors: dict[str, str]) -> str:

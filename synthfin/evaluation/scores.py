@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from synthfin.errors import DataError
-from synthfin.stats import fact_statistics
+from synthfin.stats import catalogue, fact_statistics
 from synthfin.stats.facts import TRADING_DAYS
 
 W1_HORIZONS = (1, 5, 20)
@@ -403,6 +403,7 @@ def score_samples(reference: Reference | np.ndarray, samples: Mapping[str, np.nd
     anchors = anchor_samples(real)
     statistics_real, spread = fact_statistics(real), curve_spread(real)
     floor, floor_spread = reference.floor()
+    curves = [fact.name for fact in catalogue.FACTS if fact.kind == "curve"]
     rows, standardized = {}, {}
     for name, x in anchors.items():
         rows[name] = {**fact_gaps(fact_statistics(x), statistics_real),
@@ -417,7 +418,7 @@ def score_samples(reference: Reference | np.ndarray, samples: Mapping[str, np.nd
         rows[name] = {**fact_gaps(statistics, statistics_real), **wasserstein_scores(x, real)}
         standardized[name] = {key: standardized_gap(statistics[key], statistics_real[key],
                                                     spread[key])
-                              for key in ("acf_r", "acf_abs", "acf_sq", "leverage")}
+                              for key in curves}
     return ScoreTable(gaps=pd.DataFrame(rows).T, floor=floor,
                       standardized=pd.DataFrame(standardized).T, floor_spread=floor_spread,
                       anchors=anchor_rows)

@@ -2,7 +2,7 @@
 
 :mod:`synthfin.stats.facts` holds the estimators of the stylized facts; :mod:`synthfin.stats.
 catalogue` names them once (:data:`FACTS`, :data:`LONG_FACTS`) for scores, reports and model
-selection.
+selection; :mod:`synthfin.stats.reducers` holds their streaming forms.
 """
 
 from synthfin.stats.catalogue import (

@@ -1,22 +1,25 @@
-"""The catalogue of stylized facts: one entry per fact (name, function, lag rule).
+"""The catalogue of stylized facts: one entry per fact (name, function, lag rule, kind, streaming
+reducer, place in the summary and the report).
 
-Scores, the report, ``metrics.json`` and model selection read the facts from here, so a fact has
-one name everywhere and adding one is one entry (plus a test). :data:`FACTS` holds the facts of
-windows (compared window against window of the same length); :data:`LONG_FACTS` those of long
-paths (1,000 days or more), compared with the real series cut into segments of the same length.
+Scores, the summary, the report, streaming facts, ``metrics.json`` and model selection iterate
+the facts here, so a fact has one name everywhere and adding one is one entry (plus a test).
+:data:`FACTS` holds the facts of windows (compared window against window of the same length);
+:data:`LONG_FACTS` those of long paths (1,000 days or more), compared with the real series cut
+into segments of the same length.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from synthfin.errors import DataError
-from synthfin.stats import facts
+from synthfin.stats import facts, reducers
+from synthfin.stats.reducers import Finish, Moments, Reducer, Stream
 
 HILL_K_FRACTION = 0.05
 KURTOSIS_RELIABLE_MIN_TAIL_INDEX = 4.0
@@ -63,12 +66,28 @@ class Fact:
         One line for the report.
     lag_rule : callable, optional
         Window length -> largest lag, for curves.
+    kind : {"curve", "vector", "scalar"}
+        One value per lag (scored also lag by lag against the real spread, drawn against the
+        lags in the report), a fixed vector, or one value (per asset).
+    reducer : callable, optional
+        The fact's streaming form (:mod:`synthfin.stats.reducers`, used by :meth:`reduce`);
+        every fact of :data:`FACTS` has one.
+    headline : bool
+        A column of the summary table.
+    figure, title : str
+        The report figure that draws a curve (``"autocorrelation"`` or ``"leverage"``) and its
+        panel title.
     """
 
     name: str
     function: Callable[..., Any]
     description: str
     lag_rule: Callable[[int], int] | None = None
+    kind: Literal["curve", "vector", "scalar"] = "scalar"
+    reducer: Reducer | None = None
+    headline: bool = False
+    figure: str = ""
+    title: str = ""
 
     def value(self, windows: np.ndarray, max_lag: int | None = None) -> float | np.ndarray:
         """The fact of ``windows`` (n, length): a float or a vector, as the function returns."""
@@ -80,6 +99,11 @@ class Fact:
         """The fact of ``windows`` (n, length) as a flat float vector."""
         return np.atleast_1d(np.asarray(self.value(windows, max_lag), dtype=float))
 
+    def reduce(self, stream: Stream) -> Finish:
+        """Register the fact's accumulators with ``stream``; the returned finish gives the fact
+        of every path fed to it, (assets, values)."""
+        return self.reducer(stream, self.lag_rule(stream.length) if self.lag_rule else None)
+
 
 def hill_left_right(x: ArrayLike) -> np.ndarray:
     """Hill tail indices of the losses and of the gains from the 5 % largest values."""
@@ -87,10 +111,14 @@ def hill_left_right(x: ArrayLike) -> np.ndarray:
                                                                                    "right")])
 
 
+def window_horizons(length: int) -> list[int]:
+    """The aggregation horizons (5, 20 days) that windows of ``length`` days hold."""
+    return [h for h in WINDOW_AGGREGATION_DAYS if h <= length]
+
+
 def window_aggregated_kurtosis(x: ArrayLike) -> np.ndarray:
     """Excess kurtosis of 5- and 20-day returns, for the horizons the window holds."""
-    length = np.shape(x)[-1]
-    return facts.aggregated_kurtosis(x, [h for h in WINDOW_AGGREGATION_DAYS if h <= length])
+    return facts.aggregated_kurtosis(x, window_horizons(np.shape(x)[-1]))
 
 
 def volatility_level(x: ArrayLike) -> float:
@@ -131,22 +159,37 @@ def volatility_drift(x: ArrayLike) -> float:
 
 
 FACTS: tuple[Fact, ...] = (
-    Fact("acf_r", facts.acf, "autocorrelation of r (none in real data)", linear_max_lag),
+    Fact("acf_r", facts.acf, "autocorrelation of r (none in real data)", linear_max_lag,
+         kind="curve", reducer=reducers.lagged(reducers.returns, reducers.returns),
+         headline=True, figure="autocorrelation", title="ACF of r"),
     Fact("acf_abs", facts.acf_abs, "autocorrelation of |r| (volatility clustering)",
-         clustering_max_lag),
-    Fact("acf_sq", facts.acf_sq, "autocorrelation of r^2", clustering_max_lag),
-    Fact("leverage", facts.leverage_curve, "correlation of r with future r^2", linear_max_lag),
-    Fact("tails", facts.tail_quantiles, "0.5 / 1 / 99 / 99.5 % quantiles in units of std"),
-    Fact("hill", hill_left_right, "Hill tail indices of losses and gains (5 % largest)"),
-    Fact("skewness", facts.skewness, "skewness of daily returns"),
-    Fact("kurtosis", facts.excess_kurtosis, "excess kurtosis of daily returns"),
-    Fact("agg_kurtosis", window_aggregated_kurtosis, "excess kurtosis of 5- and 20-day returns"),
-    Fact("vol_level", volatility_level, "log of the standard deviation of daily returns"),
+         clustering_max_lag, kind="curve", reducer=reducers.lagged(np.abs, np.abs),
+         headline=True, figure="autocorrelation", title="ACF of |r|"),
+    Fact("acf_sq", facts.acf_sq, "autocorrelation of r^2", clustering_max_lag, kind="curve",
+         reducer=reducers.lagged(np.square, np.square), headline=True, figure="autocorrelation",
+         title="ACF of r²"),
+    Fact("leverage", facts.leverage_curve, "correlation of r with future r^2", linear_max_lag,
+         kind="curve", reducer=reducers.lagged(reducers.returns, np.square), headline=True,
+         figure="leverage", title="Leverage: corr(r_t, r²_t+k)"),
+    Fact("tails", facts.tail_quantiles, "0.5 / 1 / 99 / 99.5 % quantiles in units of std",
+         kind="vector", reducer=reducers.tail_quantiles(facts.DEFAULT_TAIL_PROBABILITIES),
+         headline=True),
+    Fact("hill", hill_left_right, "Hill tail indices of losses and gains (5 % largest)",
+         kind="vector", reducer=reducers.hill_indices(HILL_K_FRACTION)),
+    Fact("skewness", facts.skewness, "skewness of daily returns",
+         reducer=reducers.daily(Moments.skewness)),
+    Fact("kurtosis", facts.excess_kurtosis, "excess kurtosis of daily returns",
+         reducer=reducers.daily(Moments.kurtosis), headline=True),
+    Fact("agg_kurtosis", window_aggregated_kurtosis, "excess kurtosis of 5- and 20-day returns",
+         kind="vector", reducer=reducers.aggregated_kurtosis(window_horizons)),
+    Fact("vol_level", volatility_level, "log of the standard deviation of daily returns",
+         reducer=reducers.daily(Moments.log_std), headline=True),
 )
 """The facts of windows, in report order."""
 
 LONG_FACTS: tuple[Fact, ...] = (
-    Fact("acf_abs", facts.acf_abs, "autocorrelation of |r| at lags 1..250", long_max_lag),
+    Fact("acf_abs", facts.acf_abs, "autocorrelation of |r| at lags 1..250", long_max_lag,
+         kind="curve"),
     Fact("power_law_beta", acf_abs_power_law_beta,
          "decay exponent of the ACF of |r| at lags 1..100 (Cont 2001: 0.2-0.4 for equities)",
          beta_max_lag),
@@ -155,11 +198,11 @@ LONG_FACTS: tuple[Fact, ...] = (
     Fact("vol_of_vol", facts.volatility_of_volatility,
          "std of the log of monthly realized volatility"),
     Fact("max_drawdown", max_drawdown_quantiles,
-         "10 / 50 / 90 % quantiles of the paths' maximum drawdowns"),
+         "10 / 50 / 90 % quantiles of the paths' maximum drawdowns", kind="vector"),
     Fact("drawdown_days", drawdown_days_quantiles,
-         "10 / 50 / 90 % quantiles of the paths' longest drawdowns (days)"),
+         "10 / 50 / 90 % quantiles of the paths' longest drawdowns (days)", kind="vector"),
     Fact("agg_kurtosis", long_aggregated_kurtosis,
-         "excess kurtosis of 1-, 5-, 20- and 60-day returns"),
+         "excess kurtosis of 1-, 5-, 20- and 60-day returns", kind="vector"),
     Fact("vol_drift", volatility_drift, "median vol of the last year / first year - 1"),
 )
 """The facts of long paths (1,000 days or more), in report order."""
@@ -176,14 +219,15 @@ def _as_paths(x: ArrayLike) -> np.ndarray:
     return paths
 
 
-def fact_statistics(x: ArrayLike, catalogue: tuple[Fact, ...] = FACTS) -> dict[str, np.ndarray]:
-    """Every fact of ``catalogue`` of ``x`` (n, length[, assets]), each a flat vector over assets
-    (and lags), plus ``cross_corr`` (upper triangles of the correlations of r and of |r|) for
-    several assets. These vectors are what fidelity scores compare."""
+def fact_statistics(x: ArrayLike, catalogue: tuple[Fact, ...] | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Every fact of ``catalogue`` (default :data:`FACTS`) of ``x`` (n, length[, assets]), each a
+    flat vector over assets (and lags), plus ``cross_corr`` (upper triangles of the correlations
+    of r and of |r|) for several assets. These vectors are what fidelity scores compare."""
     paths = _as_paths(x)
     statistics = {fact.name: np.concatenate([fact(paths[:, :, asset])
                                              for asset in range(paths.shape[2])])
-                  for fact in catalogue}
+                  for fact in catalogue or FACTS}
     if paths.shape[2] > 1:
         upper = np.triu_indices(paths.shape[2], k=1)
         statistics["cross_corr"] = np.concatenate(

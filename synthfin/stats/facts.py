@@ -140,7 +140,8 @@ def _lagged_correlation(
     (default): centred by the global means, divided by the number of pairs ``n * (length - k)``
     and by the global (ddof=0) standard deviations. ``per_window``: the same estimator on each
     window with its own means and deviations, then averaged over the windows whose variance is
-    not zero. Zero variance gives NaN.
+    not zero. Zero variance gives NaN. The pooled estimator's streaming form, from running sums,
+    is :class:`synthfin.stats.reducers.LaggedCorrelation`.
     """
     moment_axis = 1 if per_window else None
     leading = leading - leading.mean(axis=moment_axis, keepdims=True)

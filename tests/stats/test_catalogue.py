@@ -3,8 +3,22 @@
 import numpy as np
 import pytest
 
-from synthfin.stats import FACTS, FACTS_BY_NAME, LONG_FACTS, fact_statistics, facts, stylized_facts
+from synthfin.evaluation import report
+from synthfin.evaluation.evaluate import Evaluation
+from synthfin.evaluation.scores import Reference, score_samples
+from synthfin.evaluation.streaming import StreamingFacts
+from synthfin.stats import (
+    FACTS,
+    FACTS_BY_NAME,
+    LONG_FACTS,
+    catalogue,
+    fact_statistics,
+    facts,
+    reducers,
+    stylized_facts,
+)
 from synthfin.stats.catalogue import (
+    Fact,
     clustering_max_lag,
     linear_max_lag,
     volatility_drift,
@@ -67,3 +81,36 @@ def test_volatility_drift_is_zero_when_stationary_and_one_when_vol_doubles(rng):
 def test_long_facts_have_distinct_names():
     names = [fact.name for fact in LONG_FACTS]
     assert len(set(names)) == len(names) and "power_law_beta" in names
+
+
+def _leverage_abs(x, max_lag):
+    windows = facts.as_windows(x)
+    return facts._lagged_correlation(windows, np.abs(windows), range(1, max_lag + 1))
+
+
+LEVERAGE_ABS = Fact("leverage_abs", _leverage_abs, "correlation of r with future |r|",
+                    linear_max_lag, kind="curve", reducer=reducers.lagged(reducers.returns, np.abs),
+                    headline=True, figure="leverage", title="corr(r_t, |r|_t+k)")
+
+
+def test_a_new_fact_is_one_entry_that_streaming_scores_summary_and_report_pick_up(monkeypatch,
+                                                                                  rng):
+    monkeypatch.setattr(catalogue, "FACTS", (*FACTS, LEVERAGE_ABS))
+    real = rng.standard_t(4, size=(600, 32, 1)) * 0.01
+    synthetic = rng.standard_t(4, size=(300, 32, 1)) * 0.01
+    streaming = StreamingFacts(32, 1)
+    streaming.update(real[:250])
+    streaming.update(real[250:])
+    np.testing.assert_allclose(streaming.statistics()["leverage_abs"],
+                               fact_statistics(real)["leverage_abs"], rtol=1e-9, atol=1e-12)
+    reference = Reference.blocked(real, assignments=2)
+    table = score_samples(reference, {"t": synthetic})
+    assert "leverage_abs" in table.gaps and "leverage_abs" in table.standardized
+    evaluation = Evaluation({"in_sample": reference}, {"t": synthetic}, ["a"],
+                            {"in_sample": table})
+    assert "leverage_abs /floor" in evaluation.summary("in_sample")
+    drawn = []
+    monkeypatch.setattr(report, "_to_base64", lambda figure: drawn.append(figure) or "")
+    report._leverage_figure(evaluation, 0, {"t": "tab:red"})
+    assert [axes.get_title() for axes in drawn[0].axes] == [
+        "Leverage: corr(r_t, r²_t+k)", "corr(r_t, |r|_t+k)"]
