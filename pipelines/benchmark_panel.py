@@ -45,10 +45,11 @@ from synthfin.io import atomic_write_json, atomic_write_text, finite_json
 from synthfin.jobs.config import load_pipeline_config
 from synthfin.jobs.pipeline import model_settings, prepare_data
 from synthfin.models.baselines import garch_one_step_log_likelihood
+from synthfin.stats import FACTS
 from synthfin.stats.hac import newey_west_se
 
 PIPELINES = Path(__file__).parent
-FACTS_SHOWN = ("acf_r", "acf_abs", "acf_sq", "leverage", "tails", "kurtosis", "vol_level")
+FACTS_SHOWN = tuple(fact.name for fact in FACTS if fact.headline)  # the summary's facts
 QUICK_SERIES = ("SP500", "JPM")
 
 
