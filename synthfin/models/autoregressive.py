@@ -46,9 +46,7 @@ from synthfin.models.base import (
 )
 from synthfin.models.components import (
     condition_innovations,
-    ewma_mean_squares_np,
     mixture_moments,
-    span_weights,
     student_t_mixture_log_prob,
     update_mean_squares,
 )
@@ -69,6 +67,7 @@ from synthfin.models.training import (
     resolve_device,
 )
 from synthfin.stats.facts import TRADING_DAYS
+from synthfin.stats.volatility import ewma_mean_squares, span_weights
 
 # measured reasons for these values: pipelines/MODELS.md, section ar
 SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the network reads
@@ -128,7 +127,7 @@ ALPHAS = np.array(span_weights(SPANS))  # the recursions' weights
 def mean_squares(scaled: np.ndarray) -> np.ndarray:
     """Exponentially weighted mean squares (..., T, A, S) after each day of scaled returns
     (..., T, A), one per span of :data:`SPANS`, from 1 (the scaled training variance)."""
-    return ewma_mean_squares_np(scaled, ALPHAS, 1.0)[..., 1:, :, :]
+    return ewma_mean_squares(scaled, ALPHAS, 1.0)[..., 1:, :, :]
 
 
 def features(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

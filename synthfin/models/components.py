@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.signal import lfilter
 from torch import nn
 from torch.nn import functional as F
 
@@ -45,12 +44,7 @@ def window_tensors(windows: np.ndarray, regimes: np.ndarray, log_vol: np.ndarray
             torch.as_tensor(log_vol, dtype=torch.float32, device=device))
 
 
-def span_weights(spans: Sequence[int]) -> tuple[float, ...]:
-    """Weights ``alpha = 2 / (span + 1)`` of exponentially weighted means over ``spans`` days."""
-    return tuple(2.0 / (span + 1) for span in spans)
-
-
-# -- the volatility component: v_t = (1 - alpha) v_{t-1} + alpha x_t^2, one v per weight ----------
+# -- the volatility component in torch (NumPy: synthfin.stats.volatility) -------------------------
 def update_mean_squares(v: torch.Tensor, x: torch.Tensor, alphas: Sequence[float]
                         ) -> torch.Tensor:
     """One day of exponentially weighted mean squares (..., S) after the day's values ``x``
@@ -68,20 +62,6 @@ def ewma_mean_squares(x: torch.Tensor, alphas: Sequence[float], v0: torch.Tensor
     for t in range(x.shape[1]):
         out.append(update_mean_squares(out[-1], x[:, t], alphas))
     return torch.stack(out, dim=1)
-
-
-def ewma_mean_squares_np(x: np.ndarray, alphas: Sequence[float], v0: np.ndarray | float
-                         ) -> np.ndarray:
-    r"""NumPy twin of :func:`ewma_mean_squares` in float64, for histories (..., T, A):
-    (..., T + 1, A, S), entry 0 ``v0`` (broadcast to (..., A, S)), then
-    :math:`v_t = (1 - \alpha) v_{t-1} + \alpha x_t^2` after each day, by a linear filter."""
-    squares = np.square(np.asarray(x, dtype=np.float64))
-    out = np.empty((*squares.shape[:-2], squares.shape[-2] + 1, squares.shape[-1], len(alphas)))
-    out[..., 0, :, :] = v0
-    for k, alpha in enumerate(alphas):
-        out[..., 1:, :, k], _ = lfilter([alpha], [1.0, alpha - 1.0], squares, axis=-2,
-                                        zi=(1.0 - alpha) * out[..., :1, :, k])
-    return out
 
 
 def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,

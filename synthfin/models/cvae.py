@@ -33,7 +33,6 @@ from synthfin.models.components import (
     ConditionEmbedding,
     chain_windows,
     ewma_mean_squares,
-    span_weights,
     student_t_log_prob,
     update_mean_squares,
     window_tensors,
@@ -47,6 +46,7 @@ from synthfin.models.training import (
     autocast,
     logger,
 )
+from synthfin.stats.volatility import span_weights
 
 NETWORKS = ("gru", "tcn")
 LIKELIHOODS = ("studentt", "gaussian")

@@ -34,7 +34,7 @@ from scipy.optimize import minimize
 
 from synthfin.errors import DataError
 from synthfin.io import FileReading, atomic_write_json
-from synthfin.models.components import ewma_mean_squares_np
+from synthfin.stats.volatility import ewma_mean_squares
 
 FIELDS = ("Open", "High", "Low", "Close", "Volume")  # backtesting.py's column names
 EWMA_DECAY = 0.94            # RiskMetrics daily decay of the volatility state
@@ -53,7 +53,7 @@ def volatility_state(returns: np.ndarray) -> np.ndarray:
     """
     returns = np.asarray(returns, dtype=np.float64)
     initial = np.mean(returns[..., :WARMUP_DAYS, :] ** 2, axis=-2)
-    variance = ewma_mean_squares_np(returns[..., :-1, :], (1 - EWMA_DECAY,), initial[..., None])
+    variance = ewma_mean_squares(returns[..., :-1, :], (1 - EWMA_DECAY,), initial[..., None])
     return np.maximum(np.sqrt(variance[..., 0]), 1e-8)
 
 
