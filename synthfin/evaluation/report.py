@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy.special import expit, logit
 
+from synthfin.data.returns import prices_from_returns
 from synthfin.evaluation.scores import degenerate, horizon_returns
 from synthfin.io import atomic_write_text
 from synthfin.stats import catalogue, facts
@@ -644,7 +645,7 @@ def _sample_paths_figure(evaluation: Evaluated, asset: int, colors: dict[str, st
         chosen = (np.linspace(0, len(x) - 1, SAMPLE_PATHS_PER_SET).astype(int) if name == "real"
                   else np.arange(min(SAMPLE_PATHS_PER_SET, len(x))))
         log_returns = x[chosen, :, asset]  # (paths, length)
-        prices = 100.0 * np.exp(np.cumsum(np.pad(log_returns, ((0, 0), (1, 0))), axis=1))
+        prices = prices_from_returns(log_returns[..., None], 100.0)[..., 0]
         panel.plot(prices.T, color=colors[name], linewidth=0.9, alpha=0.8)
         panel.set(title=name, xlabel="day")
     axes[0].set_ylabel("price (start 100)")

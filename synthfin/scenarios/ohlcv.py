@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from synthfin.data.returns import prices_from_returns
 from synthfin.errors import DataError
 from synthfin.io import FileReading, atomic_write_json
 from synthfin.stats.volatility import ewma_mean_squares
@@ -172,9 +173,7 @@ class OHLCVModel:
             raise DataError(f"give one start price, or one per asset ({r.shape[2]}); got "
                             f"{start.size}")
         start = np.broadcast_to(start.reshape(-1) if start.size > 1 else start, r.shape[2:])
-        if not (np.isfinite(start).all() and (start > 0).all()):
-            raise DataError(f"start prices must be positive and finite, got {start.tolist()}")
-        close = start * np.exp(np.cumsum(r, axis=1))
+        close = prices_from_returns(returns, start)
         previous = np.concatenate([close[:, :1] * np.exp(-r[:, :1]), close[:, :-1]], axis=1)
         sigma = volatility_state(r)
         z = _standardized_move(r, sigma)
