@@ -28,6 +28,7 @@ from scipy import stats
 
 from synthfin.errors import DataError
 from synthfin.stats import facts
+from synthfin.stats.tails import var_es
 
 STRESS_LOOKBACK_DAYS = 21
 STRESS_QUANTILES = (0.25, 0.75)   # calm below the lower, stressed above the upper
@@ -163,12 +164,10 @@ def gaussian_tail_dependence(rho: float, q: float = TAIL_QUANTILE) -> float:
 
 
 def value_at_risk(returns: np.ndarray, level: float = RISK_LEVEL) -> tuple[float, float]:
-    """Historical VaR and ES of daily log returns as positive losses: ``VaR = Q_L(level)`` and
-    ``ES = mean{L : L >= VaR}`` with ``L = -r`` (the definition of
-    :func:`synthfin.stats.tails.var_es`, whose masked row sums round differently)."""
-    losses = -np.asarray(returns, dtype=np.float64).ravel()
-    var = float(np.quantile(losses, level))
-    return var, float(losses[losses >= var].mean())
+    """Historical VaR and ES (:func:`synthfin.stats.tails.var_es`) of all of ``returns`` as one
+    sample of daily log returns, as positive losses."""
+    (var, es), = var_es(np.asarray(returns, dtype=np.float64).reshape(1, -1), [level]).values()
+    return float(var[0]), float(es[0])
 
 
 def portfolio_facts(x: ArrayLike, weights: ArrayLike, max_lag: int = PORTFOLIO_ACF_LAGS
