@@ -5,6 +5,7 @@ or in the correct result; never in a mix, a file outside its folder, or a traceb
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -106,7 +107,9 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_whole(data, tmp_pat
         assert (directory / "metrics.json").is_file()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("synthfin.evaluation.evaluate.write_report", interrupted)
+    # the module, not the package's function of the same name
+    monkeypatch.setattr(importlib.import_module("synthfin.evaluation.evaluate"), "write_report",
+                        interrupted)
     message = one_line_error(invoke(*evaluate, "--seed", 1), code=130)
     assert "keeps its earlier report" in message and "synthfin run" not in message
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
