@@ -44,10 +44,10 @@ class Synthesizer:
     ----------
     model : str
         A registered generator: ``"ar"``, ``"garch"``, ``"bootstrap"``, ``"gaussian"``...
-    window_len, stride, split, vol_lookback, regime_quantiles, gaussianize
-        Data preparation, as in :func:`synthfin.make_windows`.
-    **model_settings
-        The generator's own settings (``epochs=``, ``gjr=``, ``device=``...).
+    **settings
+        The window settings (the fields of :class:`~synthfin.data.windows.WindowSettings`:
+        ``window_len``, ``stride``, ``split``, ``vol_lookback``, ``regime_quantiles``,
+        ``gaussianize``; its defaults) and the generator's own (``epochs=``, ``gjr=``...).
 
     Notes
     -----
