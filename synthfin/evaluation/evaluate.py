@@ -32,10 +32,9 @@ from synthfin.io import atomic_directory, atomic_write_json, finite_json
 from synthfin.models.base import implausible_note, implausible_paths
 from synthfin.models.training import report_progress
 from synthfin.stats import catalogue, stylized_facts
-from synthfin.stats.tails import var_es
+from synthfin.stats.tails import RISK_LEVEL, value_at_risk
 
 RETURN_QUANTILES = (0.001, 0.01, 0.05, 0.5, 0.95, 0.99, 0.999)
-RISK_LEVEL = 0.99
 SUMMARY_SCORES = ("w1_1d", "w1_20d", "cross_corr")  # after the catalogue's headline facts
 
 
@@ -135,7 +134,7 @@ class Evaluation:
 
     def return_quantiles(self) -> pd.DataFrame:
         """Quantiles of daily log returns and the 1-day VaR and ES at 99 % (positive losses,
-        :func:`synthfin.stats.tails.var_es`) of every reference's real windows and every set,
+        :func:`synthfin.stats.tails.value_at_risk`) of every reference's real windows and every set,
         per asset: rows (set, asset)."""
         sets = {f"real ({name})": ref.windows for name, ref in self.references.items()}
         sets.update(self.samples)
@@ -147,9 +146,8 @@ class Evaluation:
                     continue
                 row = {f"q{100 * q:g}%": float(np.quantile(values, q))
                        for q in RETURN_QUANTILES}
-                (var, es), = var_es(values[None], [RISK_LEVEL]).values()
-                row.update({f"VaR {RISK_LEVEL:.0%}": float(var[0]),
-                            f"ES {RISK_LEVEL:.0%}": float(es[0])})
+                var, es = value_at_risk(values, RISK_LEVEL)
+                row.update({f"VaR {RISK_LEVEL:.0%}": var, f"ES {RISK_LEVEL:.0%}": es})
                 rows[(name, asset_name)] = row
         return pd.DataFrame(rows).T.rename_axis(["set", "asset"])
 

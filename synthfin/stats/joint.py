@@ -28,13 +28,12 @@ from scipy import stats
 
 from synthfin.errors import DataError
 from synthfin.stats import facts
-from synthfin.stats.tails import var_es
+from synthfin.stats.tails import value_at_risk
 
 STRESS_LOOKBACK_DAYS = 21
 STRESS_QUANTILES = (0.25, 0.75)   # calm below the lower, stressed above the upper
 TAIL_QUANTILE = 0.05
 PORTFOLIO_ACF_LAGS = 10
-RISK_LEVEL = 0.99
 # the scalar joint statistics, in report order (the curves are ``ew_acf_abs``, ``mv_acf_abs``)
 JOINT_SCALARS = ("mean_corr", "calm_corr", "stressed_corr", "tail_dependence", "ew_kurtosis",
                  "ew_var99", "ew_es99", "mv_kurtosis", "mv_var99", "mv_es99")
@@ -161,13 +160,6 @@ def gaussian_tail_dependence(rho: float, q: float = TAIL_QUANTILE) -> float:
     z = stats.norm.ppf(q)
     joint = stats.multivariate_normal(mean=[0.0, 0.0], cov=[[1.0, rho], [rho, 1.0]]).cdf([z, z])
     return float(joint / q)
-
-
-def value_at_risk(returns: np.ndarray, level: float = RISK_LEVEL) -> tuple[float, float]:
-    """Historical VaR and ES (:func:`synthfin.stats.tails.var_es`) of all of ``returns`` as one
-    sample of daily log returns, as positive losses."""
-    (var, es), = var_es(np.asarray(returns, dtype=np.float64).reshape(1, -1), [level]).values()
-    return float(var[0]), float(es[0])
 
 
 def portfolio_facts(x: ArrayLike, weights: ArrayLike, max_lag: int = PORTFOLIO_ACF_LAGS

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+RISK_LEVEL = 0.99  # the level of the VaR / ES facts (evaluator and portfolio facts)
+
 
 def var_es(returns: ArrayLike, levels: Sequence[float]
            ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
@@ -22,3 +24,10 @@ def var_es(returns: ArrayLike, levels: Sequence[float]
         in_tail = losses >= var[:, None]
         result[level] = (var, (losses * in_tail).sum(axis=1) / in_tail.sum(axis=1))
     return result
+
+
+def value_at_risk(returns: np.ndarray, level: float = RISK_LEVEL) -> tuple[float, float]:
+    """Historical VaR and ES (:func:`var_es`) of all of ``returns`` as one
+    sample of daily log returns, as positive losses."""
+    (var, es), = var_es(np.asarray(returns, dtype=np.float64).reshape(1, -1), [level]).values()
+    return float(var[0]), float(es[0])
