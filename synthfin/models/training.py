@@ -47,7 +47,7 @@ from synthfin import distributed
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError, first_line
 from synthfin.io import FileReading, atomic_write, atomic_write_json
-from synthfin.models.base import Generator, GeneratorConfig, Limit
+from synthfin.models.base import Generator, GeneratorConfig, Limit, get_generator
 
 logger = logging.getLogger("synthfin.models")
 CHECKPOINT = "checkpoint.safetensors"  # a run directory's latest checkpoint
@@ -551,8 +551,6 @@ def fit_in_workers(generator: TorchGenerator, data: WindowData, run_dir: Path | 
 
 def _rank_main(job: Path) -> None:
     """One rank: fit the job's model on its data; rank 0 saves it into the job folder."""
-    from synthfin.models import get_generator
-
     spec = json.loads((job / "job.json").read_text())
     generator = get_generator(spec["model"])(**spec["config"])
     generator.fit(WindowData.load(job / "data"), run_dir=spec["run_dir"], resume=spec["resume"])
