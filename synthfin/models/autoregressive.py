@@ -74,11 +74,14 @@ SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the 
 N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span (per asset; the network reads them twice)
 STRESS_FEATURE = 2 + SPANS.index(21)  # the log vol that moves the cross-asset correlation
 MIN_DF = 4.0  # degrees of freedom stay above 4: the conditional kurtosis is finite
-# the recursion is bounded: the day's scale stays below exp(MAX_LOG_SCALE) = 8 long-run standard
-# deviations (bounded_log_scale), the network reads returns clipped at MAX_INPUT of them
-MAX_LOG_SCALE = math.log(8.0)
+# the recursion is bounded: the day's scale stays below exp(MAX_LOG_SCALE) = 5 long-run standard
+# deviations (bounded_log_scale, the identity up to about 2.5), the network reads returns clipped
+# at MAX_INPUT of them and vols at MAX_INPUT_VOL
+MAX_LOG_SCALE = math.log(5.0)
+BOUND_SHARPNESS = 4.0
 MIN_LOG_SCALE = -7.0
 MAX_INPUT = 15.0
+MAX_INPUT_VOL = 8.0
 BANK_SIZE = 4096  # asset-states kept for unconditional and regime-conditional sampling
 MIN_BANK_STATES = 256  # states kept however many assets (the burn-in costs states x assets)
 TARGET_PATHS = 256  # simulated for variance targeting
@@ -132,18 +135,20 @@ def mean_squares(scaled: np.ndarray) -> np.ndarray:
 
 def features(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The network's inputs for a day: ``[y, |y|, 0.5 log v_span]`` (..., N_FEATURES), with
-    ``y`` clipped to :data:`MAX_INPUT` and the log vols to :data:`MAX_LOG_SCALE` (bounded
-    inputs: see :func:`bounded_log_scale`)."""
+    ``y`` clipped to :data:`MAX_INPUT` long-run standard deviations and the vols to
+    :data:`MAX_INPUT_VOL` (bounded inputs: see :func:`bounded_log_scale`)."""
     y = y.clamp(-MAX_INPUT, MAX_INPUT)
-    log_vol = (0.5 * torch.log(v + 1e-6)).clamp(max=MAX_LOG_SCALE)
+    log_vol = (0.5 * torch.log(v + 1e-6)).clamp(max=math.log(MAX_INPUT_VOL))
     return torch.cat([y[..., None], y.abs()[..., None], log_vol], dim=-1)
 
 
 def bounded_log_scale(raw: torch.Tensor) -> torch.Tensor:
     r"""The log scale kept in :math:`[-7, M]`, :math:`M` = :data:`MAX_LOG_SCALE`:
-    :math:`M - \mathrm{softplus}(M - x)` (smooth, so training gradients pass), then clamped
-    below at -7. With bounded inputs (:func:`features`) the recursion cannot explode."""
-    return (MAX_LOG_SCALE - F.softplus(MAX_LOG_SCALE - raw)).clamp(min=MIN_LOG_SCALE)
+    :math:`M - \mathrm{softplus}(k (M - x)) / k` with :math:`k` = :data:`BOUND_SHARPNESS`
+    (smooth, so training gradients pass; within 0.005 of :math:`x` for :math:`x < M - 1`), then
+    clamped below at -7. With bounded inputs (:func:`features`) the recursion cannot explode."""
+    gap = BOUND_SHARPNESS * (MAX_LOG_SCALE - raw)
+    return (MAX_LOG_SCALE - F.softplus(gap) / BOUND_SHARPNESS).clamp(min=MIN_LOG_SCALE)
 
 
 def series_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -420,8 +420,8 @@ def test_bounded_log_scale_is_the_identity_well_below_the_bound_and_never_above_
     x = torch.linspace(-10, 40, 501)
     bounded = bounded_log_scale(x)
     assert bounded.max() <= MAX_LOG_SCALE and bounded.min() >= -7.0
-    inner = (x > -7) & (x < MAX_LOG_SCALE - 3)
-    assert torch.all((bounded[inner] - x[inner]).abs() < 0.05)
+    inner = (x > -7) & (x < MAX_LOG_SCALE - 1)  # softplus(4) / 4 - 1 = 0.0045 at the edge
+    assert torch.all((bounded[inner] - x[inner]).abs() < 0.005)
 
 
 @pytest.mark.parametrize("given_idx", [[0], [0, 1], [2], [1, 3]])
