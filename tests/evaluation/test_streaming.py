@@ -12,8 +12,8 @@ from synthfin.evaluation.streaming import StreamingFacts
 from synthfin.stats import fact_statistics
 
 FLOAT64 = np.finfo(float).eps
-EXACT = {"acf_r", "acf_abs", "acf_sq", "leverage", "skewness", "kurtosis", "agg_kurtosis",
-         "vol_level", "cross_corr"}
+EXACT = {"acf_r", "acf_abs", "acf_abs_within", "acf_sq", "leverage", "skewness", "kurtosis",
+         "agg_kurtosis", "vol_level", "cross_corr"}
 
 
 def _paths(n: int = 300, length: int = 64) -> np.ndarray:
