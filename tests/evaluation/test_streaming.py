@@ -66,6 +66,18 @@ def test_one_asset_short_windows() -> None:
     _check(streaming.statistics(), x, 10_000)
 
 
+def test_a_path_of_zeros_is_left_out_of_acf_abs_within_as_in_memory() -> None:
+    """Its level is 0, so its relative |r| is undefined: both forms leave the path out."""
+    x = _paths(n=40)
+    x[[3, 17], :, 0] = 0.0
+    streaming = StreamingFacts(64, 2)
+    streaming.update(x[:10])
+    streaming.update(x[10:])
+    bound = x.shape[0] * x.shape[1] * FLOAT64
+    np.testing.assert_allclose(streaming.statistics()["acf_abs_within"],
+                               fact_statistics(x)["acf_abs_within"], rtol=bound, atol=bound)
+
+
 def test_paths_of_another_shape_are_refused() -> None:
     streaming = StreamingFacts(64, 2)
     with pytest.raises(DataError, match=r"\(k, 64, 2\)"):
