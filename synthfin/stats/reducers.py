@@ -133,11 +133,16 @@ class AggregatedKurtosis:
 
 
 class LaggedCorrelation:
-    """Pooled correlation of ``lead(r)[t]`` with ``lag(r)[t + k]``, k = 1..max_lag, per asset."""
+    """Pooled correlation of ``lead(r)[t]`` with ``lag(r)[t + k]``, k = 1..max_lag, per asset.
+
+    A path whose transforms are not all finite (:func:`synthfin.stats.facts.relative_abs` of a
+    path of zeros) is left out of its asset's sums, as the in-memory fact leaves out the window.
+    """
 
     def __init__(self, length: int, max_lag: int, lead: Callable[[np.ndarray], np.ndarray],
                  lag: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.length, self.max_lag, self.paths = length, max_lag, 0
+        self.length, self.max_lag = length, max_lag
+        self.paths: np.ndarray | int = 0  # per asset: the paths whose transforms are finite
         self.transforms = lead, lag
         self.pivots: tuple[np.ndarray, np.ndarray] | None = None
         self.columns = [0.0, 0.0]  # per-day sums (L, A) of the shifted lead and lag
@@ -147,16 +152,20 @@ class LaggedCorrelation:
     def update(self, paths: np.ndarray) -> None:  # (k, L, A)
         lead = self.transforms[0](paths)
         lag = lead if self.transforms[1] is self.transforms[0] else self.transforms[1](paths)
-        if self.pivots is None:
-            self.pivots = lead.mean(axis=(0, 1)), lag.mean(axis=(0, 1))
-        a, b = lead - self.pivots[0], lag - self.pivots[1]
+        kept = (np.isfinite(lead).all(axis=1) & np.isfinite(lag).all(axis=1))[:, None, :]
+        if self.pivots is None:  # any finite shift; the first chunk's means keep sums small
+            count = np.maximum(kept.sum(axis=(0, 1)), 1)
+            self.pivots = (np.where(kept, lead, 0.0).sum(axis=(0, 1)) / count,
+                           np.where(kept, lag, 0.0).sum(axis=(0, 1)) / count)
+        a = np.where(kept, lead - self.pivots[0], 0.0)
+        b = np.where(kept, lag - self.pivots[1], 0.0)
         self.columns = [self.columns[0] + a.sum(axis=0), self.columns[1] + b.sum(axis=0)]
         self.squares = [self.squares[0] + (a ** 2).sum(axis=(0, 1)),
                         self.squares[1] + (b ** 2).sum(axis=(0, 1))]
         n_fft = 2 * self.length
         self.spectrum = self.spectrum + (np.conj(np.fft.rfft(a, n=n_fft, axis=1))
                                          * np.fft.rfft(b, n=n_fft, axis=1)).sum(axis=0)
-        self.paths += len(lead)
+        self.paths = self.paths + kept.sum(axis=(0, 1))
 
     def finish(self) -> np.ndarray:
         """(assets, max_lag) correlations."""
@@ -164,14 +173,14 @@ class LaggedCorrelation:
         total = self.paths * length
         products = np.fft.irfft(self.spectrum, n=2 * length, axis=0)[lags]  # S_ab(k), (K, A)
         col_a, col_b = np.asarray(self.columns[0]), np.asarray(self.columns[1])
-        mean_a, mean_b = col_a.sum(axis=0) / total, col_b.sum(axis=0) / total
         head_a = np.stack([col_a[:length - k].sum(axis=0) for k in lags])
         tail_b = np.stack([col_b[k:].sum(axis=0) for k in lags])
-        pairs = (self.paths * (length - lags))[:, None]
-        centred = products - mean_b * head_a - mean_a * tail_b + pairs * mean_a * mean_b
-        scale = np.sqrt((self.squares[0] / total - mean_a ** 2)
-                        * (self.squares[1] / total - mean_b ** 2))
-        with np.errstate(invalid="ignore", divide="ignore"):
+        pairs = np.outer(length - lags, self.paths)  # (K, A)
+        with np.errstate(invalid="ignore", divide="ignore"):  # an asset with no path kept: NaN
+            mean_a, mean_b = col_a.sum(axis=0) / total, col_b.sum(axis=0) / total
+            centred = products - mean_b * head_a - mean_a * tail_b + pairs * mean_a * mean_b
+            scale = np.sqrt((self.squares[0] / total - mean_a ** 2)
+                            * (self.squares[1] / total - mean_b ** 2))
             return (centred / pairs / scale).T
 
 

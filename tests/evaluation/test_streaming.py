@@ -12,8 +12,8 @@ from synthfin.evaluation.streaming import StreamingFacts
 from synthfin.stats import fact_statistics
 
 FLOAT64 = np.finfo(float).eps
-EXACT = {"acf_r", "acf_abs", "acf_sq", "leverage", "skewness", "kurtosis", "agg_kurtosis",
-         "vol_level", "cross_corr"}
+EXACT = {"acf_r", "acf_abs", "acf_abs_within", "acf_sq", "leverage", "skewness", "kurtosis",
+         "agg_kurtosis", "vol_level", "cross_corr"}
 
 
 def _paths(n: int = 300, length: int = 64) -> np.ndarray:
@@ -64,6 +64,18 @@ def test_one_asset_short_windows() -> None:
     streaming.update(x[:20])
     streaming.update(x[20:])
     _check(streaming.statistics(), x, 10_000)
+
+
+def test_a_path_of_zeros_is_left_out_of_acf_abs_within_as_in_memory() -> None:
+    """Its level is 0, so its relative |r| is undefined: both forms leave the path out."""
+    x = _paths(n=40)
+    x[[3, 17], :, 0] = 0.0
+    streaming = StreamingFacts(64, 2)
+    streaming.update(x[:10])
+    streaming.update(x[10:])
+    bound = x.shape[0] * x.shape[1] * FLOAT64
+    np.testing.assert_allclose(streaming.statistics()["acf_abs_within"],
+                               fact_statistics(x)["acf_abs_within"], rtol=bound, atol=bound)
 
 
 def test_paths_of_another_shape_are_refused() -> None:

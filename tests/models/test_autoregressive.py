@@ -288,8 +288,9 @@ def test_trained_model_beats_the_gaussian_on_clustering_and_tails(trained, sp500
             assert table.gaps.loc["ar", score] < table.gaps.loc["gaussian", score], (
                 reference, score)
         # iid t days with a level per window pass acf_abs (levels differ between windows), so
-        # clustering is credited only where ar also beats that anchor: acf_sq and leverage
-        for score in ("acf_sq", "leverage"):
+        # clustering is credited only where ar also beats that anchor: acf_sq, leverage and
+        # acf_abs_within (|r| over its window's level)
+        for score in ("acf_sq", "leverage", "acf_abs_within"):
             assert table.gaps.loc["ar", score] < table.anchors.loc[ANCHOR_T_LEVEL, score], (
                 reference, score)
     assert not evaluation.memorization.loc["ar", "flagged"]

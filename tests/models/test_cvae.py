@@ -8,7 +8,7 @@ from torch import distributions
 
 import synthfin.models.cvae as cvae
 from synthfin.errors import ConfigError, ModelError
-from synthfin.evaluation.scores import score_samples
+from synthfin.evaluation.scores import ANCHOR_T_LEVEL, score_samples
 from synthfin.models import Generator
 from synthfin.models.baselines import GaussianGenerator
 from synthfin.models.components import ewma_mean_squares, update_mean_squares
@@ -151,9 +151,13 @@ def test_short_training_beats_gaussian_on_clustering_and_tails(trained, sp500_wi
     gaussian = GaussianGenerator().fit(data)
     samples = {"cvae": trained.sample_returns(3000, seed=0),
                "gaussian": gaussian.sample_returns(3000, seed=0)}
-    gaps = score_samples(real_windows(data), samples).gaps
+    table = score_samples(real_windows(data), samples)
+    gaps = table.gaps
     assert gaps.loc["cvae", "acf_abs"] < gaps.loc["gaussian", "acf_abs"]
     assert gaps.loc["cvae", "tails"] < gaps.loc["gaussian", "tails"]
+    # clustering inside windows, which the level anchor (iid t x level) passes acf_abs without
+    assert gaps.loc["cvae", "acf_abs_within"] < table.anchors.loc[ANCHOR_T_LEVEL,
+                                                                   "acf_abs_within"]
 
 
 def test_stressed_samples_are_more_volatile_than_calm(trained):

@@ -1,13 +1,14 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import synthfin.models.timegan  # noqa: F401  (registers "timegan")
 from synthfin.data.windows import WindowData, make_windows
 from synthfin.errors import ConfigError, ModelError
-from synthfin.evaluation.scores import score_samples
+from synthfin.evaluation.scores import ANCHOR_T_LEVEL, score_samples
 from synthfin.models import Generator, available_generators
 from synthfin.models.baselines import GaussianGenerator
 from synthfin.models.components import lagged_correlation
@@ -133,17 +134,21 @@ def sp500_model(sp500_windows):
 
 @pytest.fixture(scope="module")
 def sp500_gaps(sp500_windows, sp500_model):
-    """Fact gaps of the short CPU training and of the Gaussian."""
+    """Fact gaps of the short CPU training, of the Gaussian and of the two anchors."""
     data, model = sp500_windows, sp500_model
     real = data.real_windows()
     samples = {"timegan": model.sample_returns(2000, seed=1),
                "gaussian": GaussianGenerator().fit(data).sample_returns(2000, seed=1)}
-    return score_samples(real, samples).gaps
+    table = score_samples(real, samples)
+    return pd.concat([table.gaps, table.anchors])
 
 
 def test_short_cpu_training_beats_gaussian_on_volatility_clustering(sp500_gaps):
     assert sp500_gaps.loc["timegan", "acf_abs"] < sp500_gaps.loc["gaussian", "acf_abs"], \
         sp500_gaps
+    # clustering inside windows, which the level anchor (iid t x level) passes acf_abs without
+    assert sp500_gaps.loc["timegan", "acf_abs_within"] \
+        < sp500_gaps.loc[ANCHOR_T_LEVEL, "acf_abs_within"], sp500_gaps
 
 
 def test_short_cpu_training_beats_gaussian_on_tails(sp500_gaps):

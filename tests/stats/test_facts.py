@@ -207,6 +207,44 @@ def test_garch_simulation_shows_volatility_clustering():
     assert np.all(facts.acf_abs(windows, 5) > 4 / np.sqrt(returns.size))
 
 
+def _iid_t_times_window_level(n: int, length: int, seed: int) -> np.ndarray:
+    """iid Student-t(4) days, each window scaled by its own lognormal level (sd 0.5 of the log)."""
+    rng = np.random.default_rng(seed)
+    level = np.exp(0.5 * rng.standard_normal((n, 1)))
+    return 0.01 * level * rng.standard_t(4, size=(n, length))
+
+
+def test_acf_abs_within_of_iid_days_with_a_level_per_window_is_minus_one_over_l_minus_one():
+    """Levels that differ between windows make the pooled acf_abs positive; divided out, iid
+    days give -1/(L-1) (a window's relative |r| sums to zero) within 4 standard errors of a
+    pooled correlation of n (L - k) iid pairs, while acf_abs is positive by far more."""
+    n, length, max_lag = 2000, 64, 5
+    windows = _iid_t_times_window_level(n, length, seed=7)
+    se = 1 / np.sqrt(n * (length - np.arange(1, max_lag + 1)))
+    within = facts.acf_abs_within(windows, max_lag)
+    assert np.all(np.abs(within + 1 / (length - 1)) < 4 * se), (within, se)
+    assert np.all(facts.acf_abs(windows, max_lag) > 20 * se)
+
+
+def test_acf_abs_within_of_garch_windows_is_positive_at_lag_one():
+    """GARCH(1,1) clusters inside 64-day windows: lag 1 above 5 standard errors of the iid
+    value (1 / sqrt(n (L - 1)) for n windows)."""
+    windows = _chop(_simulate_garch(64_000, seed=3), 64)
+    se = 1 / np.sqrt(windows.shape[0] * 63)
+    assert facts.acf_abs_within(windows, 1)[0] > 5 * se
+
+
+def test_acf_abs_within_is_the_acf_of_relative_abs_and_leaves_out_windows_of_zeros():
+    windows = _iid_t_times_window_level(50, 32, seed=1)
+    relative = facts.relative_abs(windows)
+    np.testing.assert_allclose(relative.sum(axis=1), 0.0, atol=1e-12)
+    expected = facts.acf(relative, 4)
+    np.testing.assert_allclose(facts.acf_abs_within(windows, 4), expected, rtol=1e-12)
+    with_zeros = np.concatenate([np.zeros((2, 32)), windows])
+    np.testing.assert_allclose(facts.acf_abs_within(with_zeros, 4), expected, rtol=1e-12)
+    assert np.isnan(facts.acf_abs_within(np.zeros((3, 32)), 4)).all()
+
+
 # ---------------------------------------------------------------- stylized facts of the S&P 500
 
 
