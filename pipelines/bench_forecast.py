@@ -3,6 +3,7 @@
     python pipelines/bench_forecast.py [--series SP500,KO,AAPL,JPM] [--years 2016,2019,2022]
         [--models ar,gjr-t,egarch-t,figarch-t,gjr-skewt,fhs] [--n 300] [--step 5]
         [--finetune] [--jobs 1] [--out runs/forecast]
+    python pipelines/bench_forecast.py --portfolio --series KO,PEP,PG,JNJ,WMT [--models ar,dcc,fhs]
 
 For each series and year, every forecaster is fitted on the days before the year's first day
 (``ar``: the shipped pooled checkpoint, pretrained on training days up to 2013-02-01, zero-shot
@@ -12,6 +13,9 @@ per
 horizon, the 90 % coverage / Kupiec 1 % counts, and one-day log scores against the best other
 peer with Diebold-Mariano (Newey-West) errors. Writes ``forecast.md`` and ``forecast.json``.
 ``--jobs`` runs that many series at once, in processes of one torch thread each.
+``--portfolio`` forecasts the equal-weight portfolio of the series instead, every model fitted
+jointly on them (:func:`synthfin.backtest.forecast.run_portfolio_forecasts`; default models
+``ar,dcc,fhs``; no log scores).
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from synthfin.backtest.forecast import ForecastRun, forecast_tables, run_forecasts
+from synthfin.backtest.forecast import (
+    JOINT_FORECASTERS,
+    ForecastRun,
+    forecast_tables,
+    run_forecasts,
+    run_portfolio_forecasts,
+)
 from synthfin.data.returns import log_returns
 from synthfin.data.sources import load_prices
 from synthfin.io import atomic_write_json, atomic_write_text, finite_json
@@ -46,7 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", default="SP500,KO,AAPL,JPM")
     parser.add_argument("--years", default="2016,2019,2022")
-    parser.add_argument("--models", default="ar,gjr-t,egarch-t,figarch-t,gjr-skewt,fhs")
+    parser.add_argument("--models", default=None,
+                        help="default: ar and the five arch peers; with --portfolio ar,dcc,fhs")
+    parser.add_argument("--portfolio", action="store_true")
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--step", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -56,16 +68,33 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     years = [int(y) for y in args.years.split(",")]
-    models = args.models.split(",")
+    models = (args.models.split(",") if args.models else
+              list(JOINT_FORECASTERS) if args.portfolio else
+              ["ar", "gjr-t", "egarch-t", "figarch-t", "gjr-skewt", "fhs"])
     runs, lines = [], [f"forecast benchmark: series {args.series}, years {args.years}, "
-                       f"n {args.n}, step {args.step}, finetune {args.finetune}"]
+                       f"n {args.n}, step {args.step}, finetune {args.finetune}, "
+                       f"portfolio {args.portfolio}"]
+    if args.portfolio:
+        started = time.perf_counter()
+        returns = log_returns(load_prices("bundled", args.series.split(",")))
+        run = run_portfolio_forecasts(returns, years, models, n=args.n, step=args.step,
+                                      seed=args.seed)
+        print(f"{run.ticker}: {time.perf_counter() - started:.0f} s", flush=True)
+        report([run], lines, args)
+        return
     work = partial(forecast_series, years=years, models=models, n=args.n, step=args.step,
                    seed=args.seed, finetune=args.finetune)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         for run, seconds in pool.map(work, args.series.split(",")):  # in the order given
             runs.append(run)
             print(f"{run.ticker}: {seconds:.0f} s", flush=True)
-            lines.append(f"\n{run.ticker}:\n{run.summary().round(3).to_string()}")
+    report(runs, lines, args)
+
+
+def report(runs: list[ForecastRun], lines: list[str], args: argparse.Namespace) -> None:
+    """Print and write every run's table and the tables over runs."""
+    for run in runs:
+        lines.append(f"\n{run.ticker}:\n{run.summary().round(3).to_string()}")
     for name, table in forecast_tables(runs).items():
         lines.append(f"\n{name} over {len(runs)} series:\n{table.round(3).to_string()}")
     text = "\n".join(lines)

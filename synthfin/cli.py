@@ -673,9 +673,12 @@ def forecast(
     years: Annotated[str, typer.Option(
         help="Test years, e.g. 2016,2019: models refit on the days before each year's first "
              "day.")],
-    models: Annotated[str, typer.Option(
-        help="Forecasters: ar and arch peers gjr-t, egarch-t, figarch-t, gjr-skewt, fhs.")]
-    = "ar,gjr-t,egarch-t,figarch-t,gjr-skewt,fhs",
+    models: Annotated[str | None, typer.Option(
+        help="Forecasters: ar and arch peers gjr-t, egarch-t, figarch-t, gjr-skewt, fhs "
+             "(default: all); with --portfolio, joint generators (default: ar,dcc,fhs).")]
+    = None,
+    portfolio: Annotated[bool, typer.Option(
+        help="Forecast the equal-weight portfolio of the tickers, fitted jointly.")] = False,
     n: Annotated[int, typer.Option(min=10, help="Paths of 60 days per forecast day.")] = 500,
     step: Annotated[int, typer.Option(min=1, help="Days between forecast days.")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -686,23 +689,39 @@ def forecast(
 ) -> None:
     """Forecasts from real history at horizons 1/5/20/60 days: CRPS, coverage, VaR and ES
     backtests, PIT, one-day log scores with HAC errors (see synthfin.backtest.forecast)."""
-    from synthfin.backtest.forecast import forecast_tables, run_forecasts
+    from synthfin.backtest.forecast import (
+        JOINT_FORECASTERS,
+        PEERS,
+        forecast_tables,
+        run_forecasts,
+        run_portfolio_forecasts,
+    )
     from synthfin.data.returns import log_returns
     from synthfin.data.sources import load_prices
+    from synthfin.errors import ConfigError
     from synthfin.io import atomic_write_json, finite_json
 
-    runs = []
-    for ticker in tickers.split(","):
-        returns = log_returns(load_prices("bundled", [ticker.strip()]))
-        runs.append(run_forecasts(returns, [int(y) for y in years.split(",")],
-                                  [m.strip() for m in models.split(",")], n=n, step=step,
-                                  seed=seed, finetune=finetune))
+    names = [t.strip() for t in tickers.split(",")]
+    test_years = [int(y) for y in years.split(",")]
+    chosen = ([m.strip() for m in models.split(",")] if models else
+              list(JOINT_FORECASTERS if portfolio else ["ar", *PEERS]))
+    if portfolio:
+        if finetune:
+            raise ConfigError("--finetune applies to single-series forecasts; drop it with "
+                              "--portfolio")
+        returns = log_returns(load_prices("bundled", names))
+        runs = [run_portfolio_forecasts(returns, test_years, chosen, n=n, step=step, seed=seed)]
+    else:
+        runs = [run_forecasts(log_returns(load_prices("bundled", [ticker])), test_years, chosen,
+                              n=n, step=step, seed=seed, finetune=finetune)
+                for ticker in names]
     tables = forecast_tables(runs)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         for run in runs:
             typer.echo(f"\n{run.ticker}:\n{run.summary().round(3).to_string()}")
         for name, table in tables.items():
-            typer.echo(f"\n{name} over {len(runs)} series:\n{table.round(3).to_string()}")
+            if not (portfolio and name == "log_score"):  # a portfolio has no density
+                typer.echo(f"\n{name} over {len(runs)} series:\n{table.round(3).to_string()}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "forecast.json", finite_json({

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,9 @@ from synthfin.backtest.risk import (
     kupiec_test,
 )
 from synthfin.errors import DataError, ModelError
+
+if TYPE_CHECKING:
+    from synthfin.models.base import Generator
 
 HORIZONS = (1, 5, 20, 60)
 PATH_DAYS = 60
@@ -226,26 +230,29 @@ def compare_log_scores(scores: Mapping[str, np.ndarray], reference: str) -> pd.D
     return pd.DataFrame(rows).T
 
 
-def ar_forecaster(returns: pd.DataFrame, origin: int, *, finetune: bool = False,
-                  epochs: int = 3, seed: int = 0):
-    """The ``ar`` model from the shipped pooled checkpoint (pretrained on training days up to
-    2013-02-01), its scaler and regimes fitted on ``returns.iloc[:origin]``; fine-tuned there
-    for ``epochs`` when ``finetune`` (nothing after the origin is read)."""
+def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: bool = False,
+                   epochs: int = 3, seed: int = 0) -> Generator:
+    """The generator ``name`` fitted on ``returns.iloc[:origin]`` (windows of 64, split 80 / 10
+    / 10 %; nothing after the origin is read), to continue histories with ``sample_after``.
+    ``ar`` starts from the shipped pooled checkpoint (pretrained on training days up to
+    2013-02-01), fine-tuned for ``epochs`` when ``finetune``, else zero-shot."""
     import torch
 
     from synthfin.data.windows import make_windows
-    from synthfin.models.autoregressive import AutoregressiveGenerator
+    from synthfin.models.base import get_generator
 
     torch.set_num_threads(1)
     data = make_windows(returns.iloc[:origin], 64, split=(0.8, 0.1, 0.1))
-    return AutoregressiveGenerator(finetune=finetune, epochs=epochs, progress=False,
-                                   device="cpu", seed=seed).fit(data)
+    settings = ({"finetune": finetune, "epochs": epochs, "progress": False, "device": "cpu"}
+                if name == "ar" else {})
+    return get_generator(name)(seed=seed, **settings).fit(data)
 
 
 @dataclass
 class ForecastRun:
     """Scores of every forecaster on one series: ``tables[name]`` (rows: horizons) and the
-    one-day log scores of every day of the test years, ``log_scores[name]`` (days,)."""
+    one-day log scores of every day of the test years, ``log_scores[name]`` (days,; none for a
+    portfolio)."""
 
     ticker: str
     tables: dict[str, pd.DataFrame]
@@ -281,7 +288,7 @@ def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[
         all_days += days
         for name in models:
             if name == "ar":
-                model = ar_forecaster(returns, origin, finetune=finetune, seed=seed)
+                model = fit_forecaster("ar", returns, origin, finetune=finetune, seed=seed)
                 paths[name].append(np.stack([
                     model.sample_after(series[:day, None], n, PATH_DAYS, seed=seed + day)[..., 0]
                     for day in days]))
@@ -294,6 +301,52 @@ def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[
               for m in models}
     return ForecastRun(str(returns.columns[0]), tables,
                        {m: np.concatenate(logs[m]) for m in models})
+
+
+def portfolio_returns(returns: np.ndarray) -> np.ndarray:
+    r"""Daily log returns of the equal-weight portfolio rebalanced every day, from the assets'
+    log returns (..., assets): :math:`\log \frac{1}{A} \sum_a e^{r_a}`."""
+    returns = np.asarray(returns, dtype=np.float64)
+    return np.log(np.mean(np.exp(returns), axis=-1))
+
+
+JOINT_FORECASTERS = ("ar", "dcc", "fhs")
+"""Generators that continue a universe's joint history (``fhs``: the joint filtered historical
+simulation of :mod:`synthfin.models.multivariate`, whole days of residuals)."""
+
+
+def run_portfolio_forecasts(returns: pd.DataFrame, years: Sequence[int],
+                            models: Sequence[str] = JOINT_FORECASTERS, *, n: int = 500,
+                            step: int = 5, seed: int = 0) -> ForecastRun:
+    """Forecasts of a universe's equal-weight portfolio (:func:`portfolio_returns`): every
+    generator of ``models`` is fitted jointly on the assets (log returns, days x assets) before
+    the first day of each of ``years``, continues the real joint history with ``n`` paths of
+    :data:`PATH_DAYS` days every ``step`` days, and the paths' portfolio returns are scored
+    against the real portfolio's (:func:`score_paths`). No one-day log scores: a sum of
+    dependent assets has no closed-form density here."""
+    from synthfin.models.base import get_generator
+
+    if returns.shape[1] < 2:
+        raise DataError(f"a portfolio forecast needs at least 2 assets; got {returns.shape[1]}")
+    cannot = [m for m in models if not callable(getattr(get_generator(m), "sample_after", None))]
+    if cannot:
+        raise DataError(f"{cannot} cannot continue a history (no sample_after); choose from "
+                        f"generators that can, e.g. {list(JOINT_FORECASTERS)}")
+    history = returns.to_numpy()
+    paths: dict[str, list[np.ndarray]] = {m: [] for m in models}
+    all_days: list[int] = []
+    for year in years:
+        origin, _, days = forecast_days(returns.index, year, step)
+        all_days += days
+        for name in models:
+            model = fit_forecaster(name, returns, origin, seed=seed)
+            paths[name].append(np.stack([portfolio_returns(
+                model.sample_after(history[:day], n, PATH_DAYS, seed=seed + day))
+                for day in days]))
+    realized = portfolio_returns(history)
+    tables = {m: score_paths(np.concatenate(paths[m]), realized, all_days, seed=seed)
+              for m in models}
+    return ForecastRun("equal-weight " + "+".join(map(str, returns.columns)), tables, {})
 
 
 def forecast_tables(runs: Sequence[ForecastRun]) -> dict[str, pd.DataFrame]:
