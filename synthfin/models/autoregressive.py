@@ -75,7 +75,7 @@ N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span (per asset; the network re
 STRESS_FEATURE = 2 + SPANS.index(21)  # the log vol that moves the cross-asset correlation
 MIN_DF = 4.0  # degrees of freedom stay above 4: the conditional kurtosis is finite
 # the recursion is bounded: the day's scale stays below exp(MAX_LOG_SCALE) = 5 long-run standard
-# deviations (bounded_log_scale, the identity up to about 2.5), the network reads returns clipped
+# deviations (bounded_log_scale, the identity up to about 2), the network reads returns clipped
 # at MAX_INPUT of them and vols at MAX_INPUT_VOL
 MAX_LOG_SCALE = math.log(5.0)
 BOUND_SHARPNESS = 4.0
