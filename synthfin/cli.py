@@ -674,8 +674,9 @@ def forecast(
         help="Test years, e.g. 2016,2019: models refit on the days before each year's first "
              "day.")],
     models: Annotated[str | None, typer.Option(
-        help="Forecasters: ar and arch peers gjr-t, egarch-t, figarch-t, gjr-skewt, fhs "
-             "(default: all); with --portfolio, joint generators (default: ar,dcc,fhs).")]
+        help="Forecasters: arch peers gjr-t, egarch-t, figarch-t, gjr-skewt, fhs and any "
+             "generator that continues a history (ar, cvae, garch; default: ar and the peers); "
+             "with --portfolio, joint generators (default: ar,dcc,fhs).")]
     = None,
     portfolio: Annotated[bool, typer.Option(
         help="Forecast the equal-weight portfolio of the tickers, fitted jointly.")] = False,

@@ -149,3 +149,17 @@ def test_cli_forecasts_a_portfolio(tmp_path):
                                       "--step", "126"])
     assert result.exit_code == 0, result.output
     assert "equal-weight KO+PEP" in result.output and "crps over 1 series" in result.output
+
+
+def test_any_generator_that_continues_a_history_forecasts_a_series(sp500_returns):
+    """A registered context sampler (here the GARCH-t generator) joins the arch peers; one
+    without an exact one-day density gets NaN log scores, left out of the comparisons."""
+    from synthfin.backtest.forecast import run_forecasts
+
+    run = run_forecasts(sp500_returns.loc[:"2019-12-31"], [2019], ["garch", "gjr-t"], n=50,
+                        step=126)
+    assert list(run.tables["garch"].index) == [1, 5, 20, 60]
+    assert 0.001 < run.tables["garch"].loc[1, "crps"] < 0.02
+    assert np.isnan(run.log_scores["garch"]).all() and np.isfinite(run.log_scores["gjr-t"]).all()
+    with pytest.raises(Exception, match="unknown forecasters"):
+        run_forecasts(sp500_returns, [2019], ["gaussian"])

@@ -230,6 +230,14 @@ def compare_log_scores(scores: Mapping[str, np.ndarray], reference: str) -> pd.D
     return pd.DataFrame(rows).T
 
 
+def continues_history(name: str) -> bool:
+    """Whether the registered generator ``name`` continues a history (has ``sample_after``)."""
+    from synthfin.models import available_generators, get_generator
+
+    return (name in available_generators()
+            and callable(getattr(get_generator(name), "sample_after", None)))
+
+
 def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: bool = False,
                    epochs: int = 3, seed: int = 0) -> Generator:
     """The generator ``name`` fitted on ``returns.iloc[:origin]`` (windows of 64, split 80 / 10
@@ -239,7 +247,7 @@ def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: b
     import torch
 
     from synthfin.data.windows import make_windows
-    from synthfin.models.base import get_generator
+    from synthfin.models import get_generator
 
     torch.set_num_threads(1)
     data = make_windows(returns.iloc[:origin], 64, split=(0.8, 0.1, 0.1))
@@ -276,9 +284,10 @@ def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[
     on the days before it, drawing ``n`` paths every ``step`` days of the year."""
     if returns.shape[1] != 1:
         raise DataError(f"forecasts run on one series at a time; got {returns.shape[1]}")
-    unknown = sorted(set(models) - {"ar", *PEERS})
+    unknown = sorted(m for m in models if m not in PEERS and not continues_history(m))
     if unknown:
-        raise DataError(f"unknown forecasters {unknown}; choose from {['ar', *PEERS]}")
+        raise DataError(f"unknown forecasters {unknown}; choose from {[*PEERS]} or a "
+                        f"generator that continues a history (ar, cvae, dcc, fhs, ...)")
     series = returns.to_numpy()[:, 0]
     paths = {m: [] for m in models}
     logs = {m: [] for m in models}
@@ -287,16 +296,18 @@ def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[
         origin, end, days = forecast_days(returns.index, year, step)
         all_days += days
         for name in models:
-            if name == "ar":
-                model = fit_forecaster("ar", returns, origin, finetune=finetune, seed=seed)
-                paths[name].append(np.stack([
-                    model.sample_after(series[:day, None], n, PATH_DAYS, seed=seed + day)[..., 0]
-                    for day in days]))
-                logs[name].append(model.one_step_log_likelihood(series[:end, None], origin))
-            else:
+            if name in PEERS:
                 fitted = PEERS[name].fit(series, origin)
                 paths[name].append(fitted.paths(days, n, seed))
                 logs[name].append(fitted.one_day_log_scores(origin, end))
+            else:
+                model = fit_forecaster(name, returns, origin, finetune=finetune, seed=seed)
+                paths[name].append(np.stack([
+                    model.sample_after(series[:day, None], n, PATH_DAYS, seed=seed + day)[..., 0]
+                    for day in days]))
+                logs[name].append(model.one_step_log_likelihood(series[:end, None], origin)
+                                  if hasattr(model, "one_step_log_likelihood")
+                                  else np.full(end - origin, np.nan))  # no exact density
     tables = {m: score_paths(np.concatenate(paths[m]), series, all_days, seed=seed)
               for m in models}
     return ForecastRun(str(returns.columns[0]), tables,
@@ -324,11 +335,9 @@ def run_portfolio_forecasts(returns: pd.DataFrame, years: Sequence[int],
     :data:`PATH_DAYS` days every ``step`` days, and the paths' portfolio returns are scored
     against the real portfolio's (:func:`score_paths`). No one-day log scores: a sum of
     dependent assets has no closed-form density here."""
-    from synthfin.models.base import get_generator
-
     if returns.shape[1] < 2:
         raise DataError(f"a portfolio forecast needs at least 2 assets; got {returns.shape[1]}")
-    cannot = [m for m in models if not callable(getattr(get_generator(m), "sample_after", None))]
+    cannot = [m for m in models if not continues_history(m)]
     if cannot:
         raise DataError(f"{cannot} cannot continue a history (no sample_after); choose from "
                         f"generators that can, e.g. {list(JOINT_FORECASTERS)}")

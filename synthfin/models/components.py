@@ -125,16 +125,16 @@ def condition_innovations(factor: torch.Tensor, e: torch.Tensor, w_given: torch.
 
 
 def chain_windows(spec: DataSpec, window: WindowSampler, regimes: np.ndarray,
-                  realized_vol: np.ndarray, length: int) -> np.ndarray:
+                  realized_vol: np.ndarray, length: int, carry: Any = None) -> np.ndarray:
     """Paths of ``length`` scaled days (n, length, assets) from a model of one window.
 
     ``window(regimes, realized_vol, carry)`` draws one window (n, window_len, assets) per
     condition and returns it with the state its next window continues from (``carry``; None for
-    the first window; a model without memory across windows returns None). The first window
-    gets the given conditions, each next one the regime and realized vol of the last
-    ``vol_lookback`` days of the path so far.
+    a fresh start, or the state a continued history ends in; a model without memory across
+    windows returns None). The first window gets the given conditions, each next one the regime
+    and realized vol of the last ``vol_lookback`` days of the path so far.
     """
-    path, carry = window(regimes, realized_vol, None)
+    path, carry = window(regimes, realized_vol, carry)
     while path.shape[1] < length:
         vol = spec.trailing_vol(path)
         more, carry = window(spec.regimes.label(vol), vol, carry)

@@ -576,6 +576,79 @@ class ConditionalVAE(TorchGenerator):
         return out, (torch.cat(states, dim=decoder.batch_dim), torch.cat(lasts),
                      torch.cat(squares))
 
+    @property
+    def context_days(self) -> int:
+        """Days of history :meth:`sample_after` reads: the last window and the
+        ``vol_lookback`` days before it (that window's condition)."""
+        spec = self._spec()
+        return spec.window_len + spec.vol_lookback
+
+    def sample_after(self, context: np.ndarray, n: int, length: int = 1,
+                     seed: int | None = None) -> np.ndarray:
+        """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
+        ``context`` (days, assets), or one context per path (n, days, assets), of at least
+        :attr:`context_days` days.
+
+        The decoder reads the context's last window day by day (teacher-forced) under the
+        encoder's posterior mean latent for it and that window's condition (the trailing
+        vol before it), and rolls on from the state it ends in, as chained windows do: a new
+        latent per window, each window's condition from the path's trailing vol, the first
+        from the context's (with ``carry_state=False`` only the condition carries over).
+        """
+        if n < 1 or length < 1:
+            raise ModelError(f"n and length must be >= 1, got {n} and {length}")
+        spec = self._spec()
+        scaled, _ = spec.scaled_context(context, n, self.context_days)
+        if scaled.shape[1] < self.context_days:
+            raise ModelError(f"cvae continues a history of at least {self.context_days} days "
+                             f"(a window of {spec.window_len} and the {spec.vol_lookback} "
+                             f"before it), got {scaled.shape[1]}")
+        scaled = np.broadcast_to(scaled, (n, *scaled.shape[1:]))
+        rng = np.random.default_rng(seed)
+        vol = spec.trailing_vol(scaled)
+        carry = None
+        if self.config.carry_state:
+            window, before = scaled[:, -spec.window_len:], scaled[:, :-spec.window_len]
+            carry = self._read(window, spec.regime_of(before), spec.trailing_vol(before))
+
+        def next_window(codes: np.ndarray, vols: np.ndarray, carry: tuple | None) -> tuple:
+            return self._decode(codes, vols, rng, carry if self.config.carry_state else None)
+
+        paths = chain_windows(spec, next_window, spec.regimes.label(vol), vol, length, carry)
+        return self._plausible(self._finite(spec.scaler.inverse(paths)), "sample_after")
+
+    @torch.no_grad()
+    def _read(self, window: np.ndarray, regime: np.ndarray, realized_vol: np.ndarray
+              ) -> tuple[torch.Tensor, ...]:
+        """The carry (as :meth:`_decode` returns it) after the decoder reads real windows
+        (n, window_len, assets) of scaled returns with their conditions, under the encoder's
+        posterior mean latent."""
+        model, decoder = self._model, self._model.decoder
+        as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(  # noqa: E731
+            np.ascontiguousarray(a), dtype=dtype, device=self.device_)
+        states, lasts, squares = [], [], []
+        for lo in range(0, len(window), SAMPLE_CHUNK):
+            sl = slice(lo, lo + SAMPLE_CHUNK)
+            x = as_tensor(window[sl])                                         # (b, T, A)
+            c = model.condition(as_tensor(regime[sl], torch.long),
+                                as_tensor(self.conditions_.standardize(realized_vol[sl])))
+            with autocast(self.device_):
+                mu, _ = model.encoder(x, c)
+                zc = torch.cat([mu.to(c.dtype), c], dim=-1)                   # (b, D+C)
+                state = decoder.initial_state(zc, x.shape[-1])
+                previous = zc.new_zeros(len(zc), x.shape[-1])
+                v = (decoder.initial_mean_squares(zc).float() if decoder.vol_inputs
+                     else zc.new_zeros(len(zc), 0))
+                for t in range(x.shape[1]):
+                    *_, state = decoder.step(previous, zc, state, v.to(zc.dtype))
+                    if decoder.vol_inputs:
+                        v = update_mean_squares(v, x[:, t], VOL_ALPHAS)
+                    previous = x[:, t].to(zc.dtype)
+            states.append(decoder.carried(state, x.shape[1]).float())
+            lasts.append(previous.float())
+            squares.append(v)
+        return (torch.cat(states, dim=decoder.batch_dim), torch.cat(lasts), torch.cat(squares))
+
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:
         codes, vols = self.conditions_.draw(n, regime, rng)

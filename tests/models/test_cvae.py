@@ -340,3 +340,28 @@ def test_joint_noise_learns_the_same_day_correlation_the_independent_decoder_los
     # without joint noise only z and the shared past can correlate the assets: far below real
     assert learned[0] < real - 0.25
     assert abs(learned[2] - real) < 0.1, (learned, real)
+
+
+def test_sample_after_continues_the_volatility_of_the_history_it_reads(trained, sp500_returns):
+    """Continued from the eve of November 2008 (21-day sd 5.1 %) and of 2018 (0.37 %), the
+    first week's sd differs by far more than the draws' noise (500 paths x 5 days: a few %):
+    the decoder's state carries the history's volatility, not only the window's condition."""
+    history = sp500_returns.to_numpy()
+    calm = history[:sp500_returns.index.get_loc(sp500_returns.loc["2017-12-29"].name) + 1]
+    crisis = history[:sp500_returns.index.get_loc(sp500_returns.loc["2008-10-31"].name) + 1]
+    calm_paths, crisis_paths = (trained.sample_after(c, 500, 70, seed=1) for c in (calm, crisis))
+    assert calm_paths.shape == (500, 70, 1) and np.isfinite(crisis_paths).all()
+    assert crisis_paths[:, :5].std() > 3 * calm_paths[:, :5].std()
+
+
+def test_sample_after_reads_only_its_context_days_and_is_seeded(trained, sp500_returns):
+    history = sp500_returns.to_numpy()[:4000]
+    first = trained.sample_after(history, 20, 10, seed=3)
+    np.testing.assert_array_equal(first, trained.sample_after(history, 20, 10, seed=3))
+    changed = history.copy()
+    changed[:-trained.context_days] *= 5
+    np.testing.assert_array_equal(first, trained.sample_after(changed, 20, 10, seed=3))
+    per_path = np.broadcast_to(history[-trained.context_days:], (20, trained.context_days, 1))
+    np.testing.assert_array_equal(first, trained.sample_after(per_path, 20, 10, seed=3))
+    with pytest.raises(ModelError, match=r"at least \d+ days"):
+        trained.sample_after(history[-10:], 20, 10)
