@@ -84,7 +84,7 @@ MAX_INPUT = 15.0
 MAX_INPUT_VOL = 8.0
 BANK_SIZE = 4096  # asset-states kept for unconditional and regime-conditional sampling
 MIN_BANK_STATES = 256  # states kept however many assets (the burn-in costs states x assets)
-TARGET_PATHS = 1024  # simulated for variance targeting
+TARGET_PATHS = 256  # simulated for variance targeting
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 
 
