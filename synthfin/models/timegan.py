@@ -57,6 +57,7 @@ logger = logging.getLogger("synthfin.models")
 STABILIZERS = ("none", "spectral_norm")
 TAIL_KEYS = ("mean", "std", "delta", "u_mean", "u_std")  # the Lambert W transform's state
 CELLS = ("gru", "lstm")
+GENERATE_CHUNK = 4096  # windows per forward pass when sampling
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU h, or LSTM (h, c)
 
 
@@ -551,7 +552,8 @@ class TimeGAN(TorchGenerator):
     # -- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
     def _generate(self, regimes: np.ndarray, log_vol: np.ndarray, noise: torch.Generator,
-                  carry: list | None = None, chunk: int = 4096) -> tuple[np.ndarray, list]:
+                  carry: list | None = None, chunk: int = GENERATE_CHUNK
+                  ) -> tuple[np.ndarray, list]:
         """One window per condition, scaled returns (n, window_len, assets), continued from
         ``carry`` (per chunk of windows, the recurrent states of generator, supervisor and
         recovery after the previous window; None starts from zeros), and the end carry."""
@@ -572,6 +574,63 @@ class TimeGAN(TorchGenerator):
             out.append(x_hat.float().cpu().numpy())
             end.append((g, s, r))
         return self.tails_.inverse(np.concatenate(out).astype(np.float64)), end
+
+    @property
+    def context_days(self) -> int:
+        """Days of history :meth:`sample_after` reads: the last window (read by the embedder;
+        its last ``vol_lookback`` days give the first new window's condition)."""
+        return self._spec().window_len
+
+    def sample_after(self, context: np.ndarray, n: int, length: int = 1,
+                     seed: int | None = None) -> np.ndarray:
+        """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
+        ``context`` (days, assets), or one context per path (n, days, assets), of at least
+        :attr:`context_days` days.
+
+        The embedder reads the context's last window and the supervisor and recovery networks
+        read its latents, so they start the path from the states the real days leave; the
+        generator starts afresh (its noise has no inverse) under the condition of the context's
+        trailing vol, and each later window is chained as in :meth:`sample` (with
+        ``carry_state=False`` only the condition carries over).
+        """
+        if n < 1 or length < 1:
+            raise ModelError(f"n and length must be >= 1, got {n} and {length}")
+        spec = self._spec()
+        scaled, _ = spec.scaled_context(context, n, self.context_days)
+        if scaled.shape[1] < self.context_days:
+            raise ModelError(f"timegan continues a history of at least {self.context_days} "
+                             f"days (a window), got {scaled.shape[1]}")
+        scaled = np.broadcast_to(scaled, (n, *scaled.shape[1:]))
+        vol = spec.trailing_vol(scaled)
+        carry = self._read(scaled) if self.config.carry_state else None
+        noise = self._torch_generator(np.random.default_rng(seed))
+
+        def window(regimes: np.ndarray, vols: np.ndarray, carry: list | None
+                   ) -> tuple[np.ndarray, list]:
+            return self._generate(regimes, self._condition_vol(vols), noise,
+                                  carry if self.config.carry_state else None)
+
+        paths = chain_windows(spec, window, spec.regimes.label(vol), vol, length, carry)
+        return self._plausible(self._finite(spec.scaler.inverse(paths)), "sample_after")
+
+    @torch.no_grad()
+    def _read(self, window: np.ndarray, chunk: int = GENERATE_CHUNK) -> list:
+        """The carry of :meth:`_generate` (per chunk of paths) after real windows (n, days,
+        assets) of scaled returns: no generator state; the supervisor's and the recovery's
+        after reading the embedder's latents of the windows."""
+        m, device = self.modules_, self.device_
+        for module in m.values():
+            module.eval()
+        x = self.tails_.transform(window)
+        end = []
+        for lo in range(0, len(x), chunk):
+            days = torch.as_tensor(x[lo:lo + chunk], dtype=torch.float32, device=device)
+            with autocast(device):
+                h, _ = m["embedder"].run(days)
+                _, s = m["supervisor"].run(h)
+                _, r = m["recovery"].run(h)
+            end.append((None, s, r))
+        return end
 
     def _sample(self, n: int, length: int, regime: int | None,
                 rng: np.random.Generator) -> np.ndarray:

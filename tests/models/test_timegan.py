@@ -250,3 +250,28 @@ def test_two_assets_keep_their_correlation_instead_of_collapsing_onto_one():
                        "supervisor_epochs": 1, "epochs": 6, "seed": 0}).fit(data)
     learned = joint.mean_pairwise_correlation(model.sample_returns(500, seed=0))
     assert abs(learned - real) < 0.15, (learned, real)
+
+
+def test_sample_after_continues_the_volatility_of_the_history_it_reads(sp500_model,
+                                                                        sp500_returns):
+    """Continued from the eve of November 2008 (21-day sd 5.1 %) and of 2018 (0.37 %), the
+    first week's sd differs by far more than the draws' noise (500 paths x 5 days: a few %)."""
+    history = sp500_returns.to_numpy()
+    calm = history[:sp500_returns.index.get_loc(sp500_returns.loc["2017-12-29"].name) + 1]
+    crisis = history[:sp500_returns.index.get_loc(sp500_returns.loc["2008-10-31"].name) + 1]
+    calm_paths, crisis_paths = (sp500_model.sample_after(c, 500, 70, seed=1)
+                                for c in (calm, crisis))
+    assert calm_paths.shape == (500, 70, 1) and np.isfinite(crisis_paths).all()
+    assert crisis_paths[:, :5].std() > 2 * calm_paths[:, :5].std()
+
+
+def test_sample_after_reads_only_its_context_days_and_is_seeded(tiny_model, sp500_returns):
+    history = sp500_returns.to_numpy()[:3000]
+    first = tiny_model.sample_after(history, 20, 40, seed=3)
+    assert first.shape == (20, 40, 1)
+    np.testing.assert_array_equal(first, tiny_model.sample_after(history, 20, 40, seed=3))
+    changed = history.copy()
+    changed[:-tiny_model.context_days] *= 5
+    np.testing.assert_array_equal(first, tiny_model.sample_after(changed, 20, 40, seed=3))
+    with pytest.raises(ModelError, match=r"at least \d+ days"):
+        tiny_model.sample_after(history[-3:], 20, 10)
