@@ -23,18 +23,18 @@ from synthfin.errors import DataError, ModelError
 from synthfin.evaluation.evaluate import Evaluation, evaluate_windows
 from synthfin.io import atomic_write, atomic_write_json
 from synthfin.jobs.config import validated
-from synthfin.models import ContextSampler, Generator, available_generators, get_generator
+from synthfin.models import (
+    ContextSampler,
+    Generator,
+    available_generators,
+    continuing_models,
+    get_generator,
+)
 from synthfin.scenarios.calendars import DEFAULT_CALENDAR, previous_trading_day, trading_days_after
 from synthfin.scenarios.ohlcv import VOLUME_TREND_DAYS
 from synthfin.scenarios.paths import Scenarios, Shock
 
 STARTS = ("stationary", "today")  # where paths start: see the Synthesizer docstring
-
-
-def continuing_models() -> list[str]:
-    """The registered generators that can continue a real history (``start="today"``)."""
-    return [name for name in available_generators()
-            if get_generator(name).context_sampler is not Generator.context_sampler]
 
 
 class Synthesizer:
@@ -153,9 +153,9 @@ class Synthesizer:
         How the model continues after the shock depends on what it can condition on:
 
         - models that continue a history (:func:`continuing_models`: the autoregressive
-          model, GARCH) continue from the days before (a year of their own stationary draws, or the
-          real history) with the shock appended, so their volatility state reacts to the
-          shock itself;
+          model, GARCH, DCC, FHS, the CVAE and TimeGAN) continue from the days before (up to a
+          year of their own stationary draws, or the real history) with the shock appended, so
+          their volatility state reacts to the shock itself;
         - every other model draws the days after it conditioned on the regime implied by the
           trailing realized vol up to and including the shock (usually ``stressed``): the
           shock moves the regime, not a hidden state.

@@ -142,3 +142,10 @@ def test_sample_given_is_dated_on_the_path_and_continues_the_history_before_it()
     with pytest.raises(ModelError, match="cannot draw assets given"):
         sf.Synthesizer("gaussian", window_len=16, split=("2019-12-31", "2020-02-28")).fit(
             prices).sample_given(march, 5)
+
+
+def test_every_model_with_a_state_continues_a_history():
+    from synthfin.models import continuing_models
+
+    assert {"ar", "cvae", "timegan", "garch", "dcc", "fhs"} <= set(continuing_models())
+    assert not {"gaussian", "bootstrap"} & set(continuing_models())

@@ -230,14 +230,6 @@ def compare_log_scores(scores: Mapping[str, np.ndarray], reference: str) -> pd.D
     return pd.DataFrame(rows).T
 
 
-def continues_history(name: str) -> bool:
-    """Whether the registered generator ``name`` continues a history (has ``sample_after``)."""
-    from synthfin.models import available_generators, get_generator
-
-    return (name in available_generators()
-            and callable(getattr(get_generator(name), "sample_after", None)))
-
-
 def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: bool = False,
                    epochs: int = 3, seed: int = 0) -> Generator:
     """The generator ``name`` fitted on ``returns.iloc[:origin]`` (windows of 64, split 80 / 10
@@ -282,12 +274,14 @@ def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[
     """Every forecaster of ``models`` (``ar`` and names of :data:`PEERS`) on one series
     (a one-column DataFrame of log returns), refitted at the first day of each of ``years``
     on the days before it, drawing ``n`` paths every ``step`` days of the year."""
+    from synthfin.models import continuing_models
+
     if returns.shape[1] != 1:
         raise DataError(f"forecasts run on one series at a time; got {returns.shape[1]}")
-    unknown = sorted(m for m in models if m not in PEERS and not continues_history(m))
+    unknown = sorted(m for m in models if m not in PEERS and m not in continuing_models())
     if unknown:
         raise DataError(f"unknown forecasters {unknown}; choose from {[*PEERS]} or a "
-                        f"generator that continues a history (ar, cvae, dcc, fhs, ...)")
+                        f"generator that continues a history {continuing_models()}")
     series = returns.to_numpy()[:, 0]
     paths = {m: [] for m in models}
     logs = {m: [] for m in models}
@@ -335,12 +329,14 @@ def run_portfolio_forecasts(returns: pd.DataFrame, years: Sequence[int],
     :data:`PATH_DAYS` days every ``step`` days, and the paths' portfolio returns are scored
     against the real portfolio's (:func:`score_paths`). No one-day log scores: a sum of
     dependent assets has no closed-form density here."""
+    from synthfin.models import continuing_models
+
     if returns.shape[1] < 2:
         raise DataError(f"a portfolio forecast needs at least 2 assets; got {returns.shape[1]}")
-    cannot = [m for m in models if not continues_history(m)]
+    cannot = [m for m in models if m not in continuing_models()]
     if cannot:
-        raise DataError(f"{cannot} cannot continue a history (no sample_after); choose from "
-                        f"generators that can, e.g. {list(JOINT_FORECASTERS)}")
+        raise DataError(f"{cannot} cannot continue a history; choose from "
+                        f"{continuing_models()}")
     history = returns.to_numpy()
     paths: dict[str, list[np.ndarray]] = {m: [] for m in models}
     all_days: list[int] = []

@@ -13,6 +13,7 @@ from synthfin.models.base import (
     Generator,
     GeneratorConfig,
     available_generators,
+    continuing_models,
     get_generator,
     register,
 )
@@ -22,4 +23,5 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ContextSampler", "DataSpec", "Generator", "GeneratorConfig", "TorchConfig",
-           "TorchGenerator", "available_generators", "get_generator", "register"]
+           "TorchGenerator", "available_generators", "continuing_models", "get_generator",
+           "register"]

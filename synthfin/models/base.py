@@ -54,6 +54,13 @@ def available_generators() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def continuing_models() -> list[str]:
+    """The registered generators that can continue a real history (they override
+    :meth:`Generator.context_sampler`): ``start="today"``, forecasts, crashes on their state."""
+    return [name for name in available_generators()
+            if _REGISTRY[name].context_sampler is not Generator.context_sampler]
+
+
 def get_generator(name: str) -> type[Generator]:
     """The generator class registered under ``name``."""
     if name not in _REGISTRY:

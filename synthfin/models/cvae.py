@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from synthfin.data.conditions import WindowConditions
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ConfigError, ModelError
-from synthfin.models.base import Limit, register
+from synthfin.models.base import ContextSampler, Limit, register
 from synthfin.models.components import (
     ConditionEmbedding,
     chain_windows,
@@ -616,6 +616,9 @@ class ConditionalVAE(TorchGenerator):
 
         paths = chain_windows(spec, next_window, spec.regimes.label(vol), vol, length, carry)
         return self._plausible(self._finite(spec.scaler.inverse(paths)), "sample_after")
+
+    def context_sampler(self) -> ContextSampler:
+        return self
 
     @torch.no_grad()
     def _read(self, window: np.ndarray, regime: np.ndarray, realized_vol: np.ndarray

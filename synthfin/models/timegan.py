@@ -34,7 +34,7 @@ from synthfin.data.conditions import WindowConditions
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
-from synthfin.models.base import Limit, register
+from synthfin.models.base import ContextSampler, Limit, register
 from synthfin.models.components import (
     ConditionEmbedding,
     chain_windows,
@@ -612,6 +612,9 @@ class TimeGAN(TorchGenerator):
 
         paths = chain_windows(spec, window, spec.regimes.label(vol), vol, length, carry)
         return self._plausible(self._finite(spec.scaler.inverse(paths)), "sample_after")
+
+    def context_sampler(self) -> ContextSampler:
+        return self
 
     @torch.no_grad()
     def _read(self, window: np.ndarray, chunk: int = GENERATE_CHUNK) -> list:

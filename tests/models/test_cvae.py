@@ -352,6 +352,7 @@ def test_sample_after_continues_the_volatility_of_the_history_it_reads(trained, 
     calm_paths, crisis_paths = (trained.sample_after(c, 500, 70, seed=1) for c in (calm, crisis))
     assert calm_paths.shape == (500, 70, 1) and np.isfinite(crisis_paths).all()
     assert crisis_paths[:, :5].std() > 3 * calm_paths[:, :5].std()
+    assert trained.context_sampler() is trained  # start="today", crashes on its state
 
 
 def test_sample_after_reads_only_its_context_days_and_is_seeded(trained, sp500_returns):
