@@ -96,7 +96,8 @@ def report(runs: list[ForecastRun], lines: list[str], args: argparse.Namespace) 
     for run in runs:
         lines.append(f"\n{run.ticker}:\n{run.summary().round(3).to_string()}")
     for name, table in forecast_tables(runs).items():
-        lines.append(f"\n{name} over {len(runs)} series:\n{table.round(3).to_string()}")
+        if len(table):  # a portfolio has no log scores
+            lines.append(f"\n{name} over {len(runs)} series:\n{table.round(3).to_string()}")
     text = "\n".join(lines)
     with pd.option_context("display.width", 250):
         print(text)
