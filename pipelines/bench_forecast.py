@@ -4,6 +4,7 @@
         [--models ar,gjr-t,egarch-t,figarch-t,gjr-skewt,fhs] [--n 300] [--step 5]
         [--finetune] [--jobs 1] [--out runs/forecast]
     python pipelines/bench_forecast.py --portfolio --series KO,PEP,PG,JNJ,WMT [--models ar,dcc,fhs]
+        [--start 2005-01-01]
 
 For each series and year, every forecaster is fitted on the days before the year's first day
 (``ar``: the shipped pooled checkpoint, pretrained on training days up to 2013-02-01, zero-shot
@@ -43,11 +44,12 @@ from synthfin.io import atomic_write_json, atomic_write_text, finite_json
 
 
 def forecast_series(ticker: str, years: list[int], models: list[str], n: int, step: int,
-                    seed: int, finetune: bool) -> tuple[ForecastRun, float]:
+                    seed: int, finetune: bool, first_day: str | None = None
+                    ) -> tuple[ForecastRun, float]:
     """One series' forecasts, and the seconds they took."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    returns = log_returns(load_prices("bundled", [ticker]))
+    returns = log_returns(load_prices("bundled", [ticker], start=first_day))
     run = run_forecasts(returns, years, models, n=n, step=step, seed=seed, finetune=finetune)
     return run, time.perf_counter() - start
 
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--models", default=None,
                         help="default: ar and the five arch peers; with --portfolio ar,dcc,fhs")
     parser.add_argument("--portfolio", action="store_true")
+    parser.add_argument("--start", default=None, help="first day of the data (default: all)")
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--step", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -76,14 +79,14 @@ def main() -> None:
                        f"portfolio {args.portfolio}"]
     if args.portfolio:
         started = time.perf_counter()
-        returns = log_returns(load_prices("bundled", args.series.split(",")))
+        returns = log_returns(load_prices("bundled", args.series.split(","), start=args.start))
         run = run_portfolio_forecasts(returns, years, models, n=args.n, step=args.step,
                                       seed=args.seed)
         print(f"{run.ticker}: {time.perf_counter() - started:.0f} s", flush=True)
         report([run], lines, args)
         return
     work = partial(forecast_series, years=years, models=models, n=args.n, step=args.step,
-                   seed=args.seed, finetune=args.finetune)
+                   seed=args.seed, finetune=args.finetune, first_day=args.start)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         for run, seconds in pool.map(work, args.series.split(",")):  # in the order given
             runs.append(run)
