@@ -19,7 +19,9 @@ parameters. One-day log scores are compared on every day of the year with Diebol
 Peers (all ``arch``, percent units): GJR-GARCH(1,1)-t, EGARCH(1,1,1)-t, FIGARCH(1,d,1)-t,
 GJR-GARCH(1,1)-skew-t, and filtered historical simulation (GJR-GARCH(1,1) fitted by Gaussian
 QMLE, its standardized residuals bootstrapped: ``forecast(method="bootstrap")``; it has no
-density, so no log score).
+density, so no log score). Any generator that continues a history (``ar``, ``cvae``,
+``timegan``, ...) forecasts the same way; :func:`run_portfolio_forecasts` scores the
+equal-weight portfolio of a universe from the joint generators' paths.
 """
 
 from __future__ import annotations
@@ -248,6 +250,14 @@ def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: b
     return get_generator(name)(seed=seed, **settings).fit(data)
 
 
+def continued_paths(model: Generator, history: np.ndarray, days: Sequence[int], n: int,
+                    seed: int) -> np.ndarray:
+    """Paths (len(days), n, PATH_DAYS, assets) of a fitted context sampler continuing the real
+    ``history`` (T, assets) from each forecast day (seed ``seed + day``: reproducible per day)."""
+    return np.stack([model.sample_after(history[:day], n, PATH_DAYS, seed=seed + day)
+                     for day in days])
+
+
 @dataclass
 class ForecastRun:
     """Scores of every forecaster on one series: ``tables[name]`` (rows: horizons) and the
@@ -271,9 +281,10 @@ class ForecastRun:
 def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[str], *,
                   n: int = 500, step: int = 5, seed: int = 0, finetune: bool = False
                   ) -> ForecastRun:
-    """Every forecaster of ``models`` (``ar`` and names of :data:`PEERS`) on one series
-    (a one-column DataFrame of log returns), refitted at the first day of each of ``years``
-    on the days before it, drawing ``n`` paths every ``step`` days of the year."""
+    """Every forecaster of ``models`` (names of :data:`PEERS` and of generators that continue a
+    history, :func:`~synthfin.models.continuing_models`, fitted by :func:`fit_forecaster`) on
+    one series (a one-column DataFrame of log returns), refitted at the first day of each of
+    ``years`` on the days before it, drawing ``n`` paths every ``step`` days of the year."""
     from synthfin.models import continuing_models
 
     if returns.shape[1] != 1:
@@ -296,9 +307,7 @@ def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[
                 logs[name].append(fitted.one_day_log_scores(origin, end))
             else:
                 model = fit_forecaster(name, returns, origin, finetune=finetune, seed=seed)
-                paths[name].append(np.stack([
-                    model.sample_after(series[:day, None], n, PATH_DAYS, seed=seed + day)[..., 0]
-                    for day in days]))
+                paths[name].append(continued_paths(model, series[:, None], days, n, seed)[..., 0])
                 logs[name].append(model.one_step_log_likelihood(series[:end, None], origin)
                                   if hasattr(model, "one_step_log_likelihood")
                                   else np.full(end - origin, np.nan))  # no exact density
@@ -345,9 +354,7 @@ def run_portfolio_forecasts(returns: pd.DataFrame, years: Sequence[int],
         all_days += days
         for name in models:
             model = fit_forecaster(name, returns, origin, seed=seed)
-            paths[name].append(np.stack([portfolio_returns(
-                model.sample_after(history[:day], n, PATH_DAYS, seed=seed + day))
-                for day in days]))
+            paths[name].append(portfolio_returns(continued_paths(model, history, days, n, seed)))
     realized = portfolio_returns(history)
     tables = {m: score_paths(np.concatenate(paths[m]), realized, all_days, seed=seed)
               for m in models}

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synthfin.models.base import DataSpec
+from synthfin.errors import ModelError
+from synthfin.models.base import ContextSampler, DataSpec
 
 WindowSampler = Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]]
 """``(regimes, realized_vol, carry) -> (windows, carry)``: one window per condition, continued
@@ -140,6 +141,47 @@ def chain_windows(spec: DataSpec, window: WindowSampler, regimes: np.ndarray,
         more, carry = window(spec.regimes.label(vol), vol, carry)
         path = np.concatenate([path, more], axis=1)
     return path[:, :length]
+
+
+class WindowContinuation:
+    """``sample_after`` for a window model with a carried state (a mixin of a
+    :class:`~synthfin.models.base.Generator` whose config has ``carry_state``): the model reads
+    the real days into the state its next window would continue from
+    (:meth:`_context_state`), then chains windows from there (:func:`chain_windows`, the first
+    under the regime and realized vol of the context's last ``vol_lookback`` days); with
+    ``carry_state=False`` only that condition carries over. A subclass defines
+    :attr:`context_days`, :meth:`_context_state` and :meth:`_window_sampler`."""
+
+    context_days: int
+
+    def _context_state(self, scaled: np.ndarray) -> Any:
+        """The carry after real scaled days (n, context_days, assets)."""
+        raise NotImplementedError
+
+    def _window_sampler(self, rng: np.random.Generator) -> WindowSampler:
+        """The model's one-window sampler, drawing from ``rng``."""
+        raise NotImplementedError
+
+    def sample_after(self, context: np.ndarray, n: int, length: int = 1,
+                     seed: int | None = None) -> np.ndarray:
+        """``n`` paths of ``length`` unscaled log returns after ``context`` (days, assets), or
+        one context per path (n, days, assets), of at least :attr:`context_days` days."""
+        if n < 1 or length < 1:
+            raise ModelError(f"n and length must be >= 1, got {n} and {length}")
+        spec = self._spec()
+        scaled, _ = spec.scaled_context(context, n, self.context_days)
+        if scaled.shape[1] < self.context_days:
+            raise ModelError(f"{self.name} continues a history of at least {self.context_days} "
+                             f"days, got {scaled.shape[1]}")
+        scaled = np.broadcast_to(scaled, (n, *scaled.shape[1:]))
+        vol = spec.trailing_vol(scaled)
+        carry = self._context_state(scaled) if self.config.carry_state else None
+        paths = chain_windows(spec, self._window_sampler(np.random.default_rng(seed)),
+                              spec.regimes.label(vol), vol, length, carry)
+        return self._plausible(self._finite(spec.scaler.inverse(paths)), "sample_after")
+
+    def context_sampler(self) -> ContextSampler:
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,9 +28,11 @@ from torch.nn import functional as F
 from synthfin.data.conditions import WindowConditions
 from synthfin.data.windows import WindowData, WindowSplit
 from synthfin.errors import ConfigError, ModelError
-from synthfin.models.base import ContextSampler, Limit, register
+from synthfin.models.base import Limit, register
 from synthfin.models.components import (
     ConditionEmbedding,
+    WindowContinuation,
+    WindowSampler,
     chain_windows,
     ewma_mean_squares,
     student_t_log_prob,
@@ -387,8 +389,10 @@ def elbo_terms(model: CVAE, x: torch.Tensor, regime: torch.Tensor, log_vol: torc
 
 # -- generator ------------------------------------------------------------------------------------
 @register
-class ConditionalVAE(TorchGenerator):
-    """Conditional VAE with an autoregressive sequence decoder and a fat-tailed likelihood.
+class ConditionalVAE(WindowContinuation, TorchGenerator):
+    """Conditional VAE with an autoregressive sequence decoder and a fat-tailed likelihood;
+    :meth:`sample_after` continues a history through the decoder's state
+    (:meth:`_context_state`).
 
     After :meth:`fit`, ``active_units_`` counts the latent dimensions the encoder uses and
     ``kl_per_dim_`` holds their mean KL on the validation windows (nats).
@@ -583,42 +587,13 @@ class ConditionalVAE(TorchGenerator):
         spec = self._spec()
         return spec.window_len + spec.vol_lookback
 
-    def sample_after(self, context: np.ndarray, n: int, length: int = 1,
-                     seed: int | None = None) -> np.ndarray:
-        """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
-        ``context`` (days, assets), or one context per path (n, days, assets), of at least
-        :attr:`context_days` days.
-
-        The decoder reads the context's last window day by day (teacher-forced) under the
-        encoder's posterior mean latent for it and that window's condition (the trailing
-        vol before it), and rolls on from the state it ends in, as chained windows do: a new
-        latent per window, each window's condition from the path's trailing vol, the first
-        from the context's (with ``carry_state=False`` only the condition carries over).
-        """
-        if n < 1 or length < 1:
-            raise ModelError(f"n and length must be >= 1, got {n} and {length}")
+    def _context_state(self, scaled: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """The decoder reads the context's last window day by day (teacher-forced) under the
+        encoder's posterior mean latent for it and that window's condition (the trailing vol
+        before it): the carry it ends in."""
         spec = self._spec()
-        scaled, _ = spec.scaled_context(context, n, self.context_days)
-        if scaled.shape[1] < self.context_days:
-            raise ModelError(f"cvae continues a history of at least {self.context_days} days "
-                             f"(a window of {spec.window_len} and the {spec.vol_lookback} "
-                             f"before it), got {scaled.shape[1]}")
-        scaled = np.broadcast_to(scaled, (n, *scaled.shape[1:]))
-        rng = np.random.default_rng(seed)
-        vol = spec.trailing_vol(scaled)
-        carry = None
-        if self.config.carry_state:
-            window, before = scaled[:, -spec.window_len:], scaled[:, :-spec.window_len]
-            carry = self._read(window, spec.regime_of(before), spec.trailing_vol(before))
-
-        def next_window(codes: np.ndarray, vols: np.ndarray, carry: tuple | None) -> tuple:
-            return self._decode(codes, vols, rng, carry if self.config.carry_state else None)
-
-        paths = chain_windows(spec, next_window, spec.regimes.label(vol), vol, length, carry)
-        return self._plausible(self._finite(spec.scaler.inverse(paths)), "sample_after")
-
-    def context_sampler(self) -> ContextSampler:
-        return self
+        window, before = scaled[:, -spec.window_len:], scaled[:, :-spec.window_len]
+        return self._read(window, spec.regime_of(before), spec.trailing_vol(before))
 
     @torch.no_grad()
     def _read(self, window: np.ndarray, regime: np.ndarray, realized_vol: np.ndarray
@@ -652,14 +627,16 @@ class ConditionalVAE(TorchGenerator):
             squares.append(v)
         return (torch.cat(states, dim=decoder.batch_dim), torch.cat(lasts), torch.cat(squares))
 
-    def _sample(self, n: int, length: int, regime: int | None,
-                rng: np.random.Generator) -> np.ndarray:
-        codes, vols = self.conditions_.draw(n, regime, rng)
-
+    def _window_sampler(self, rng: np.random.Generator) -> WindowSampler:
         def window(codes: np.ndarray, vols: np.ndarray, carry: tuple | None) -> tuple:
             return self._decode(codes, vols, rng, carry if self.config.carry_state else None)
 
-        return chain_windows(self._spec(), window, codes, vols, length)
+        return window
+
+    def _sample(self, n: int, length: int, regime: int | None,
+                rng: np.random.Generator) -> np.ndarray:
+        codes, vols = self.conditions_.draw(n, regime, rng)
+        return chain_windows(self._spec(), self._window_sampler(rng), codes, vols, length)
 
     # -- state --------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

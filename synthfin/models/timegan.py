@@ -34,9 +34,11 @@ from synthfin.data.conditions import WindowConditions
 from synthfin.data.scaling import ReturnScaler
 from synthfin.data.windows import WindowData
 from synthfin.errors import ModelError
-from synthfin.models.base import ContextSampler, Limit, register
+from synthfin.models.base import Limit, register
 from synthfin.models.components import (
     ConditionEmbedding,
+    WindowContinuation,
+    WindowSampler,
     chain_windows,
     lagged_correlation,
     standardized,
@@ -448,8 +450,9 @@ class TimeGANTraining:
 # The generator
 # ---------------------------------------------------------------------------------------------
 @register
-class TimeGAN(TorchGenerator):
-    """Conditional TimeGAN; see the module docstring and :class:`TimeGANTraining`.
+class TimeGAN(WindowContinuation, TorchGenerator):
+    """Conditional TimeGAN; see the module docstring and :class:`TimeGANTraining`;
+    :meth:`sample_after` continues a history (:meth:`_context_state`).
 
     After :meth:`fit`, ``history_`` holds one row of losses per phase and epoch and
     ``diversity_`` the samples' mean per-step spread relative to the training windows' (about 1
@@ -581,46 +584,12 @@ class TimeGAN(TorchGenerator):
         its last ``vol_lookback`` days give the first new window's condition)."""
         return self._spec().window_len
 
-    def sample_after(self, context: np.ndarray, n: int, length: int = 1,
-                     seed: int | None = None) -> np.ndarray:
-        """Continue real (or any) history: ``n`` paths of ``length`` unscaled log returns after
-        ``context`` (days, assets), or one context per path (n, days, assets), of at least
-        :attr:`context_days` days.
-
-        The embedder reads the context's last window and the supervisor and recovery networks
-        read its latents, so they start the path from the states the real days leave; the
-        generator starts afresh (its noise has no inverse) under the condition of the context's
-        trailing vol, and each later window is chained as in :meth:`sample` (with
-        ``carry_state=False`` only the condition carries over).
-        """
-        if n < 1 or length < 1:
-            raise ModelError(f"n and length must be >= 1, got {n} and {length}")
-        spec = self._spec()
-        scaled, _ = spec.scaled_context(context, n, self.context_days)
-        if scaled.shape[1] < self.context_days:
-            raise ModelError(f"timegan continues a history of at least {self.context_days} "
-                             f"days (a window), got {scaled.shape[1]}")
-        scaled = np.broadcast_to(scaled, (n, *scaled.shape[1:]))
-        vol = spec.trailing_vol(scaled)
-        carry = self._read(scaled) if self.config.carry_state else None
-        noise = self._torch_generator(np.random.default_rng(seed))
-
-        def window(regimes: np.ndarray, vols: np.ndarray, carry: list | None
-                   ) -> tuple[np.ndarray, list]:
-            return self._generate(regimes, self._condition_vol(vols), noise,
-                                  carry if self.config.carry_state else None)
-
-        paths = chain_windows(spec, window, spec.regimes.label(vol), vol, length, carry)
-        return self._plausible(self._finite(spec.scaler.inverse(paths)), "sample_after")
-
-    def context_sampler(self) -> ContextSampler:
-        return self
-
     @torch.no_grad()
-    def _read(self, window: np.ndarray, chunk: int = GENERATE_CHUNK) -> list:
+    def _context_state(self, window: np.ndarray, chunk: int = GENERATE_CHUNK) -> list:
         """The carry of :meth:`_generate` (per chunk of paths) after real windows (n, days,
-        assets) of scaled returns: no generator state; the supervisor's and the recovery's
-        after reading the embedder's latents of the windows."""
+        assets) of scaled returns: the embedder reads them, the supervisor and recovery start
+        from the states their latents leave; the generator starts afresh (its noise has no
+        inverse)."""
         m, device = self.modules_, self.device_
         for module in m.values():
             module.eval()
@@ -635,9 +604,7 @@ class TimeGAN(TorchGenerator):
             end.append((None, s, r))
         return end
 
-    def _sample(self, n: int, length: int, regime: int | None,
-                rng: np.random.Generator) -> np.ndarray:
-        regimes, vols = self.conditions_.draw(n, regime, rng)
+    def _window_sampler(self, rng: np.random.Generator) -> WindowSampler:
         noise = self._torch_generator(rng)
 
         def window(regimes: np.ndarray, vols: np.ndarray, carry: list | None
@@ -645,7 +612,12 @@ class TimeGAN(TorchGenerator):
             return self._generate(regimes, self._condition_vol(vols), noise,
                                   carry if self.config.carry_state else None)
 
-        return chain_windows(self._spec(), window, regimes, vols, length)
+        return window
+
+    def _sample(self, n: int, length: int, regime: int | None,
+                rng: np.random.Generator) -> np.ndarray:
+        regimes, vols = self.conditions_.draw(n, regime, rng)
+        return chain_windows(self._spec(), self._window_sampler(rng), regimes, vols, length)
 
     # -- state ---------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
