@@ -321,10 +321,10 @@ def evaluate(references: Mapping[str, Reference] | np.ndarray, samples: Mapping[
 def data_references(data: WindowData) -> dict[str, Reference]:
     """The two references of a prepared data set: ``in_sample`` (the training windows, floor =
     interleaved blocks) and ``out_of_sample`` (validation + test windows, floor = validation
-    against test)."""
+    against test, its spread from block-bootstrap replicates)."""
     return {"in_sample": Reference.blocked(data.real_windows("train"), data.stride),
             "out_of_sample": Reference.split(data.real_windows("val"),
-                                             data.real_windows("test"))}
+                                             data.real_windows("test"), data.stride)}
 
 
 def evaluate_windows(data: WindowData, samples: Mapping[str, np.ndarray], *,

@@ -41,6 +41,9 @@ FLOOR_BLOCK_MIN_DAYS = 252
 # depends on where the blocks start: shifting them by 128 windows moved the S&P 500 acf_abs
 # floor from 1.06 to 0.21), reported with its spread over the assignments
 FLOOR_ASSIGNMENTS = 32
+# a single split (validation against test) gets its floor's spread from this many block-bootstrap
+# replicates of each half
+FLOOR_RESAMPLES = 16
 # memorization flags: more than this share of exact copies, or of windows closer to the training
 # set than the 5 % quantile of held-out real windows (expected share 0.05), or a median
 # nearest-neighbour distance below this fraction of the held-out one
@@ -86,12 +89,16 @@ class Reference:
         shares a day with a window of the other.
     assignments : tuple of (first, second) pairs
         Every split the floor averages over (``((first, second),)`` when built directly).
+    resamples : tuple of (first, second) pairs
+        Block-bootstrap replicates of a single split's halves (indices may repeat): they give
+        that floor its spread and do not move it.
     """
 
     windows: np.ndarray
     first: np.ndarray
     second: np.ndarray
     assignments: tuple = ()
+    resamples: tuple = ()
 
     def __post_init__(self) -> None:
         if not self.assignments:
@@ -141,22 +148,46 @@ class Reference:
         return cls(windows, pairs[0][0], pairs[0][1], tuple(pairs))
 
     @classmethod
-    def split(cls, first: np.ndarray, second: np.ndarray) -> Reference:
+    def split(cls, first: np.ndarray, second: np.ndarray, stride: int = 1, *,
+              resamples: int = FLOOR_RESAMPLES, seed: int = 0) -> Reference:
         """Two real sets from disjoint periods (e.g. validation and test): together they are the
-        reference, against each other the floor (one split: its spread is undefined)."""
+        reference, against each other the floor. That one split's spread comes from
+        ``resamples`` moving-block bootstrap replicates of each set (blocks of
+        ``max(4 * length, 252)`` days, as in :meth:`blocked`; windows ``stride`` days apart)."""
         first, second = as_paths(first, "first real set"), as_paths(second, "second real set")
+        block = math.ceil(max(FLOOR_BLOCK_WINDOW_LENGTHS * first.shape[1], FLOOR_BLOCK_MIN_DAYS)
+                          / stride)
+        rng = np.random.default_rng(seed)
+
+        def replicate(offset: int, count: int) -> np.ndarray:
+            size = min(block, count)
+            starts = rng.integers(0, count - size + 1, size=math.ceil(count / size))
+            return offset + (starts[:, None] + np.arange(size)).ravel()[:count]
+
+        pairs = tuple((replicate(0, len(first)), replicate(len(first), len(second)))
+                      for _ in range(resamples))
         return cls(np.concatenate([first, second]), np.arange(len(first)),
-                   np.arange(len(first), len(first) + len(second)))
+                   np.arange(len(first), len(first) + len(second)), resamples=pairs)
 
     def floor(self) -> tuple[pd.Series, pd.Series]:
         """The noise floor of every score (mean over the assignments) and its spread (standard
-        deviation over them; NaN for one assignment)."""
-        values = pd.DataFrame([
+        deviation over them, or over the bootstrap replicates of a single split; NaN if
+        neither)."""
+        values = self._gaps(self.assignments)
+        if len(values) > 1:
+            spread = values.std(ddof=1)
+        elif len(self.resamples) > 1:
+            spread = self._gaps(self.resamples).std(ddof=1)
+        else:
+            spread = values.iloc[0] * np.nan
+        return values.mean(), spread
+
+    def _gaps(self, pairs: tuple) -> pd.DataFrame:
+        """Every score between the two halves of each pair, one row per pair."""
+        return pd.DataFrame([
             {**fact_gaps(fact_statistics(self.windows[a]), fact_statistics(self.windows[b])),
              **wasserstein_scores(self.windows[a], self.windows[b])}
-            for a, b in self.assignments])
-        spread = values.std(ddof=1) if len(values) > 1 else values.iloc[0] * np.nan
-        return values.mean(), spread
+            for a, b in pairs])
 
 
 def anchor_samples(real: np.ndarray, n: int = ANCHOR_WINDOWS, seed: int = 0

@@ -134,6 +134,28 @@ def test_in_sample_floor_does_not_depend_on_where_the_blocks_start(real_sets):
         assert all(f.floor_spread[key] > 0 for f in floors)
 
 
+def test_a_single_split_floor_gets_a_spread_from_block_bootstrap_replicates(sp500_windows):
+    """Validation against test is one split: its floor stays that split's gaps, and its spread
+    (the sd over 16 replicates that redraw blocks of 252 days within each half) is finite,
+    positive and of the order of the in-sample floor's spread over block assignments; the
+    replicates never mix the halves."""
+    d = sp500_windows
+    val, test = d.real_windows("val"), d.real_windows("test")
+    split = Reference.split(val, test, d.stride)
+    floor, spread = split.floor()
+    one, _ = Reference(split.windows, split.first, split.second).floor()
+    np.testing.assert_allclose(floor[MAIN], one[MAIN])  # the replicates do not move it
+    assert len(split.resamples) == 16 and (spread[MAIN] > 0).all()
+    for a, b in split.resamples:
+        assert len(a) == len(val) and len(b) == len(test)
+        assert a.max() < len(val) <= b.min()
+    _, blocked_spread = Reference.blocked(d.real_windows("train"), d.stride).floor()
+    ratio = spread[MAIN] / blocked_spread[MAIN]
+    assert ((ratio > 0.1) & (ratio < 10)).all(), ratio
+    again = Reference.split(val, test, d.stride).floor()[1]
+    np.testing.assert_array_equal(again[MAIN], spread[MAIN])  # seeded
+
+
 def test_an_iid_t_with_a_level_per_window_is_labelled_blind_on_acf_abs(real_sets):
     """Pooled |r| autocorrelations across windows see levels that differ between windows: iid
     t days with a lognormal level per window pass acf_abs in sample, and the table says so;
