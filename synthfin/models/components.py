@@ -5,6 +5,7 @@ conditioned on given assets, and window chaining for paths longer than a window.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -143,7 +144,7 @@ def chain_windows(spec: DataSpec, window: WindowSampler, regimes: np.ndarray,
     return path[:, :length]
 
 
-class WindowContinuation:
+class WindowContinuation(ABC):
     """``sample_after`` for a window model with a carried state (a mixin of a
     :class:`~synthfin.models.base.Generator` whose config has ``carry_state``): the model reads
     the real days into the state its next window would continue from
@@ -152,15 +153,18 @@ class WindowContinuation:
     ``carry_state=False`` only that condition carries over. A subclass defines
     :attr:`context_days`, :meth:`_context_state` and :meth:`_window_sampler`."""
 
-    context_days: int
+    @property
+    @abstractmethod
+    def context_days(self) -> int:
+        """Days of history :meth:`sample_after` reads."""
 
+    @abstractmethod
     def _context_state(self, scaled: np.ndarray) -> Any:
         """The carry after real scaled days (n, context_days, assets)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _window_sampler(self, rng: np.random.Generator) -> WindowSampler:
         """The model's one-window sampler, drawing from ``rng``."""
-        raise NotImplementedError
 
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray:

@@ -193,6 +193,15 @@ class Decoder(nn.Module):
         """The state the next window continues from, after a window of ``length`` days."""
         return state
 
+    def start(self, zc: torch.Tensor, assets: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The carry before a window's first day from ``[z, c]`` (B, D+C): the initial state,
+        a last day of zeros (B, A) and the initial mean squares (B, A, S), or (B, 0) without
+        ``vol_inputs``."""
+        v = (self.initial_mean_squares(zc).float() if self.vol_inputs
+             else zc.new_zeros(len(zc), 0))
+        return self.initial_state(zc, assets), zc.new_zeros(len(zc), assets), v
+
 
 class GRUDecoder(Decoder):
     """A GRU started from ``tanh(W [z, c] + b)``. With ``vol_inputs`` it also reads
@@ -522,6 +531,14 @@ class ConditionalVAE(WindowContinuation, TorchGenerator):
         return torch.cat(mus), torch.cat(log_vars)
 
     # -- sampling -----------------------------------------------------------------------------
+    def _tensor(self, a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device_)
+
+    def _condition(self, regime: np.ndarray, realized_vol: np.ndarray) -> torch.Tensor:
+        """The condition (n, C) of windows with these regime codes and trailing vols."""
+        return self._model.condition(self._tensor(regime, torch.long),
+                                     self._tensor(self.conditions_.standardize(realized_vol)))
+
     @torch.no_grad()
     def _decode(self, regime: np.ndarray, realized_vol: np.ndarray, rng: np.random.Generator,
                 carry: tuple[torch.Tensor, ...] | None = None
@@ -546,18 +563,12 @@ class ConditionalVAE(WindowContinuation, TorchGenerator):
         out, states, lasts, squares = np.empty((n, length, assets)), [], [], []
         for lo in range(0, n, SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
-            as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(  # noqa: E731
-                a, dtype=dtype, device=self.device_)
-            c = model.condition(as_tensor(regime[sl], torch.long),
-                                as_tensor(self.conditions_.standardize(realized_vol[sl])))  # (b, C)
-            zc = torch.cat([as_tensor(z[sl]), c], dim=-1)                     # (b, D+C)
-            noise = as_tensor(shocks[sl])                                     # (b, T, A [+ K])
+            c = self._condition(regime[sl], realized_vol[sl])                # (b, C)
+            zc = torch.cat([self._tensor(z[sl]), c], dim=-1)                  # (b, D+C)
+            noise = self._tensor(shocks[sl])                                  # (b, T, A [+ K])
             with autocast(self.device_):
                 if carry is None:
-                    state = decoder.initial_state(zc, assets)
-                    previous = zc.new_zeros(len(zc), assets)                  # (b, A)
-                    v = (decoder.initial_mean_squares(zc).float() if decoder.vol_inputs
-                         else zc.new_zeros(len(zc), 0))                       # (b, A, S)
+                    state, previous, v = decoder.start(zc, assets)
                 else:
                     state = carry[0].narrow(decoder.batch_dim, lo, len(zc)).to(zc.dtype)
                     previous, v = carry[1][sl].to(zc.dtype), carry[2][sl]
@@ -602,21 +613,15 @@ class ConditionalVAE(WindowContinuation, TorchGenerator):
         (n, window_len, assets) of scaled returns with their conditions, under the encoder's
         posterior mean latent."""
         model, decoder = self._model, self._model.decoder
-        as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(  # noqa: E731
-            np.ascontiguousarray(a), dtype=dtype, device=self.device_)
         states, lasts, squares = [], [], []
         for lo in range(0, len(window), SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
-            x = as_tensor(window[sl])                                         # (b, T, A)
-            c = model.condition(as_tensor(regime[sl], torch.long),
-                                as_tensor(self.conditions_.standardize(realized_vol[sl])))
+            x = self._tensor(window[sl])                                      # (b, T, A)
+            c = self._condition(regime[sl], realized_vol[sl])                # (b, C)
             with autocast(self.device_):
                 mu, _ = model.encoder(x, c)
                 zc = torch.cat([mu.to(c.dtype), c], dim=-1)                   # (b, D+C)
-                state = decoder.initial_state(zc, x.shape[-1])
-                previous = zc.new_zeros(len(zc), x.shape[-1])
-                v = (decoder.initial_mean_squares(zc).float() if decoder.vol_inputs
-                     else zc.new_zeros(len(zc), 0))
+                state, previous, v = decoder.start(zc, x.shape[-1])
                 for t in range(x.shape[1]):
                     *_, state = decoder.step(previous, zc, state, v.to(zc.dtype))
                     if decoder.vol_inputs:
