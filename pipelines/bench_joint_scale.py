@@ -8,7 +8,7 @@ daily closes from 2000, default split, window 64): the seconds to fit ``ar`` (``
 epochs of fine-tuning from the pooled checkpoint, then the stationary states and variance
 targeting, which run at any number of epochs) and to sample ``--paths`` paths of 252 days.
 Then the sampling step alone (one day of ``ARNet.step`` for ``--step-paths`` paths, the
-pretrained network with a random coupling) at every size, bundled and synthetic (100 and 500
+pretrained network with a random long-run correlation) at every size, bundled and synthetic (100 and 500
 assets), in microseconds per path-day and per path-asset-day. All from one run; ratios are
 against the smallest size.
 """
@@ -58,17 +58,18 @@ def step_seconds(assets: int, paths: int, device: torch.device, days: int = 21) 
     load_pretrained(net, "universe", config)
     torch.manual_seed(0)
     with torch.no_grad():
-        net.coupling.normal_(0, 0.1)
+        net.correlation.base.normal_(0, 0.1)
     net = net.to(device)
     v = torch.ones(paths, assets, len(SPANS), device=device)
     x, state = features(torch.zeros(paths, assets, device=device), v), None
     generator = torch.Generator(device).manual_seed(0)
     with torch.no_grad():
-        _, x, v, state = net.step(x, v, state, generator)  # warm-up
+        q = net.correlation.start(paths)
+        _, x, v, state, q = net.step(x, v, state, q, generator)  # warm-up
         _synchronize(device)
         began = time.perf_counter()
         for _ in range(days):
-            _, x, v, state = net.step(x, v, state, generator)
+            _, x, v, state, q = net.step(x, v, state, q, generator)
         _synchronize(device)
     return (time.perf_counter() - began) / days
 

@@ -10,11 +10,12 @@ volatility is a special case. Trained on long random crops of the history (each 
 burn-in), early-stopped on the validation likelihood, then variance-targeted; sampled paths start
 from the model's own stationary states (training days' states run forward five years).
 
-Several assets are coupled within a day through a Gaussian-copula-like factor: with
-``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` a
-lower-triangular matrix with unit-norm rows (so ``L_t L_t^T`` is a correlation matrix), asset
-``a`` returns ``y_a = mu_a + sd_a e_a``. ``L_t`` moves with the market's volatility state, so
-correlations can rise in stressed markets; the density stays exact (a triangular solve).
+Several assets are coupled within a day by a dynamic correlation (DCC-like): with
+``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` the Cholesky
+factor of a correlation matrix ``R_t``, asset ``a`` returns ``y_a = mu_a + sd_a e_a``. ``R_t``
+follows the recent co-movement of the standardized returns ``e`` (:class:`DynamicCorrelation`),
+so correlations rise when assets have been falling together and revert to a long-run level;
+the density stays exact (a triangular solve).
 
 **Pooling.** By default the network starts from a checkpoint pretrained on the 21 bundled series
 (:data:`UNIVERSE`, :func:`pretrain_universe`; training and fitting:
@@ -72,7 +73,6 @@ from synthfin.stats.volatility import ewma_mean_squares, span_weights
 # measured reasons for these values: pipelines/MODELS.md, section ar
 SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the network reads
 N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span (per asset; the network reads them twice)
-STRESS_FEATURE = 2 + SPANS.index(21)  # the log vol that moves the cross-asset correlation
 MIN_DF = 4.0  # degrees of freedom stay above 4: the conditional kurtosis is finite
 # the recursion is bounded: the day's scale stays below exp(MAX_LOG_SCALE) = 5 long-run standard
 # deviations (bounded_log_scale, the identity up to about 2), the network reads returns clipped
@@ -85,7 +85,10 @@ MAX_INPUT_VOL = 8.0
 BANK_SIZE = 4096  # asset-states kept for unconditional and regime-conditional sampling
 MIN_BANK_STATES = 256  # states kept however many assets (the burn-in costs states x assets)
 TARGET_PATHS = 256  # simulated for variance targeting
+MAX_PERSISTENCE = 0.995  # a + b of the within-day correlation's recursion
+CORRELATION_CHUNK = 64  # days of that recursion computed at once (a K x K weight matrix)
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
+OWN_WEIGHTS = ("net.correlation.", "net.scale_shift")  # never in a pretrained checkpoint
 
 
 @dataclasses.dataclass
@@ -170,12 +173,6 @@ def after_inputs(scaled: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.
     return features(y, v), y, v
 
 
-def market_stress(x: torch.Tensor) -> torch.Tensor:
-    """The market's volatility state in inputs (..., A, F): the assets' mean log 21-day vol,
-    which moves the within-day correlation (...)."""
-    return x[..., STRESS_FEATURE].mean(dim=-1)
-
-
 def with_market(x: torch.Tensor) -> torch.Tensor:
     """Each asset's inputs (..., A, F) followed by the market's, their mean over assets
     (..., A, 2F): volatility spills over (for one series the two halves are equal)."""
@@ -183,8 +180,78 @@ def with_market(x: torch.Tensor) -> torch.Tensor:
 
 
 # -- the network ------------------------------------------------------------------------------
+class DynamicCorrelation(nn.Module):
+    r"""The within-day correlation ``R_t`` of standardized returns ``e`` (..., A), a DCC(1,1)
+    recursion (Engle, 2002) whose parameters are learned with the rest of the network:
+
+    .. math:: Q_t = (1 - a - b)\, C + a\, e_{t-1} e_{t-1}^\top + b\, Q_{t-1}, \qquad
+        R_t = \mathrm{diag}(Q_t)^{-1/2} Q_t\, \mathrm{diag}(Q_t)^{-1/2},
+
+    from :math:`Q_0 = C`. The long-run correlation :math:`C = L_0 L_0^\top` has the rows
+    ``[b_a, 1] / ||[b_a, 1]||`` of a strictly lower ``B`` (``base``) as :math:`L_0`, so it is a
+    correlation matrix whatever ``B``; :math:`a + b \le` :data:`MAX_PERSISTENCE`, so ``Q`` stays
+    positive definite and reverts to ``C``."""
+
+    def __init__(self, n_assets: int) -> None:
+        super().__init__()
+        self.base = nn.Parameter(torch.zeros(n_assets, n_assets))
+        # logits of a + b (over MAX_PERSISTENCE) and of a / (a + b): a = 0.03, b = 0.94
+        self.dynamics = nn.Parameter(torch.tensor([math.log(0.97 / (MAX_PERSISTENCE - 0.97)),
+                                                   math.log(0.03 / 0.94)]))
+
+    def target(self) -> torch.Tensor:
+        """The long-run correlation ``C`` (A, A)."""
+        raw = torch.tril(self.base, diagonal=-1) + torch.eye(len(self.base),
+                                                               device=self.base.device)
+        factor = raw / raw.norm(dim=-1, keepdim=True)
+        return factor @ factor.T
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The news weight ``a`` and the persistence ``b`` of the recursion."""
+        total = MAX_PERSISTENCE * torch.sigmoid(self.dynamics[0])
+        news = total * torch.sigmoid(self.dynamics[1])
+        return news, total - news
+
+    def start(self, batch: int) -> torch.Tensor:
+        """``Q`` (batch, A, A) of an empty past: ``C``."""
+        return self.target().expand(batch, -1, -1)
+
+    def update(self, q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """``Q`` (..., A, A) after a day of standardized returns ``e`` (..., A)."""
+        a, b = self.weights()
+        return (1 - a - b) * self.target() + a * e[..., :, None] * e[..., None, :] + b * q
+
+    def path(self, e: torch.Tensor, q: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""``Q`` before each day (B, T, A, A) of standardized returns ``e`` (B, T, A) and after
+        the last, from ``q`` (B, A, A; None: an empty past). Computed :data:`CORRELATION_CHUNK`
+        days at a time: :math:`Q_{s+k} - C = b^k (Q_s - C) + a \sum_{j<k} b^{k-1-j}
+        (e_{s+j} e_{s+j}^\top - C)`."""
+        a, b = self.weights()
+        target = self.target()
+        gap = (self.start(len(e)) if q is None else q) - target
+        news = e[..., :, None] * e[..., None, :] - target
+        out = []
+        for lo in range(0, e.shape[1], CORRELATION_CHUNK):
+            chunk = news[:, lo:lo + CORRELATION_CHUNK]
+            k = torch.arange(chunk.shape[1] + 1, device=e.device, dtype=e.dtype)
+            lag = k[:, None] - k[None, :-1] - 1  # (K + 1, K): day k reads day j if j < k
+            weight = torch.where(lag >= 0, b ** lag.clamp(min=0), torch.zeros_like(lag))
+            gaps = (b ** k)[None, :, None, None] * gap[:, None] + a * torch.einsum(
+                "kj,bjxy->bkxy", weight, chunk)
+            out.append(gaps[:, :-1])
+            gap = gaps[:, -1]
+        return target + torch.cat(out, dim=1), target + gap
+
+    @staticmethod
+    def factor(q: torch.Tensor) -> torch.Tensor:
+        """``L_t`` (..., A, A): the Cholesky factor of ``R_t``, ``Q`` (..., A, A) normalized."""
+        scale = torch.sqrt(torch.diagonal(q, dim1=-2, dim2=-1))
+        return torch.linalg.cholesky(q / scale[..., :, None] / scale[..., None, :])
+
+
 class ARNet(nn.Module):
-    """Shared per-asset GRU and Student-t head; a state-dependent within-day correlation."""
+    """Shared per-asset GRU and Student-t head; a dynamic within-day correlation."""
 
     def __init__(self, n_assets: int, hidden: int, layers: int, components: int = 1) -> None:
         super().__init__()
@@ -193,8 +260,7 @@ class ARNet(nn.Module):
         self.grus = nn.ModuleList([nn.GRU(2 * N_FEATURES if i == 0 else hidden, hidden,
                                           batch_first=True) for i in range(layers)])
         self.head = nn.Linear(hidden + 2 * N_FEATURES, 4 * components)
-        # correlation of the innovations: base and slope on the market's log vol (strictly lower)
-        self.coupling = nn.Parameter(torch.zeros(2, n_assets, n_assets))
+        self.correlation = DynamicCorrelation(n_assets)
         # per-asset shift of the log scale, set by variance targeting after training
         self.register_buffer("scale_shift", torch.zeros(n_assets))
 
@@ -227,37 +293,35 @@ class ARNet(nn.Module):
         scale = torch.exp(bounded_log_scale(log_scale))
         return raw[..., 0], raw[..., 1], scale, MIN_DF + F.softplus(raw[..., 3])
 
-    def cholesky(self, x: torch.Tensor) -> torch.Tensor:
-        """``L_t`` (..., A, A): rows ``[b_a, 1] / ||[b_a, 1]||`` of the strictly lower
-        ``B_t = B_0 + m_t B_1``, with ``m_t`` the assets' mean log 21-day vol in ``x``."""
-        stress = market_stress(x)[..., None, None]
-        base, slope = torch.tril(self.coupling, diagonal=-1)
-        raw = base + stress * slope + torch.eye(self.n_assets, device=x.device)
-        return raw / raw.norm(dim=-1, keepdim=True)
-
     def log_prob(self, y: torch.Tensor, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> torch.Tensor:
         r"""Log density (B, T, A) of each asset's return given the past and the same day's
         earlier assets: :math:`\log p_{mix}(m + sd\, w_a) - \log L_{aa}` with the mixture's
-        mean :math:`m` and sd, :math:`w = L^{-1} (y - m) / sd` (one asset: :math:`\log p_{mix}(y)`).
-        """
+        mean :math:`m` and sd, :math:`w = L_t^{-1} e`, :math:`e = (y - m) / sd` (one asset:
+        :math:`\log p_{mix}(y)`); the correlation starts from an empty past."""
         params, _ = self.marginal(x, state)
         if self.n_assets > 1:
+            e = self.residuals(y, params)
             mean, sd = mixture_moments(*params)
-            factor = self.cholesky(x)
-            w = torch.linalg.solve_triangular(factor, ((y - mean) / sd)[..., None],
-                                              upper=False)[..., 0]
+            factor = self.correlation.factor(self.correlation.path(e)[0])
+            w = torch.linalg.solve_triangular(factor, e[..., None], upper=False)[..., 0]
             diagonal = torch.diagonal(factor, dim1=-2, dim2=-1)
             return student_t_mixture_log_prob(mean + sd * w, *params) - torch.log(diagonal)
         return student_t_mixture_log_prob(y, *params)
 
+    def residuals(self, y: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Standardized returns ``(y - m) / sd`` (...) under mixture parameters (..., K)."""
+        mean, sd = mixture_moments(*params)
+        return (y - mean) / sd
+
     def step(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor | None,
-             generator: torch.Generator, given: torch.Tensor | None = None,
+             q: torch.Tensor, generator: torch.Generator, given: torch.Tensor | None = None,
              given_idx: list[int] | None = None) -> tuple[torch.Tensor, ...]:
         """One sampled day for every path: from inputs ``x`` (n, A, F), mean squares ``v``
-        (n, A, S) and GRU state, the day's scaled returns (n, A) and the next x, v, state.
-        With ``given`` (n, k), the assets ``given_idx`` take those returns and the others
-        are drawn from the model's conditional given them (:func:`condition_innovations`)."""
+        (n, A, S), GRU state and correlation state ``q`` (n, A, A), the day's scaled returns
+        (n, A) and the next x, v, state, q. With ``given`` (n, k), the assets ``given_idx``
+        take those returns and the others are drawn from the model's conditional given them
+        (:func:`condition_innovations`)."""
         n, assets, _ = x.shape
         market = with_market(x)
         inputs = market.reshape(n * assets, 2 * N_FEATURES)
@@ -283,17 +347,18 @@ class ARNet(nn.Module):
         y = loc + scale * normal * torch.sqrt(df / chi2)
         if self.n_assets > 1:  # correlate the standardized draws
             mean, sd = mixture_moments(*(p[:, 0] for p in params))
-            e = (y - mean) / sd
+            e, factor = (y - mean) / sd, self.correlation.factor(q)
             if given is None:
-                w = (self.cholesky(x) @ e[..., None])[..., 0]
+                w = (factor @ e[..., None])[..., 0]
             else:
-                w = condition_innovations(self.cholesky(x), e, (given - mean[:, given_idx])
+                w = condition_innovations(factor, e, (given - mean[:, given_idx])
                                           / sd[:, given_idx], given_idx)
             y = mean + sd * w
+            q = self.correlation.update(q, w)
         if given is not None:
             y[:, given_idx] = given  # exactly the path (not through the rounding above)
         v = update_mean_squares(v, y, ALPHAS)
-        return y, features(y, v), v, state
+        return y, features(y, v), v, state, q
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -301,19 +366,11 @@ def _series(train: np.ndarray, val: np.ndarray, context: int, device: torch.devi
     return split_series(*series_inputs(np.concatenate([train, val])), len(train), context, device)
 
 
-def initial_coupling(scaled: np.ndarray) -> torch.Tensor:
-    """A starting point for ``ARNet.coupling`` (2, A, A) from training returns (T, A): the
-    Cholesky rows of the correlation matrices of the calmer and the more volatile half of the
-    days (split on the market's 21-day log vol), as ``B`` values linear in that log vol."""
-    stress = market_stress(series_inputs(scaled)[0]).double().numpy()  # before each day
-    halves = [stress <= np.median(stress), stress > np.median(stress)]
-    levels, rows = [], []
-    for half in halves:
-        factor = np.linalg.cholesky(np.corrcoef(scaled[half].T))
-        rows.append(np.tril(factor / np.diag(factor)[:, None], -1))
-        levels.append(stress[half].mean())
-    slope = (rows[1] - rows[0]) / (levels[1] - levels[0])
-    return torch.as_tensor(np.stack([rows[0] - levels[0] * slope, slope]), dtype=torch.float32)
+def initial_correlation(scaled: np.ndarray) -> torch.Tensor:
+    """A starting point for ``DynamicCorrelation.base`` (A, A) from training returns (T, A):
+    the Cholesky rows of their correlation matrix, each divided by its diagonal."""
+    factor = np.linalg.cholesky(np.corrcoef(np.asarray(scaled).T))
+    return torch.as_tensor(np.tril(factor / np.diag(factor)[:, None], -1), dtype=torch.float32)
 
 
 def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
@@ -338,16 +395,17 @@ def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
                               "val": data.split_dates["val"]}
                        for name, data in universe.items()}}
     weights = {k: v for k, v in module_state({"net": net}).items()
-               if k not in ("net.coupling", "net.scale_shift")}
+               if not k.startswith(OWN_WEIGHTS)}
     return save_checkpoint(out, weights, meta)
 
 
 def load_pretrained(net: ARNet, source: str, config: AutoregressiveConfig) -> None:
-    """Copy a pretrained checkpoint's GRU and head into ``net`` (the coupling stays)."""
+    """Copy a pretrained checkpoint's GRU and head into ``net`` (its correlation and scale
+    shift stay)."""
     sizes = {key: getattr(config, key) for key in ("hidden", "layers", "components")}
     state = read_checkpoint(UNIVERSE if source == "universe" else Path(source), sizes)
-    state.update({"net.coupling": net.coupling.detach().cpu(),
-                  "net.scale_shift": net.scale_shift.cpu()})
+    state.update({k: v for k, v in module_state({"net": net}).items()
+                  if k.startswith(OWN_WEIGHTS)})
     load_module_state({"net": net}, state)
 
 
@@ -374,7 +432,7 @@ class AutoregressiveGenerator(TorchGenerator):
             load_pretrained(net, self.config.pretrained, self.config)
         if data.n_assets > 1:
             with torch.no_grad():
-                net.coupling.copy_(initial_coupling(data.train.returns))
+                net.correlation.base.copy_(initial_correlation(data.train.returns))
         start_nll = validation_nll(net, series)
         self.val_nll_, self.history_ = start_nll, []
         if self.config.pretrained is None or self.config.finetune:
@@ -430,8 +488,8 @@ class AutoregressiveGenerator(TorchGenerator):
         after = np.append(vol[1:], np.nan)  # vol[t + 1] covers the lookback days up to day t
         known = np.flatnonzero(np.isfinite(after))
         days = known[np.linspace(0, len(known) - 1, min(BANK_SIZE, len(known))).astype(int)]
-        state, v, y = self._states(scaled[None], days)
-        self.bank_ = {"state": state[:, 0], "v": v[0], "y": y[0],
+        state, v, y, q = self._states(scaled[None], days)
+        self.bank_ = {"state": state[:, 0], "v": v[0], "y": y[0], "q": q[0],
                       "regime": torch.as_tensor(data.regimes.label(after[days]))}
 
     def _burn_in_bank(self, data: WindowData) -> None:
@@ -444,7 +502,7 @@ class AutoregressiveGenerator(TorchGenerator):
                                                         BANK_SIZE // data.n_assets))).astype(int)
         bank = {k: (v[:, keep] if k == "state" else v[keep]).to(self.device_)
                 for k, v in self.bank_.items()}
-        carry = (features(bank["y"], bank["v"]), bank["v"], bank["state"])
+        carry = (features(bank["y"], bank["v"]), bank["v"], bank["state"], bank["q"])
         rng = np.random.default_rng(self.config.seed)
         last = max(TRADING_DAYS, data.vol_lookback)  # holds the days of the regime's vol
         chunks = [TRADING_DAYS] * -(-(self.config.stationary_days - last) // TRADING_DAYS) + [last]
@@ -452,23 +510,36 @@ class AutoregressiveGenerator(TorchGenerator):
             paths, carry = self._roll(*carry, days, rng)
         recent = data.unscale(paths[:, -data.vol_lookback:].double().cpu().numpy())
         self.bank_ = {"state": carry[2].cpu(), "v": carry[1].cpu(), "y": paths[:, -1].cpu(),
+                      "q": carry[3].cpu(),
                       "regime": torch.as_tensor(data.regimes.label(realized_vol(recent)))}
 
     def _states(self, scaled: np.ndarray, days: np.ndarray
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> tuple[torch.Tensor, ...]:
         """After reading each of ``days`` of scaled histories (m, T, A): the GRU states
-        (layers, m, len(days), A, H), mean squares (m, len(days), A, S) and returns
-        (m, len(days), A), on the CPU."""
+        (layers, m, len(days), A, H), mean squares (m, len(days), A, S), returns
+        (m, len(days), A) and correlation states (m, len(days), A, A), on the CPU."""
         net = self.modules_["net"]
         x, y, v = after_inputs(scaled)
-        states, state = [], None
+        start = series_inputs(scaled[:, :1])[0].to(self.device_)
+        states, qs, state = [], [], None
         with torch.no_grad():
+            # the density of each day comes from the day before (day 0's from an empty past)
+            density = net.marginal(start)[0]
+            q = net.correlation.start(len(x))
             for lo in range(0, x.shape[1], 512):  # chunked over time: memory stays bounded
-                outs = net.read(with_market(x[:, lo:lo + 512].to(self.device_)), state)
+                inputs = with_market(x[:, lo:lo + 512].to(self.device_))
+                outs = net.read(inputs, state)
                 state = outs[:, :, -1].reshape(len(outs), -1, outs.shape[-1])
                 keep = days[(days >= lo) & (days < lo + 512)] - lo
                 states.append(outs[:, :, keep].cpu())
-        return torch.cat(states, dim=2), v[:, days], y[:, days]
+                after = net._density(outs[-1], inputs)
+                e = net.residuals(y[:, lo:lo + 512].to(self.device_),
+                                  tuple(torch.cat([d, a[:, :-1]], dim=1)
+                                        for d, a in zip(density, after, strict=True)))
+                density = tuple(a[:, -1:] for a in after)
+                before, q = net.correlation.path(e, q)
+                qs.append(net.correlation.update(before[:, keep], e[:, keep]).cpu())
+        return torch.cat(states, dim=2), v[:, days], y[:, days], torch.cat(qs, dim=1)
 
     # -- likelihood on the original scale ------------------------------------------------------
     def log_prob(self, returns: np.ndarray, *, per_step: bool = False) -> np.ndarray:
@@ -507,24 +578,25 @@ class AutoregressiveGenerator(TorchGenerator):
                              f"{regime}; cannot condition on it")
         pick = torch.as_tensor(rng.choice(pool, size=n))
         state = self.bank_["state"][:, pick].to(self.device_)
-        v, y = self.bank_["v"][pick].to(self.device_), self.bank_["y"][pick].to(self.device_)
-        return self._roll(features(y, v), v, state, length, rng)[0].double().cpu().numpy()
+        v, y, q = (self.bank_[key][pick].to(self.device_) for key in ("v", "y", "q"))
+        return self._roll(features(y, v), v, state, q, length, rng)[0].double().cpu().numpy()
 
     @property
     def context_days(self) -> int:
         """Days of history :meth:`sample_after` reads (earlier days are ignored)."""
         return self.config.context
 
-    def _context_state(self, context: np.ndarray, n: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """GRU states (layers, n, A, H), mean squares (n, A, S) and last returns (n, A) after
-        reading unscaled ``context`` (days, assets), or one per path (n, days, assets)."""
+    def _context_state(self, context: np.ndarray, n: int) -> tuple[torch.Tensor, ...]:
+        """GRU states (layers, n, A, H), mean squares (n, A, S), last returns (n, A) and
+        correlation states (n, A, A) after reading unscaled ``context`` (days, assets), or one
+        per path (n, days, assets)."""
         recent, per_path = self._spec().scaled_context(context, n, self.config.context)
-        state, v, y = self._states(recent, np.array([recent.shape[1] - 1]))
-        state, v, y = state[:, :, 0], v[:, 0], y[:, 0]
+        state, v, y, q = self._states(recent, np.array([recent.shape[1] - 1]))
+        state, v, y, q = state[:, :, 0], v[:, 0], y[:, 0], q[:, 0]
         if not per_path:
-            state, v, y = state.expand(-1, n, -1, -1), v.expand(n, -1, -1), y.expand(n, -1)
-        return state, v, y
+            state, v, y, q = (state.expand(-1, n, -1, -1), v.expand(n, -1, -1),
+                              y.expand(n, -1), q.expand(n, -1, -1))
+        return state, v, y, q
 
     def sample_after(self, context: np.ndarray, n: int, length: int = 1,
                      seed: int | None = None) -> np.ndarray:
@@ -536,9 +608,9 @@ class AutoregressiveGenerator(TorchGenerator):
         if n < 1 or length < 1:
             raise ModelError(f"n and length must be >= 1, got {n} and {length}")
         rng = np.random.default_rng(seed)
-        state, v, y = self._context_state(context, n)
+        state, v, y, q = self._context_state(context, n)
         paths, _ = self._roll(features(y, v).to(self.device_), v.to(self.device_),
-                              state.to(self.device_), length, rng)
+                              state.to(self.device_), q.to(self.device_), length, rng)
         return self._plausible(self._finite(spec.scaler.inverse(paths.double().cpu().numpy())),
                                "sample_after")
 
@@ -556,26 +628,28 @@ class AutoregressiveGenerator(TorchGenerator):
         rng = np.random.default_rng(seed)
         if context is None:
             pick = torch.as_tensor(rng.choice(len(self.bank_["y"]), size=n))
-            state, v, y = (self.bank_["state"][:, pick], self.bank_["v"][pick],
-                           self.bank_["y"][pick])
+            state, v, y, q = (self.bank_["state"][:, pick], self.bank_["v"][pick],
+                              self.bank_["y"][pick], self.bank_["q"][pick])
         else:
-            state, v, y = self._context_state(context, n)
+            state, v, y, q = self._context_state(context, n)
         full = np.zeros((len(given), len(spec.assets)))
         full[:, idx] = given
         scaled = spec.scaler.transform(full)[:, idx]
         paths, _ = self._roll(features(y, v).to(self.device_), v.to(self.device_),
-                              state.to(self.device_), len(given), rng, scaled, idx)
+                              state.to(self.device_), q.to(self.device_), len(given), rng,
+                              scaled, idx)
         out = spec.scaler.inverse(paths.double().cpu().numpy())
         out[:, :, idx] = given
         return self._plausible(self._finite(out), "sample_given")
 
-    def _roll(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor, length: int,
-              rng: np.random.Generator, given: np.ndarray | None = None,
+    def _roll(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor, q: torch.Tensor,
+              length: int, rng: np.random.Generator, given: np.ndarray | None = None,
               given_idx: list[int] | None = None
               ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Ancestral sampling of ``length`` scaled days (n, length, A) from inputs ``x``
-        (n, A, F), mean squares ``v`` (n, A, S) and GRU states (layers, n, A, H); also the
-        inputs, mean squares and states after the last day, to continue from. ``given``
+        (n, A, F), mean squares ``v`` (n, A, S), GRU states (layers, n, A, H) and correlation
+        states ``q`` (n, A, A); also the inputs, mean squares and states after the last day, to
+        continue from. ``given``
         (length, k) scaled returns of the assets ``given_idx`` fix those assets' days."""
         net = self.modules_["net"]
         n, assets = x.shape[:2]
@@ -589,8 +663,9 @@ class AutoregressiveGenerator(TorchGenerator):
                 given = torch.as_tensor(given, dtype=torch.float32, device=self.device_)
             for t in range(length):  # sequential in time, batched over paths and assets
                 day = None if given is None else given[t].expand(n, -1)
-                out[:, t], x, v, state = net.step(x, v, state, generator, day, given_idx)
-        return out, (x, v, state.reshape(state.shape[0], n, assets, -1))
+                out[:, t], x, v, state, q = net.step(x, v, state, q, generator, day,
+                                                     given_idx)
+        return out, (x, v, state.reshape(state.shape[0], n, assets, -1), q)
 
     def _state(self) -> dict[str, np.ndarray]:
         bank = {f"bank.{k}": v.numpy() for k, v in self.bank_.items()}

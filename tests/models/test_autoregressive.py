@@ -24,7 +24,8 @@ from synthfin.models.autoregressive import (
     _series,
     after_inputs,
     features,
-    initial_coupling,
+    DynamicCorrelation,
+    initial_correlation,
     load_pretrained,
     mean_squares,
     pretrain_universe,
@@ -53,7 +54,8 @@ def random_net(n_assets: int, layers: int = 1, seed: int = 0) -> ARNet:
     torch.manual_seed(seed)
     net = ARNet(n_assets, 8, layers, components=2).double()
     with torch.no_grad():
-        net.coupling.normal_(0, 0.5)
+        net.correlation.base.normal_(0, 0.5)
+        net.correlation.dynamics.copy_(torch.tensor([2.0, -1.0]))  # a = 0.24, b = 0.64
     return net
 
 
@@ -74,16 +76,49 @@ def test_the_sampling_step_carries_the_same_inputs_as_the_likelihood():
     x, _, _ = after_inputs(context)
     v = torch.as_tensor(mean_squares(context)[:, -1], dtype=torch.float32)
     x, state, days, carried = x[:, -1], None, [], []
+    q = net.correlation.start(1)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for _ in range(30):
-            y, x, v, state = net.step(x, v, state, generator)
+            y, x, v, state, q = net.step(x, v, state, q, generator)
             days.append(y)
             carried.append(x)
     path = np.concatenate([context, torch.stack(days, dim=1).numpy()], axis=1)
     recomputed, _, _ = after_inputs(path)
     torch.testing.assert_close(recomputed[:, 40:], torch.stack(carried, dim=1), rtol=1e-4,
                                atol=1e-5)
+
+
+def test_the_correlation_path_is_the_day_by_day_recursion_and_the_bank_reads_it():
+    """``DynamicCorrelation.path`` (chunked closed form) equals applying ``update`` day by day,
+    across chunk boundaries and from a given state; the states a fitted model keeps after
+    reading a history are those the likelihood's recursion reaches."""
+    net = random_net(3)
+    e = torch.randn(2, 150, 3, dtype=torch.float64)  # three chunks of 64 days
+    start = net.correlation.update(net.correlation.start(2), torch.randn(2, 3).double() * 2)
+    with torch.no_grad():
+        before, after = net.correlation.path(e, start)
+        q = start
+        for t in range(150):
+            torch.testing.assert_close(before[:, t], q)
+            q = net.correlation.update(q, e[:, t])
+    torch.testing.assert_close(after, q)
+    # a correlation matrix whatever the draws: unit diagonal, positive definite
+    factor = DynamicCorrelation.factor(before)
+    np.testing.assert_allclose((factor**2).sum(-1).numpy(), 1.0, rtol=1e-10)
+
+
+def test_the_states_read_from_a_history_are_the_likelihoods(tiny, two_asset_windows):
+    """``_states`` (chunked over 512 days, as the bank and ``sample_after`` read histories)
+    ends in the correlation state of the likelihood's own recursion over the same days."""
+    net = tiny.modules_["net"]
+    scaled = two_asset_windows.train.returns[None, :700]
+    x, y = series_inputs(scaled)
+    with torch.no_grad():
+        params, _ = net.marginal(x)
+        _, expected = net.correlation.path(net.residuals(y, params))
+    *_, q = tiny._states(scaled, np.array([699]))
+    torch.testing.assert_close(q[:, 0], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_joint_density_integrates_to_one_asset_by_asset():
@@ -129,29 +164,33 @@ def test_log_prob_is_causal_in_days_and_assets():
     assert not torch.allclose(before[:, 11:], after[:, 11:])       # the future does react
 
 
-def test_innovation_correlation_is_L_L_transpose_and_rises_with_stress():
-    """One-day draws from the step: correlation of the standardized returns equals ``L L^T``
-    (sampling error of a correlation: (1 - rho^2) / sqrt(n); 5 of them)."""
+def test_innovation_correlation_is_R_and_rises_after_days_of_co_movement():
+    """One-day draws from the step: the correlation of the standardized returns is ``R_t``
+    (sampling error of a correlation: (1 - rho^2) / sqrt(n); 5 of them), and it rises after
+    days on which the assets fell together, falls after days they moved apart."""
     net = ARNet(3, 4, 1, components=2)
     with torch.no_grad():
         for p in (*net.grus.parameters(), *net.head.parameters()):
             p.zero_()  # two equal components: location 0, scale 1, df = 4 + log 2
-        net.coupling[0] = torch.tensor([[0, 0, 0], [0.8, 0, 0], [0.5, 0.5, 0]])
-        net.coupling[1] = torch.tensor([[0, 0, 0], [0.6, 0, 0], [0.6, 0.6, 0]])
+        net.correlation.base.copy_(torch.tensor([[0, 0, 0], [0.8, 0, 0], [0.5, 0.5, 0]]))
     n = 200_000
+    v = torch.ones(n, 3, len(SPANS))
+    x = features(torch.zeros(n, 3), v)
     correlations = []
-    for log_vol in (-0.5, 0.5):  # calm and stressed market states
-        v = torch.full((n, 3, len(SPANS)), float(np.exp(2 * log_vol)))
-        x = features(torch.zeros(n, 3), v)
+    for shock in ([-3.0, -3.0, -3.0], [-3.0, 3.0, 0.0]):  # together, apart
+        q = net.correlation.start(n)
         with torch.no_grad():
-            y, *_ = net.step(x, v, None, torch.Generator().manual_seed(0))
-            expected = net.cholesky(x[:1])[0]
+            for _ in range(3):
+                q = net.correlation.update(q, torch.tensor(shock).expand(n, 3))
+            y, *_ = net.step(x, v, None, q, torch.Generator().manual_seed(0))
+            expected = DynamicCorrelation.factor(q[:1])[0]
         expected = (expected @ expected.T).numpy()
         observed = np.corrcoef(y.numpy().T)
         np.testing.assert_allclose(observed, expected, atol=5 * (1 - expected[1, 0] ** 2)
                                    / np.sqrt(n))
-        correlations.append(observed[np.tril_indices(3, -1)].mean())
-    assert correlations[1] > correlations[0] + 0.05
+        correlations.append(observed[1, 0])
+    long_run = net.correlation.target()[1, 0].item()
+    assert correlations[0] > long_run + 0.05 and correlations[1] < long_run - 0.05
 
 
 def test_original_scale_log_prob_adds_the_scaler_jacobian(tiny, two_asset_windows):
@@ -355,21 +394,15 @@ def test_validation_nll_is_the_mean_over_validation_days(tiny, two_asset_windows
     assert N_FEATURES == 2 + len(SPANS)
 
 
-def test_initial_coupling_reproduces_the_correlation_of_each_half():
-    """Returns whose correlation is 0.2 in calm and 0.6 in volatile days: the coupling's start
-    gives about those correlations at the two halves' market states."""
+def test_initial_correlation_is_the_training_correlation():
     rng = np.random.default_rng(0)
-    calm = rng.multivariate_normal([0, 0], [[1, 0.2], [0.2, 1]], 4000) * 0.5
-    wild = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], 4000) * 2.0
-    scaled = np.concatenate([calm, wild])
-    net = ARNet(2, 4, 1)
+    corr = np.array([[1, 0.2, 0.6], [0.2, 1, 0.4], [0.6, 0.4, 1]])
+    scaled = rng.multivariate_normal(np.zeros(3), corr, 5000)
+    net = ARNet(3, 4, 1)
     with torch.no_grad():
-        net.coupling.copy_(initial_coupling(scaled))
-    x, _ = series_inputs(scaled)
-    factor = net.cholesky(x[[3000, 7000]])
-    correlation = (factor @ factor.transpose(-1, -2))[:, 1, 0].detach().numpy()
-    # the halves are split on a smoothed vol, so each mixes a few days of the other regime
-    np.testing.assert_allclose(correlation, [0.2, 0.6], atol=0.06)
+        net.correlation.base.copy_(initial_correlation(scaled))
+    np.testing.assert_allclose(net.correlation.target().detach().numpy(),
+                               np.corrcoef(scaled.T), atol=1e-6)
 
 
 @pytest.fixture(scope="module")
