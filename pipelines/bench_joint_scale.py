@@ -8,9 +8,9 @@ daily closes from 2000, default split, window 64): the seconds to fit ``ar`` (``
 epochs of fine-tuning from the pooled checkpoint, then the stationary states and variance
 targeting, which run at any number of epochs) and to sample ``--paths`` paths of 252 days.
 Then the sampling step alone (one day of ``ARNet.step`` for ``--step-paths`` paths, the
-pretrained network with a random long-run correlation) at every size, bundled and synthetic (100 and 500
-assets), in microseconds per path-day and per path-asset-day. All from one run; ratios are
-against the smallest size.
+pretrained network with a random long-run correlation) at every size, bundled and synthetic
+(100 and 500 assets), in microseconds per path-day and per path-asset-day. All from one run;
+ratios are against the smallest size.
 """
 
 from __future__ import annotations
