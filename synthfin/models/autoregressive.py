@@ -299,7 +299,11 @@ class ARNet(nn.Module):
         earlier assets: :math:`\log p_{mix}(m + sd\, w_a) - \log L_{aa}` with the mixture's
         mean :math:`m` and sd, :math:`w = L_t^{-1} e`, :math:`e = (y - m) / sd` (one asset:
         :math:`\log p_{mix}(y)`); the correlation starts from an empty past."""
-        params, _ = self.marginal(x, state)
+        return self.joint_log_prob(y, self.marginal(x, state)[0])
+
+    def joint_log_prob(self, y: torch.Tensor, params: tuple[torch.Tensor, ...]
+                       ) -> torch.Tensor:
+        """:meth:`log_prob` (B, T, A) given each day's mixture parameters (B, T, A, K)."""
         if self.n_assets > 1:
             e = self.residuals(y, params)
             mean, sd = mixture_moments(*params)
@@ -373,6 +377,36 @@ def initial_correlation(scaled: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.tril(factor / np.diag(factor)[:, None], -1), dtype=torch.float32)
 
 
+def fit_correlation(net: ARNet, series: Series, lr: float = 0.02, steps: int = 300,
+                    patience: int = 10) -> float:
+    """Maximum likelihood of the within-day correlation (``net.correlation``) given the
+    network's marginals, as the second step of a DCC fit: full-batch Adam on the training days
+    (read from an empty past), stopped on the validation days' negative log-likelihood per
+    asset-day, which it returns; the parameters kept are those of the best validation step."""
+    with torch.no_grad():
+        train = net.marginal(series.x[None])[0]
+        val = net.marginal(series.val_x[None])[0]
+
+    def nll(y: torch.Tensor, params: tuple[torch.Tensor, ...], first: int) -> torch.Tensor:
+        return -net.joint_log_prob(y[None], params)[:, first:].mean()
+
+    optimizer = torch.optim.Adam(net.correlation.parameters(), lr=lr)
+    best, best_state, waited = math.inf, None, 0
+    for _ in range(steps):
+        with torch.no_grad():
+            score = nll(series.val_y, val, series.val_from).item()
+        if score < best - 1e-6:
+            best, waited = score, 0
+            best_state = {k: v.clone() for k, v in net.correlation.state_dict().items()}
+        elif (waited := waited + 1) >= patience:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        nll(series.y, train, 0).backward()
+        optimizer.step()
+    net.correlation.load_state_dict(best_state)
+    return best
+
+
 def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
                       config: AutoregressiveConfig | None = None, run_dir: str | Path | None = None,
                       resume: bool = False) -> Path:
@@ -442,12 +476,15 @@ class AutoregressiveGenerator(TorchGenerator):
             if self.config.pretrained is not None and best >= start_nll:
                 net.load_state_dict(start)  # fine-tuning did not help on validation days
             self.val_nll_ = min(best, start_nll) if self.config.pretrained else best
+        if data.n_assets > 1:
+            report_progress("within-day correlation (maximum likelihood given the marginals)")
+            fit_correlation(net, series[0])
         report_progress(f"stationary states ({self.config.stationary_days} days run"
                         f"{', variance targeted' if self.config.variance_targeting else ''})")
         self._fill_bank(data)
         if self.config.variance_targeting:
             self._target_variance()
-            self.val_nll_ = validation_nll(net, series)  # the model as it is kept
+        self.val_nll_ = validation_nll(net, series)  # the model as it is kept
         self._burn_in_bank(data)
 
     def _target_variance(self, tolerance: float = 0.01, iterations: int = 8) -> None:
