@@ -15,8 +15,10 @@ epochs of the neural ones) on a universe's training days, sampled (``--n`` paths
 out-of-sample: validation + test windows), each gap in units of its noise floor.
 
 Printed: per universe, each model's values of the main joint facts beside the real ones and
-their gaps over the floor, the largest |daily log return| of any path and memorization; then,
-per model, the medians over universes. Writes ``joint.md`` and ``joint.json`` into ``--out``.
+their gaps over the floor, the largest |daily log return| of any path, memorization and, for a
+likelihood model, its validation negative log-likelihood per asset-day (scaled units,
+``val_nll_``); then, per model, the medians over universes. Writes ``joint.md`` and
+``joint.json`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def run_universe(name: str, models: list[str], n: int, length: int, window: int,
             continue
         paths = model.sample_returns(n, length=length, seed=0)
         rows[model_name] = {"train_s": time.perf_counter() - fit_start,
+                            "val_nll": getattr(model, "val_nll_", None),
                             "max_abs_return": float(np.nanmax(np.abs(paths))),
                             "paths_above_0.5": int((np.abs(paths) > 0.5).any(axis=(1, 2)).sum())}
         samples[model_name] = paths
@@ -120,7 +123,7 @@ def universe_table(result: dict[str, Any], reference: str) -> pd.DataFrame:
         rows[model_name].update({f"{fact}/fl": _ratio(row.get(f"{reference}:{fact}/floor"))
                                  for fact in FACTS_SHOWN})
         rows[model_name].update(max_abs_r=row["max_abs_return"],
-                                memo=row.get("memorization"))
+                                memo=row.get("memorization"), val_nll=row.get("val_nll"))
     return pd.DataFrame(rows).T
 
 
