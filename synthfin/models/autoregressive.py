@@ -245,9 +245,11 @@ class DynamicCorrelation(nn.Module):
 
     @staticmethod
     def factor(q: torch.Tensor) -> torch.Tensor:
-        """``L_t`` (..., A, A): the Cholesky factor of ``R_t``, ``Q`` (..., A, A) normalized."""
+        """``L_t`` (..., A, A): the Cholesky factor of ``R_t``, ``Q`` (..., A, A) normalized;
+        NaN where ``Q`` is not finite (a diverged fit), so that the loss says so."""
         scale = torch.sqrt(torch.diagonal(q, dim1=-2, dim2=-1))
-        return torch.linalg.cholesky(q / scale[..., :, None] / scale[..., None, :])
+        factor, info = torch.linalg.cholesky_ex(q / scale[..., :, None] / scale[..., None, :])
+        return torch.where((info == 0)[..., None, None], factor, torch.nan)
 
 
 class ARNet(nn.Module):
@@ -709,6 +711,25 @@ class AutoregressiveGenerator(TorchGenerator):
         return {**super()._state(), **bank}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        if "net.coupling" in state:  # saved before the dynamic correlation
+            state = _without_coupling(state)
         self.bank_ = {k[5:]: torch.as_tensor(v) for k, v in state.items()
                       if k.startswith("bank.")}
         super()._load_state({k: v for k, v in state.items() if not k.startswith("bank.")})
+
+
+def _without_coupling(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A model saved with the volatility-linear coupling (before the dynamic correlation): for
+    one asset, which the coupling never touched, the same model in today's form; for several,
+    a clear error."""
+    assets = state["net.coupling"].shape[-1]
+    if assets > 1:
+        raise ModelError(f"this ar model of {assets} assets was saved by an earlier synthfin "
+                         "whose within-day correlation moved with volatility only; fit it again "
+                         "(the dynamic correlation that replaced it has other parameters)")
+    fresh = DynamicCorrelation(1)
+    state = {k: v for k, v in state.items() if k != "net.coupling"}
+    state.update({f"net.correlation.{k}": v.detach().numpy()
+                  for k, v in fresh.state_dict().items()})
+    state["bank.q"] = np.ones((len(state["bank.y"]), 1, 1), dtype=np.float32)
+    return state

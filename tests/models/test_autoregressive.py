@@ -430,22 +430,33 @@ def test_ar_fitted_on_a_crash_has_no_path_beyond_half_a_log_return_and_no_warnin
     assert np.abs(paths).max() < 0.5
 
 
-def test_the_same_fit_without_the_bound_explodes_and_the_warning_says_so(
+def test_a_scale_exponential_in_the_last_return_explodes_without_the_bound_only(
         crash_universe, monkeypatch):
-    """The old recursion (log scale clamped at +-7, unclipped inputs) on the same network: the
-    failure the bound removes, and the warning that catches it."""
+    """The crash fit with its log scale made steeper in the last |return| (the failure of
+    issue 29, which a fit with the volatility-linear coupling learned on these days): with the
+    old recursion (log scale clamped at +-7, unclipped inputs) it explodes and the warning
+    says so; with the bound the same network stays below half a log return."""
+    import copy
+    import warnings
+
     from synthfin.errors import ImplausiblePathsWarning
     from synthfin.models import autoregressive
 
-    _, model = crash_universe
+    data, fitted = crash_universe
+    model = copy.deepcopy(fitted)
+    net = model.modules_["net"]
+    with torch.no_grad():  # the log scale's weight on the asset's own |y| (feature 1)
+        net.head.weight[2, net.grus[-1].hidden_size + 1] += 0.2
+    with warnings.catch_warnings():  # at the cap for days, 25 sds can be drawn: flagged
+        warnings.simplefilter("ignore", ImplausiblePathsWarning)
+        assert np.abs(model.sample_returns(1000, length=252, seed=0)).max() < 0.5
     monkeypatch.setattr(autoregressive, "MAX_LOG_SCALE", 7.0)
     monkeypatch.setattr(autoregressive, "MAX_INPUT", float("inf"))
     with pytest.warns(ImplausiblePathsWarning, match=r"ar sample: \d+ of 1000 paths"):
         paths = model.sample_returns(1000, length=252, seed=0)
     assert np.abs(paths).max() > 1.0
     with pytest.warns(ImplausiblePathsWarning, match=r"ar sample_after: \d+ of 300 paths"):
-        model.sample_after(crash_universe[0].unscale(crash_universe[0].train.returns), 300,
-                           length=252, seed=0)
+        model.sample_after(data.unscale(data.train.returns), 300, length=252, seed=0)
 
 
 def test_bounded_log_scale_is_the_identity_well_below_the_bound_and_never_above_it():
@@ -491,3 +502,34 @@ def test_ar_sample_given_follows_the_path_and_moves_the_other_with_it(tiny, two_
     assert down[:, :, 1].mean() < 0 < up[:, :, 1].mean()
     later = tiny.sample_given(np.full((5, 1), 0.01), ["XOM"], 20, seed=0)  # not first: linear
     assert np.all(later[:, :, 1] == 0.01)
+
+
+def test_a_model_saved_before_the_dynamic_correlation_loads_or_says_to_refit(
+        tiny, two_asset_windows, tmp_path):
+    """Saves of the volatility-linear coupling (``net.coupling``, no correlation state in the
+    bank): one asset, which the coupling never touched, loads as the same model; several give
+    a clear error."""
+    from safetensors.numpy import save_file
+
+    def as_before(model, folder):
+        model.save(folder)
+        weights = load_file(str(folder / "weights.safetensors"))
+        assets = weights["net.scale_shift"].shape[0]
+        weights = {k: v for k, v in weights.items()
+                   if not k.startswith("net.correlation.") and k != "bank.q"}
+        weights["net.coupling"] = np.zeros((2, assets, assets), dtype=np.float32)
+        save_file(weights, str(folder / "weights.safetensors"))
+
+    from synthfin.data.returns import log_returns
+    from synthfin.data.sources import load_prices
+    from synthfin.data.windows import make_windows
+
+    jpm = make_windows(log_returns(load_prices("bundled", ["JPM"], start="2000-01-01")), 32,
+                       stride=4)
+    single = AutoregressiveGenerator(**TINY).fit(jpm)
+    as_before(single, tmp_path / "one")
+    np.testing.assert_array_equal(Generator.load(tmp_path / "one").sample(3, seed=0),
+                                  single.sample(3, seed=0))
+    as_before(tiny, tmp_path / "two")
+    with pytest.raises(ModelError, match="fit it again"):
+        Generator.load(tmp_path / "two")
