@@ -76,7 +76,8 @@ def step_seconds(assets: int, paths: int, device: torch.device, days: int = 21) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", default="5,10,21")
+    parser.add_argument("--assets", default="5,10,21",
+                        help="bundled sizes to fit and sample ('' for the sampling step only)")
     parser.add_argument("--synthetic", default="100,500")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--paths", type=int, default=1000)
@@ -86,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    bundled = [int(a) for a in args.assets.split(",")]
+    bundled = [int(a) for a in args.assets.split(",") if a]  # "": the step only
     print(f"ar on bundled series: fit ({args.epochs} epochs + stationary states) and "
           f"{args.paths} paths x 252 days, torch threads {args.threads}, {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
