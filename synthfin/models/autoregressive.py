@@ -307,18 +307,20 @@ class ARNet(nn.Module):
                        ) -> torch.Tensor:
         """:meth:`log_prob` (B, T, A) given each day's mixture parameters (B, T, A, K)."""
         if self.n_assets > 1:
-            e = self.residuals(y, params)
-            mean, sd = mixture_moments(*params)
+            e, mean, sd = self.standardized(y, params)
             factor = self.correlation.factor(self.correlation.path(e)[0])
             w = torch.linalg.solve_triangular(factor, e[..., None], upper=False)[..., 0]
             diagonal = torch.diagonal(factor, dim1=-2, dim2=-1)
             return student_t_mixture_log_prob(mean + sd * w, *params) - torch.log(diagonal)
         return student_t_mixture_log_prob(y, *params)
 
-    def residuals(self, y: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Standardized returns ``(y - m) / sd`` (...) under mixture parameters (..., K)."""
+    @staticmethod
+    def standardized(y: torch.Tensor, params: tuple[torch.Tensor, ...]
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Standardized returns ``e = (y - m) / sd`` (...) under mixture parameters (..., K),
+        with the mixture's mean ``m`` and ``sd`` (:func:`mixture_moments`)."""
         mean, sd = mixture_moments(*params)
-        return (y - mean) / sd
+        return (y - mean) / sd, mean, sd
 
     def step(self, x: torch.Tensor, v: torch.Tensor, state: torch.Tensor | None,
              q: torch.Tensor, generator: torch.Generator, given: torch.Tensor | None = None,
@@ -352,8 +354,8 @@ class ARNet(nn.Module):
         chi2 = torch.distributions.Chi2(df, validate_args=False).sample()
         y = loc + scale * normal * torch.sqrt(df / chi2)
         if self.n_assets > 1:  # correlate the standardized draws
-            mean, sd = mixture_moments(*(p[:, 0] for p in params))
-            e, factor = (y - mean) / sd, self.correlation.factor(q)
+            e, mean, sd = self.standardized(y, tuple(p[:, 0] for p in params))
+            factor = self.correlation.factor(q)
             if given is None:
                 w = (factor @ e[..., None])[..., 0]
             else:
@@ -572,9 +574,9 @@ class AutoregressiveGenerator(TorchGenerator):
                 keep = days[(days >= lo) & (days < lo + 512)] - lo
                 states.append(outs[:, :, keep].cpu())
                 after = net._density(outs[-1], inputs)
-                e = net.residuals(y[:, lo:lo + 512].to(self.device_),
-                                  tuple(torch.cat([d, a[:, :-1]], dim=1)
-                                        for d, a in zip(density, after, strict=True)))
+                e, *_ = net.standardized(y[:, lo:lo + 512].to(self.device_),
+                                         tuple(torch.cat([d, a[:, :-1]], dim=1)
+                                               for d, a in zip(density, after, strict=True)))
                 density = tuple(a[:, -1:] for a in after)
                 before, q = net.correlation.path(e, q)
                 qs.append(net.correlation.update(before[:, keep], e[:, keep]).cpu())
@@ -688,8 +690,8 @@ class AutoregressiveGenerator(TorchGenerator):
         """Ancestral sampling of ``length`` scaled days (n, length, A) from inputs ``x``
         (n, A, F), mean squares ``v`` (n, A, S), GRU states (layers, n, A, H) and correlation
         states ``q`` (n, A, A); also the inputs, mean squares and states after the last day, to
-        continue from. ``given``
-        (length, k) scaled returns of the assets ``given_idx`` fix those assets' days."""
+        continue from. ``given`` (length, k) scaled returns of the assets ``given_idx`` fix
+        those assets' days."""
         net = self.modules_["net"]
         n, assets = x.shape[:2]
         state = state.reshape(state.shape[0], n * assets, -1).contiguous()

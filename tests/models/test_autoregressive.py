@@ -116,7 +116,7 @@ def test_the_states_read_from_a_history_are_the_likelihoods(tiny, two_asset_wind
     x, y = series_inputs(scaled)
     with torch.no_grad():
         params, _ = net.marginal(x)
-        _, expected = net.correlation.path(net.residuals(y, params))
+        _, expected = net.correlation.path(net.standardized(y, params)[0])
     *_, q = tiny._states(scaled, np.array([699]))
     torch.testing.assert_close(q[:, 0], expected, rtol=1e-4, atol=1e-5)
 
