@@ -14,8 +14,10 @@ Several assets are coupled within a day by a dynamic correlation (DCC-like): wit
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` the Cholesky
 factor of a correlation matrix ``R_t``, asset ``a`` returns ``y_a = mu_a + sd_a e_a``. ``R_t``
 follows the recent co-movement of the standardized returns ``e`` (:class:`DynamicCorrelation`),
-so correlations rise when assets have been falling together and revert to a long-run level;
-the density stays exact (a triangular solve).
+so correlations rise when assets have been falling together and revert to a long-run level.
+A common shock shared by every asset (:class:`CommonShock`: a rare, wide and low type of day,
+``e = mu_k + s_k L_t w``) makes their tails move together on the same day. The density stays
+exact: a triangular solve per day type, mixed by the types' posterior.
 
 **Pooling.** By default the network starts from a checkpoint pretrained on the 21 bundled series
 (:data:`UNIVERSE`, :func:`pretrain_universe`; training and fitting:
@@ -87,8 +89,10 @@ MIN_BANK_STATES = 256  # states kept however many assets (the burn-in costs stat
 TARGET_PATHS = 256  # simulated for variance targeting
 MAX_PERSISTENCE = 0.995  # a + b of the within-day correlation's recursion
 CORRELATION_CHUNK = 64  # days of that recursion computed at once (a K x K weight matrix)
+SHOCK_TYPES = 2  # day types of the common shock (CommonShock)
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 OWN_WEIGHTS = ("net.correlation.", "net.scale_shift")  # never in a pretrained checkpoint
+SHOCK_KEY = "net.correlation.shock.raw"
 
 
 @dataclasses.dataclass
@@ -180,6 +184,51 @@ def with_market(x: torch.Tensor) -> torch.Tensor:
 
 
 # -- the network ------------------------------------------------------------------------------
+class CommonShock(nn.Module):
+    r"""A type of day shared by every asset (Gaussian-scale-mixture-like tail dependence):
+    on a day of type :math:`k` (probability :math:`\pi_k`) the standardized returns are
+    :math:`e = \mu_k + s_k L_t w`, with :math:`\sum_k \pi_k \mu_k = 0` and
+    :math:`\sum_k \pi_k (s_k^2 + \mu_k^2) = 1`, so ``e`` keeps mean 0 and variance 1 and its
+    correlation is :math:`(\sum_k \pi_k s_k^2) R_t + (\sum_k \pi_k \mu_k^2) \mathbf{1}
+    \mathbf{1}^\top`. A wide type moves every asset's tail on the same day, a negative
+    :math:`\mu_k` makes that the lower tail. No type widens an asset's day beyond
+    :data:`MAX_LOG_SCALE` (:meth:`scales`). The density stays exact: a mixture over ``k``, and
+    asset by asset (the factor is triangular) the posterior of ``k`` given the earlier assets.
+    Zero parameters make every type the same (no common shock)."""
+
+    def __init__(self, types: int = SHOCK_TYPES) -> None:
+        super().__init__()
+        # rows: logits of pi, raw means, raw log scales; a second, rarer type, wider and lower
+        start = torch.zeros(3, types)
+        start[:, 1:] = torch.tensor([math.log(0.15 / 0.85), -0.3, 0.6])[:, None]
+        self.raw = nn.Parameter(start)
+
+    def types(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log probabilities, means and scales (K,) of the day types, normalized as above."""
+        log_pi = F.log_softmax(self.raw[0], dim=-1)
+        pi = log_pi.exp()
+        mean = self.raw[1] - (pi * self.raw[1]).sum()
+        scale = torch.exp(self.raw[2])
+        norm = torch.sqrt((pi * (scale**2 + mean**2)).sum())
+        return log_pi, mean / norm, scale / norm
+
+    def scales(self, sd: torch.Tensor) -> torch.Tensor:
+        """Each type's scale (K, ...) for assets whose standardized returns have standard
+        deviation ``sd`` (...) in long-run units: :math:`\min(s_k, \max(1, e^M / sd))`, so a
+        wide type never takes a day's deviation beyond :math:`e^M` (:data:`MAX_LOG_SCALE`;
+        days already past it keep theirs) and the recursion stays bounded."""
+        cap = torch.clamp(math.exp(MAX_LOG_SCALE) / sd, min=1.0)
+        return torch.minimum(self.types()[2].view(-1, *(1,) * sd.dim()), cap)
+
+    def draw(self, log_weights: torch.Tensor, sd: torch.Tensor, generator: torch.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The means (n, 1) and scales (n, A) (:meth:`scales` of ``sd`` (n, A)) of day types
+        drawn with unnormalized log weights (n, K)."""
+        kind = torch.multinomial(torch.softmax(log_weights, dim=-1), 1, generator=generator)
+        scale = self.scales(sd).gather(0, kind.T[..., None].expand(1, *sd.shape))[0]
+        return self.types()[1][kind], scale
+
+
 class DynamicCorrelation(nn.Module):
     r"""The within-day correlation ``R_t`` of standardized returns ``e`` (..., A), a DCC(1,1)
     recursion (Engle, 2002) whose parameters are learned with the rest of the network:
@@ -198,6 +247,7 @@ class DynamicCorrelation(nn.Module):
         # logits of a + b (over MAX_PERSISTENCE) and of a / (a + b): a = 0.03, b = 0.94
         self.dynamics = nn.Parameter(torch.tensor([math.log(0.97 / (MAX_PERSISTENCE - 0.97)),
                                                    math.log(0.03 / 0.94)]))
+        self.shock = CommonShock()
 
     def target(self) -> torch.Tensor:
         """The long-run correlation ``C`` (A, A)."""
@@ -306,13 +356,20 @@ class ARNet(nn.Module):
     def joint_log_prob(self, y: torch.Tensor, params: tuple[torch.Tensor, ...]
                        ) -> torch.Tensor:
         """:meth:`log_prob` (B, T, A) given each day's mixture parameters (B, T, A, K)."""
-        if self.n_assets > 1:
-            e, mean, sd = self.standardized(y, params)
-            factor = self.correlation.factor(self.correlation.path(e)[0])
-            w = torch.linalg.solve_triangular(factor, e[..., None], upper=False)[..., 0]
-            diagonal = torch.diagonal(factor, dim1=-2, dim2=-1)
-            return student_t_mixture_log_prob(mean + sd * w, *params) - torch.log(diagonal)
-        return student_t_mixture_log_prob(y, *params)
+        if self.n_assets == 1:
+            return student_t_mixture_log_prob(y, *params)
+        e, mean, sd = self.standardized(y, params)
+        factor = self.correlation.factor(self.correlation.path(e)[0])
+        shock = self.correlation.shock
+        log_pi, mu = (t.view(-1, *(1,) * e.dim()) for t in shock.types()[:2])
+        s = shock.scales(sd)
+        w = torch.linalg.solve_triangular(factor, ((e - mu) / s)[..., None], upper=False)[..., 0]
+        diagonal = torch.diagonal(factor, dim1=-2, dim2=-1)
+        # per day type (K, B, T, A), then each asset given the earlier ones: the types weighted
+        # by their posterior given those assets
+        log_t = student_t_mixture_log_prob(mean + sd * w, *params) - torch.log(diagonal * s)
+        earlier = torch.cat([torch.zeros_like(log_t[..., :1]), log_t.cumsum(-1)[..., :-1]], -1)
+        return torch.logsumexp(torch.log_softmax(log_pi + earlier, dim=0) + log_t, dim=0)
 
     @staticmethod
     def standardized(y: torch.Tensor, params: tuple[torch.Tensor, ...]
@@ -353,20 +410,45 @@ class ARNet(nn.Module):
         # the chi-square draws use the global stream, which the caller seeds
         chi2 = torch.distributions.Chi2(df, validate_args=False).sample()
         y = loc + scale * normal * torch.sqrt(df / chi2)
-        if self.n_assets > 1:  # correlate the standardized draws
-            e, mean, sd = self.standardized(y, tuple(p[:, 0] for p in params))
+        if self.n_assets > 1:  # a day type, then correlate the standardized draws
+            day = tuple(p[:, 0] for p in params)
+            e, mean, sd = self.standardized(y, day)
             factor = self.correlation.factor(q)
+            shock = self.correlation.shock
             if given is None:
-                w = (factor @ e[..., None])[..., 0]
+                mu, s = shock.draw(shock.types()[0].expand(n, -1), sd, generator)
+                w = mu + s * (factor @ e[..., None])[..., 0]
             else:
-                w = condition_innovations(factor, e, (given - mean[:, given_idx])
-                                          / sd[:, given_idx], given_idx)
+                e_given = (given - mean[:, given_idx]) / sd[:, given_idx]
+                mu, s = shock.draw(self._given_type_log_prob(factor, e_given, day, given_idx),
+                                   sd, generator)
+                w = mu + s * condition_innovations(factor, e, (e_given - mu) / s[:, given_idx],
+                                                   given_idx)
             y = mean + sd * w
             q = self.correlation.update(q, w)
         if given is not None:
             y[:, given_idx] = given  # exactly the path (not through the rounding above)
         v = update_mean_squares(v, y, ALPHAS)
         return y, features(y, v), v, state, q
+
+    def _given_type_log_prob(self, factor: torch.Tensor, e_given: torch.Tensor,
+                             day: tuple[torch.Tensor, ...], given_idx: list[int]
+                             ) -> torch.Tensor:
+        """Log posterior weights (n, K) of the day types given the standardized returns
+        ``e_given`` (n, k) of the assets ``given_idx``: the prior times their density under each
+        type, with the Cholesky factor of their correlation (``factor`` (n, A, A) of ``R_t``);
+        exact when they come first, the Gaussian-copula reading otherwise."""
+        shock = self.correlation.shock
+        log_pi, mu, _ = shock.types()
+        corr = factor @ factor.transpose(-1, -2)
+        sub = torch.linalg.cholesky(corr[:, given_idx][:, :, given_idx])
+        part = tuple(p[:, given_idx] for p in day)
+        mean, sd = mixture_moments(*part)
+        s = shock.scales(sd)  # (K, n, k)
+        z = (e_given - mu[:, None, None]) / s
+        w = torch.linalg.solve_triangular(sub, z[..., None], upper=False)[..., 0]
+        log_t = student_t_mixture_log_prob(mean + sd * w, *part) - torch.log(s)
+        return (log_pi[:, None] + log_t.sum(-1)).T
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -715,6 +797,8 @@ class AutoregressiveGenerator(TorchGenerator):
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         if "net.coupling" in state:  # saved before the dynamic correlation
             state = _without_coupling(state)
+        if SHOCK_KEY not in state:  # saved before the common shock: one type, the same model
+            state = {**state, SHOCK_KEY: np.zeros((3, SHOCK_TYPES), dtype=np.float32)}
         self.bank_ = {k[5:]: torch.as_tensor(v) for k, v in state.items()
                       if k.startswith("bank.")}
         super()._load_state({k: v for k, v in state.items() if not k.startswith("bank.")})

@@ -137,6 +137,40 @@ def test_joint_density_integrates_to_one_asset_by_asset():
         assert torch.trapezoid(density, grid).item() == pytest.approx(1.0, abs=1e-4)
 
 
+def test_one_day_draws_follow_the_joint_density_in_the_lower_tail():
+    """The step's draws (day types, then correlated innovations) and the likelihood are one
+    model: the probability that both assets fall below their 5 % quantiles, integrated from the
+    density, is the share of 400,000 draws that do (5 binomial standard errors), and the
+    common shock's wide, low day type makes that joint fall likelier than without it."""
+    net = random_net(2)
+    n = 400_000
+
+    def draws() -> np.ndarray:
+        x = features(torch.zeros(n, 2, dtype=torch.float64), torch.ones(n, 2, len(SPANS)))
+        with torch.no_grad():
+            y, *_ = net.step(x.double(), torch.ones(n, 2, len(SPANS), dtype=torch.float64),
+                             None, net.correlation.start(n), torch.Generator().manual_seed(0))
+        return y.numpy()
+
+    y = draws()
+    low = np.quantile(y, 0.05, axis=0)
+    grids = [torch.as_tensor(q - np.expm1(np.linspace(0, np.log(81), 700)), dtype=torch.float64)
+             for q in low]  # dense near the quantile, out to 80 scales below it
+    pairs = torch.stack(torch.meshgrid(*grids, indexing="ij"), dim=-1).reshape(-1, 1, 2)
+    with torch.no_grad():
+        density = torch.exp(net.log_prob(pairs, series_inputs(pairs.numpy())[0].double())
+                            .sum(-1)).reshape(700, 700)
+    # the grids run downwards: the integral over each is minus the trapezoid
+    both = torch.trapezoid(torch.trapezoid(density, grids[1], dim=1), grids[0]).item()
+    share = np.mean((y[:, 0] < low[0]) & (y[:, 1] < low[1]))
+    assert abs(both - share) < 5 * np.sqrt(share * (1 - share) / n)
+    with torch.no_grad():
+        net.correlation.shock.raw.zero_()  # one type: the same correlation R, no common shock
+    y = draws()
+    alone = np.mean(np.all(y < np.quantile(y, 0.05, axis=0), axis=1))
+    assert share > alone + 5 * np.sqrt(share * (1 - share) / n)
+
+
 def test_univariate_density_is_the_student_t_mixture_of_its_parameters():
     net = random_net(1)
     y = torch.randn(3, 12, 1, dtype=torch.float64)
@@ -166,8 +200,9 @@ def test_log_prob_is_causal_in_days_and_assets():
 
 def test_innovation_correlation_is_R_and_rises_after_days_of_co_movement():
     """One-day draws from the step: the correlation of the standardized returns is ``R_t``
-    (sampling error of a correlation: (1 - rho^2) / sqrt(n); 5 of them), and it rises after
-    days on which the assets fell together, falls after days they moved apart."""
+    mixed by the day types, ``(sum pi s^2) R_t + (sum pi mu^2)`` off the diagonal (sampling
+    error of a correlation: (1 - rho^2) / sqrt(n); 5 of them), and it rises after days on which
+    the assets fell together, falls after days they moved apart."""
     net = ARNet(3, 4, 1, components=2)
     with torch.no_grad():
         for p in (*net.grus.parameters(), *net.head.parameters()):
@@ -183,8 +218,10 @@ def test_innovation_correlation_is_R_and_rises_after_days_of_co_movement():
             for _ in range(3):
                 q = net.correlation.update(q, torch.tensor(shock).expand(n, 3))
             y, *_ = net.step(x, v, None, q, torch.Generator().manual_seed(0))
-            expected = DynamicCorrelation.factor(q[:1])[0]
-        expected = (expected @ expected.T).numpy()
+            factor = DynamicCorrelation.factor(q[:1])[0]
+            log_pi, mu, s = net.correlation.shock.types()
+            common = (log_pi.exp() * mu**2).sum()
+            expected = ((1 - common) * factor @ factor.T + common).fill_diagonal_(1).numpy()
         observed = np.corrcoef(y.numpy().T)
         np.testing.assert_allclose(observed, expected, atol=5 * (1 - expected[1, 0] ** 2)
                                    / np.sqrt(n))
@@ -435,7 +472,8 @@ def test_a_scale_exponential_in_the_last_return_explodes_without_the_bound_only(
     """The crash fit with its log scale made steeper in the last |return| (the failure of
     issue 29, which a fit with the volatility-linear coupling learned on these days): with the
     old recursion (log scale clamped at +-7, unclipped inputs) it explodes and the warning
-    says so; with the bound the same network stays below half a log return."""
+    says so; with the bound the same network, which lives at the cap, stays below a log return
+    of 1 (the plausibility bound; a Student-t day at 5 long-run sds can pass 0.5)."""
     import copy
     import warnings
 
@@ -449,7 +487,7 @@ def test_a_scale_exponential_in_the_last_return_explodes_without_the_bound_only(
         net.head.weight[2, net.grus[-1].hidden_size + 1] += 0.2
     with warnings.catch_warnings():  # at the cap for days, 25 sds can be drawn: flagged
         warnings.simplefilter("ignore", ImplausiblePathsWarning)
-        assert np.abs(model.sample_returns(1000, length=252, seed=0)).max() < 0.5
+        assert np.abs(model.sample_returns(1000, length=252, seed=0)).max() < 1.0
     monkeypatch.setattr(autoregressive, "MAX_LOG_SCALE", 7.0)
     monkeypatch.setattr(autoregressive, "MAX_INPUT", float("inf"))
     with pytest.warns(ImplausiblePathsWarning, match=r"ar sample: \d+ of 1000 paths"):
@@ -533,3 +571,29 @@ def test_a_model_saved_before_the_dynamic_correlation_loads_or_says_to_refit(
     as_before(tiny, tmp_path / "two")
     with pytest.raises(ModelError, match="fit it again"):
         Generator.load(tmp_path / "two")
+
+
+def test_a_model_saved_before_the_common_shock_loads_as_the_dcc_model_it_was(
+        tiny, two_asset_windows, tmp_path):
+    """Saves without ``net.correlation.shock.raw`` load with one type of day: each asset's
+    density is the DCC model's, ``log p_mix(m + sd w) - log L_aa`` with ``w = L_t^-1 e``."""
+    from safetensors.numpy import save_file
+
+    from synthfin.models.components import student_t_mixture_log_prob
+
+    tiny.save(tmp_path / "dcc")
+    weights = load_file(str(tmp_path / "dcc" / "weights.safetensors"))
+    del weights["net.correlation.shock.raw"]
+    save_file(weights, str(tmp_path / "dcc" / "weights.safetensors"))
+    net = Generator.load(tmp_path / "dcc").modules_["net"]
+    x, y = series_inputs(two_asset_windows.train.returns[None, :300])
+    with torch.no_grad():
+        params = net.marginal(x)[0]
+        e, mean, sd = net.standardized(y, params)
+        factor = net.correlation.factor(net.correlation.path(e)[0])
+        w = torch.linalg.solve_triangular(factor, e[..., None], upper=False)[..., 0]
+        dcc = (student_t_mixture_log_prob(mean + sd * w, *params)
+               - torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)))
+        torch.testing.assert_close(net.log_prob(y, x), dcc)
+        assert not torch.allclose(tiny.modules_["net"].log_prob(y, x), dcc)
+
