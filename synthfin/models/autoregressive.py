@@ -188,7 +188,7 @@ class CommonShock(nn.Module):
     r"""A type of day shared by every asset (Gaussian-scale-mixture-like tail dependence):
     on a day of type :math:`k` (probability :math:`\pi_k`) the standardized returns are
     :math:`e = \mu_k + s_k L_t w`, with :math:`\sum_k \pi_k \mu_k = 0` and
-    :math:`\sum_k \pi_k (s_k^2 + \mu_k^2) = 1`, so ``e`` keeps mean 0 and variance 1 and its
+    :math:`\sum_k \pi_k (s_k^2 + \mu_k^2) = 1`, so ``e`` keeps mean 0 and variance 1 (below the cap of :meth:`scales`) and its
     correlation is :math:`(\sum_k \pi_k s_k^2) R_t + (\sum_k \pi_k \mu_k^2) \mathbf{1}
     \mathbf{1}^\top`. A wide type moves every asset's tail on the same day, a negative
     :math:`\mu_k` makes that the lower tail. No type widens an asset's day beyond
@@ -213,10 +213,10 @@ class CommonShock(nn.Module):
         return log_pi, mean / norm, scale / norm
 
     def scales(self, sd: torch.Tensor) -> torch.Tensor:
-        """Each type's scale (K, ...) for assets whose standardized returns have standard
-        deviation ``sd`` (...) in long-run units: :math:`\min(s_k, \max(1, e^M / sd))`, so a
-        wide type never takes a day's deviation beyond :math:`e^M` (:data:`MAX_LOG_SCALE`;
-        days already past it keep theirs) and the recursion stays bounded."""
+        r"""Each type's scale (K, ...) for assets whose day has standard deviation ``sd``
+        (...) in long-run units: :math:`\min(s_k, \max(1, e^M / sd))`, so a wide type
+        never takes a day's deviation beyond :math:`e^M` (:data:`MAX_LOG_SCALE`; days already
+        past it keep theirs): the bound of :func:`bounded_log_scale` holds on every type."""
         cap = torch.clamp(math.exp(MAX_LOG_SCALE) / sd, min=1.0)
         return torch.minimum(self.types()[2].view(-1, *(1,) * sd.dim()), cap)
 

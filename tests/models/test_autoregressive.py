@@ -3,6 +3,7 @@ with the likelihood, the cross-asset correlation, the pooled checkpoint, and its
 bundled S&P 500 (clustering and tails beyond the Gaussian floor, GARCH-t on likelihood)."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -169,6 +170,23 @@ def test_one_day_draws_follow_the_joint_density_in_the_lower_tail():
     y = draws()
     alone = np.mean(np.all(y < np.quantile(y, 0.05, axis=0), axis=1))
     assert share > alone + 5 * np.sqrt(share * (1 - share) / n)
+
+
+def test_common_shock_types_have_mean_zero_variance_one_and_respect_the_scale_bound():
+    from synthfin.models.autoregressive import MAX_LOG_SCALE, CommonShock
+
+    shock = CommonShock()
+    with torch.no_grad():
+        log_pi, mu, s = shock.types()
+        pi = log_pi.exp()
+        assert (pi * mu).sum().abs() < 1e-6 and abs((pi * (s**2 + mu**2)).sum() - 1) < 1e-6
+        narrow, wide = s.tolist()
+        assert wide > 1 > narrow
+        sd = torch.tensor([1.0, 4.0, 10.0])
+        scales = shock.scales(sd)
+    cap = math.exp(MAX_LOG_SCALE)
+    np.testing.assert_allclose(scales[0], narrow, rtol=1e-6)  # never widens: left alone
+    np.testing.assert_allclose(scales[1], [wide, cap / 4, 1.0], rtol=1e-6)
 
 
 def test_univariate_density_is_the_student_t_mixture_of_its_parameters():
