@@ -190,11 +190,11 @@ class CommonShock(nn.Module):
     :math:`e = \mu_k + s_k L_t w`, with :math:`\sum_k \pi_k \mu_k = 0` and
     :math:`\sum_k \pi_k (s_k^2 + \mu_k^2) = 1`, so ``e`` keeps mean 0 and variance 1 (below
     the cap of :meth:`scales`) and its correlation is :math:`(\sum_k \pi_k s_k^2) R_t +
-    (\sum_k \pi_k \mu_k^2) \mathbf{1} \mathbf{1}^\top`. A wide type moves every asset's tail on the same day, a negative
-    :math:`\mu_k` makes that the lower tail. No type widens an asset's day beyond
-    :data:`MAX_LOG_SCALE` (:meth:`scales`). The density stays exact: a mixture over ``k``, and
-    asset by asset (the factor is triangular) the posterior of ``k`` given the earlier assets.
-    Zero parameters make every type the same (no common shock)."""
+    (\sum_k \pi_k \mu_k^2) \mathbf{1} \mathbf{1}^\top`. A wide type moves every asset's
+    tail on the same day, a negative :math:`\mu_k` makes that the lower tail. No type widens an
+    asset's day beyond :data:`MAX_LOG_SCALE` (:meth:`scales`). The density stays exact: a
+    mixture over ``k``, and asset by asset (the factor is triangular) the posterior of ``k``
+    given the earlier assets. Zero parameters make every type the same (no common shock)."""
 
     def __init__(self, types: int = SHOCK_TYPES) -> None:
         super().__init__()
