@@ -49,6 +49,8 @@ PATH_DAYS = 60
 INTERVAL_LEVELS = (0.5, 0.9, 0.98)
 VAR_LEVELS = (0.01, 0.05)
 PIT_BINS = 10
+COVER_BAND = (0.87, 0.93)  # the 90 % interval's coverage the calibration check accepts
+ANCHOR_REPS = 1000  # simulated test sets of the calibrated forecaster (calibrated_passes)
 
 
 @dataclass(frozen=True)
@@ -262,11 +264,12 @@ def continued_paths(model: Generator, history: np.ndarray, days: Sequence[int], 
 class ForecastRun:
     """Scores of every forecaster on one series: ``tables[name]`` (rows: horizons) and the
     one-day log scores of every day of the test years, ``log_scores[name]`` (days,; none for a
-    portfolio)."""
+    portfolio), and the days between forecasts, ``step``."""
 
     ticker: str
     tables: dict[str, pd.DataFrame]
     log_scores: dict[str, np.ndarray]
+    step: int
 
     def summary(self, columns: Sequence[str] = ("crps", "cover 50%", "cover 90%",
                                                  "cover 98%", "breach 1%", "kupiec p 1%",
@@ -314,7 +317,7 @@ def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[
     tables = {m: score_paths(np.concatenate(paths[m]), series, all_days, seed=seed)
               for m in models}
     return ForecastRun(str(returns.columns[0]), tables,
-                       {m: np.concatenate(logs[m]) for m in models})
+                       {m: np.concatenate(logs[m]) for m in models}, step)
 
 
 def portfolio_returns(returns: np.ndarray) -> np.ndarray:
@@ -358,13 +361,43 @@ def run_portfolio_forecasts(returns: pd.DataFrame, years: Sequence[int],
     realized = portfolio_returns(history)
     tables = {m: score_paths(np.concatenate(paths[m]), realized, all_days, seed=seed)
               for m in models}
-    return ForecastRun("equal-weight " + "+".join(map(str, returns.columns)), tables, {})
+    return ForecastRun("equal-weight " + "+".join(map(str, returns.columns)), tables, {}, step)
+
+
+def calibration_passes(cover: np.ndarray, kupiec_p: np.ndarray) -> np.ndarray:
+    """The calibration check: 90 % interval coverage in :data:`COVER_BAND` and the 1 % VaR's
+    Kupiec test not rejected at 5 %."""
+    cover = np.asarray(cover)
+    return (cover >= COVER_BAND[0]) & (cover <= COVER_BAND[1]) & (np.asarray(kupiec_p) > 0.05)
+
+
+def calibrated_passes(days: int, horizon: int, step: int, reps: int = ANCHOR_REPS,
+                      seed: int = 0) -> np.ndarray:
+    r"""Whether a calibrated forecaster passes :func:`calibration_passes` on each of ``reps``
+    simulated test sets (reps,) of ``days`` forecasts, ``step`` days apart, of ``horizon``-day
+    sums: how often a perfect model meets the check with this many forecasts.
+
+    Its PITs are :math:`\Phi(S_i / \sqrt{h})` of a Gaussian random walk's :math:`h`-day sums
+    :math:`S_i` from days :math:`i \cdot \mathrm{step}`: uniform, and dependent as the real
+    forecasts are when ``horizon > step`` (their windows overlap)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.standard_normal((reps, (days - 1) * step + horizon)), axis=1)
+    walk = np.concatenate([np.zeros((reps, 1)), walk], axis=1)
+    starts = np.arange(days) * step
+    pit = stats.norm.cdf((walk[:, starts + horizon] - walk[:, starts]) / math.sqrt(horizon))
+    cover = np.mean(np.abs(pit - 0.5) <= 0.45, axis=1)
+    kupiec = [kupiec_test(row < 0.01, 0.99)[1] for row in pit]
+    return calibration_passes(cover, kupiec)
 
 
 def forecast_tables(runs: Sequence[ForecastRun]) -> dict[str, pd.DataFrame]:
     """The printed tables over series: median mean-CRPS (x 1e3) per forecaster and horizon,
-    with the series where each forecaster has the lowest CRPS; the share of series whose 90 %
-    coverage is in [0.87, 0.93] and whose 1 % VaR passes Kupiec at 5 %; one-day log scores
+    with the series where each forecaster has the lowest CRPS; the series that pass
+    :func:`calibration_passes`, beside the anchor row ``calibrated``: the series a forecaster
+    drawing from the true law would pass with the same numbers of forecasts (mean and 5-95 %
+    range over :data:`ANCHOR_REPS` simulations, :func:`calibrated_passes`); one-day log scores
     against the best peer of each series (highest mean log score) with Diebold-Mariano HAC
     errors: wins and losses by more than 2 SE."""
     models = list(runs[0].tables)
@@ -383,9 +416,17 @@ def forecast_tables(runs: Sequence[ForecastRun]) -> dict[str, pd.DataFrame]:
             cover = np.array([r.tables[m].loc[h, "cover 90%"] for r in runs])
             kupiec = np.array([r.tables[m].loc[h, "kupiec p 1%"] for r in runs])
             row[f"h={h} cover90 median"] = float(np.median(cover))
-            ok = int(((cover >= 0.87) & (cover <= 0.93) & (kupiec > 0.05)).sum())
-            row[f"h={h} ok"] = f"{ok} of {len(runs)}"
+            row[f"h={h} ok"] = f"{int(calibration_passes(cover, kupiec).sum())} of {len(runs)}"
         calibration[m] = row
+    anchor = {}
+    for h in horizons:
+        passes = np.array([calibrated_passes(int(r.tables[models[0]].loc[h, "days"]), h,
+                                             r.step, seed=i) for i, r in enumerate(runs)])
+        low, high = np.quantile(passes.sum(axis=0), [0.05, 0.95])
+        anchor[f"h={h} cover90 median"] = 0.9
+        anchor[f"h={h} ok"] = (f"{passes.sum(axis=0).mean():.1f} of {len(runs)} "
+                               f"({low:.0f}-{high:.0f})")
+    calibration["calibrated"] = anchor
     rows = {}
     for m in models:
         gains, wins, losses = [], 0, 0
