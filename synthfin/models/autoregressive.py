@@ -348,9 +348,11 @@ class ARNet(nn.Module):
     def log_prob(self, y: torch.Tensor, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> torch.Tensor:
         r"""Log density (B, T, A) of each asset's return given the past and the same day's
-        earlier assets: :math:`\log p_{mix}(m + sd\, w_a) - \log L_{aa}` with the mixture's
-        mean :math:`m` and sd, :math:`w = L_t^{-1} e`, :math:`e = (y - m) / sd` (one asset:
-        :math:`\log p_{mix}(y)`); the correlation starts from an empty past."""
+        earlier assets: :math:`\log \sum_k P(k \mid e_{<a})\, p_{mix}(m + sd\, w_{ka}) /
+        (L_{aa} s_{ka})` with the mixture's mean :math:`m` and sd, :math:`e = (y - m) / sd`,
+        :math:`w_k = L_t^{-1} (e - \mu_k) / s_k` and the day types' posterior given the
+        earlier assets (:class:`CommonShock`; one asset: :math:`\log p_{mix}(y)`); the
+        correlation starts from an empty past."""
         return self.joint_log_prob(y, self.marginal(x, state)[0])
 
     def joint_log_prob(self, y: torch.Tensor, params: tuple[torch.Tensor, ...]

@@ -189,6 +189,22 @@ def test_common_shock_types_have_mean_zero_variance_one_and_respect_the_scale_bo
     np.testing.assert_allclose(scales[1], [wide, cap / 4, 1.0], rtol=1e-6)
 
 
+def test_a_crash_of_the_given_asset_makes_the_wide_low_day_type_likely():
+    """Given the first asset's standardized return, the day type's posterior is the prior times
+    its density under each type: a fall of 4 sds moves it to the wide, low type, a quiet day to
+    the narrow one."""
+    net = random_net(3)
+    x = features(torch.zeros(2, 3, dtype=torch.float64), torch.ones(2, 3, len(SPANS)))
+    with torch.no_grad():
+        day = tuple(p[:, 0] for p in net.marginal(x[:, None].double())[0])
+        factor = net.correlation.factor(net.correlation.start(2))
+        log_post = net._given_type_log_prob(factor, torch.tensor([[-4.0], [0.0]]).double(), day,
+                                            [0])
+        prior = net.correlation.shock.types()[0].exp()
+    post = torch.softmax(log_post, dim=-1)
+    assert post[0, 1] > 2 * prior[1] and post[1, 1] < prior[1]
+
+
 def test_univariate_density_is_the_student_t_mixture_of_its_parameters():
     net = random_net(1)
     y = torch.randn(3, 12, 1, dtype=torch.float64)
