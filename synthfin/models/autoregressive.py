@@ -422,8 +422,9 @@ class ARNet(nn.Module):
                 w = mu + s * (factor @ e[..., None])[..., 0]
             else:
                 e_given = (given - mean[:, given_idx]) / sd[:, given_idx]
-                mu, s = shock.draw(self._given_type_log_prob(factor, e_given, day, given_idx),
-                                   sd, generator)
+                log_weights = self._given_type_log_prob(
+                    factor, e_given, day, given_idx, mean[:, given_idx], sd[:, given_idx])
+                mu, s = shock.draw(log_weights, sd, generator)
                 w = mu + s * condition_innovations(factor, e, (e_given - mu) / s[:, given_idx],
                                                    given_idx)
             y = mean + sd * w
@@ -434,18 +435,18 @@ class ARNet(nn.Module):
         return y, features(y, v), v, state, q
 
     def _given_type_log_prob(self, factor: torch.Tensor, e_given: torch.Tensor,
-                             day: tuple[torch.Tensor, ...], given_idx: list[int]
-                             ) -> torch.Tensor:
+                             day: tuple[torch.Tensor, ...], given_idx: list[int],
+                             mean: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
         """Log posterior weights (n, K) of the day types given the standardized returns
-        ``e_given`` (n, k) of the assets ``given_idx``: the prior times their density under each
-        type, with the Cholesky factor of their correlation (``factor`` (n, A, A) of ``R_t``);
-        exact when they come first, the Gaussian-copula reading otherwise."""
+        ``e_given`` (n, k) of the assets ``given_idx`` (whose mixture means and sds are ``mean``
+        and ``sd`` (n, k)): the prior times their density under each type, with the Cholesky
+        factor of their correlation (``factor`` (n, A, A) of ``R_t``); exact when they come
+        first, the Gaussian-copula reading otherwise."""
         shock = self.correlation.shock
         log_pi, mu, _ = shock.types()
         corr = factor @ factor.transpose(-1, -2)
         sub = torch.linalg.cholesky(corr[:, given_idx][:, :, given_idx])
         part = tuple(p[:, given_idx] for p in day)
-        mean, sd = mixture_moments(*part)
         s = shock.scales(sd)  # (K, n, k)
         z = (e_given - mu[:, None, None]) / s
         w = torch.linalg.solve_triangular(sub, z[..., None], upper=False)[..., 0]

@@ -198,8 +198,9 @@ def test_a_crash_of_the_given_asset_makes_the_wide_low_day_type_likely():
     with torch.no_grad():
         day = tuple(p[:, 0] for p in net.marginal(x[:, None].double())[0])
         factor = net.correlation.factor(net.correlation.start(2))
+        _, mean, sd = net.standardized(torch.zeros(2, 3, dtype=torch.float64), day)
         log_post = net._given_type_log_prob(factor, torch.tensor([[-4.0], [0.0]]).double(), day,
-                                            [0])
+                                            [0], mean[:, :1], sd[:, :1])
         prior = net.correlation.shock.types()[0].exp()
     post = torch.softmax(log_post, dim=-1)
     assert post[0, 1] > 2 * prior[1] and post[1, 1] < prior[1]
