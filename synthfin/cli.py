@@ -680,16 +680,19 @@ def forecast(
     = None,
     portfolio: Annotated[bool, typer.Option(
         help="Forecast the equal-weight portfolio of the tickers, fitted jointly.")] = False,
-    n: Annotated[int, typer.Option(min=10, help="Paths of 60 days per forecast day.")] = 500,
+    n: Annotated[int, typer.Option(min=10, help="Paths per forecast day.")] = 500,
     step: Annotated[int, typer.Option(min=1, help="Days between forecast days.")] = 5,
+    horizons: Annotated[str, typer.Option(
+        help="Horizons in days, e.g. 1,5 (paths are as long as the longest).")] = "1,5,20,60",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     finetune: Annotated[bool, typer.Option(
         help="Fine-tune ar from the pooled checkpoint at each origin (else zero-shot).")]
     = False,
     out: Annotated[Path | None, typer.Option(help="Folder for forecast.json.")] = None,
 ) -> None:
-    """Forecasts from real history at horizons 1/5/20/60 days: CRPS, coverage, VaR and ES
-    backtests, PIT, one-day log scores with HAC errors (see synthfin.backtest.forecast)."""
+    """Forecasts from real history at horizons of days (default 1/5/20/60): CRPS, coverage,
+    VaR and ES backtests, PIT, one-day log scores with HAC errors (see
+    synthfin.backtest.forecast)."""
     from synthfin.backtest.forecast import (
         JOINT_FORECASTERS,
         PEERS,
@@ -704,6 +707,7 @@ def forecast(
 
     names = [t.strip() for t in tickers.split(",")]
     test_years = [int(y) for y in years.split(",")]
+    steps = [int(h) for h in horizons.split(",")]
     chosen = ([m.strip() for m in models.split(",")] if models else
               list(JOINT_FORECASTERS if portfolio else ["ar", *PEERS]))
     if portfolio:
@@ -711,10 +715,11 @@ def forecast(
             raise ConfigError("--finetune applies to single-series forecasts; drop it with "
                               "--portfolio")
         returns = log_returns(load_prices("bundled", names))
-        runs = [run_portfolio_forecasts(returns, test_years, chosen, n=n, step=step, seed=seed)]
+        runs = [run_portfolio_forecasts(returns, test_years, chosen, n=n, step=step, seed=seed,
+                                        horizons=steps)]
     else:
         runs = [run_forecasts(log_returns(load_prices("bundled", [ticker])), test_years, chosen,
-                              n=n, step=step, seed=seed, finetune=finetune)
+                              n=n, step=step, seed=seed, finetune=finetune, horizons=steps)
                 for ticker in names]
     tables = forecast_tables(runs)
     with pd.option_context("display.width", 250, "display.max_columns", 40):

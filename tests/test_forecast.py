@@ -98,16 +98,18 @@ def test_an_overflowed_simulation_is_scored_as_a_loss_and_counted(rng):
 
 @pytest.mark.parametrize("name", ["gjr-t", "fhs"])
 def test_peer_paths_read_nothing_after_the_forecast_day(sp500_returns, name):
-    """Fitted before the origin and filtered up to the day: the history after the day (here
-    multiplied by 10) changes neither the parameters nor the seeded paths."""
+    """Fitted before the origin and filtered up to each day: the history from the second
+    forecast day on (here multiplied by 10) changes neither the parameters nor the seeded paths
+    of the first two days, and does change the third's (its filter reads those days)."""
     series = sp500_returns.to_numpy()[:, 0]
     origin, _, days = forecast_days(sp500_returns.index, 2018, 21)
     changed = series.copy()
-    changed[days[2]:] *= 10
+    changed[days[1]:] *= 10
     first, second = (PEERS[name].fit(s, origin).paths(days[:3], 50, seed=1)
                      for s in (series, changed))
     assert first.shape == (3, 50, PATH_DAYS)
-    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first[:2], second[:2])
+    assert not np.array_equal(first[2], second[2])
     assert first[2].std() < 0.05  # a daily sd of percent units would be ~1
 
 
@@ -177,6 +179,24 @@ def test_cli_forecasts_a_portfolio(tmp_path):
                                       "--step", "126"])
     assert result.exit_code == 0, result.output
     assert "equal-weight KO+PEP" in result.output and "crps over 1 series" in result.output
+
+
+def test_a_dense_run_scores_every_day_at_the_horizons_asked(sp500_returns):
+    """A step of one day and horizons (1, 5): paths of five days from every day of the year,
+    each horizon scored on the days whose realized sum is known; bad horizons are named."""
+    from synthfin.backtest.forecast import run_forecasts
+    from synthfin.errors import DataError
+
+    returns = sp500_returns.loc[:"2019-12-31"]
+    run = run_forecasts(returns, [2019], ["gjr-t"], n=200, step=1, horizons=(1, 5))
+    table = run.tables["gjr-t"]
+    in_year = int((returns.index.year == 2019).sum())
+    assert list(table.index) == [1, 5]
+    assert table.loc[1, "days"] == in_year and table.loc[5, "days"] == in_year - 4
+    assert 0.8 < table.loc[1, "cover 90%"] < 1.0
+    for bad in ((), (5, 1), (0, 5)):
+        with pytest.raises(DataError, match="horizons must be increasing whole days"):
+            run_forecasts(returns, [2019], ["gjr-t"], n=20, horizons=bad)
 
 
 def test_any_generator_that_continues_a_history_forecasts_a_series(sp500_returns):

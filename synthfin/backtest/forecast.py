@@ -1,8 +1,9 @@
 """Forecasts from real history, judged at horizons of 1, 5, 20 and 60 days against arch peers.
 
-At each forecast day ``t`` of a test year, every forecaster draws ``n`` paths of
-:data:`PATH_DAYS` daily log returns given the real returns before ``t`` only; the draws'
-cumulative returns at each horizon ``h`` are scored against the realized ``sum(r[t:t+h])``:
+At each forecast day ``t`` of a test year, every forecaster draws ``n`` paths of daily log
+returns (as many days as the longest horizon) given the real returns before ``t`` only; the
+draws' cumulative returns at each horizon ``h`` are scored against the realized
+``sum(r[t:t+h])``:
 
 - CRPS of the ensemble (``scoringrules.crps_ensemble``; lower is better),
 - coverage of the 50 / 90 / 98 % central intervals,
@@ -11,10 +12,14 @@ cumulative returns at each horizon ``h`` are scored against the realized ``sum(r
 - the PIT histogram (uniform for a calibrated forecaster).
 
 Forecast days ``step`` apart share most of a 60-day path, so the breach tests, which assume
-independent days, are approximate beyond ``h = step``. Models are fitted once per origin (the
+independent days, are approximate beyond ``h = step`` (the calibration table's anchor row,
+:func:`calibrated_passes`, simulates that overlap). Models are fitted once per origin (the
 first day of the year) on the history before it and filter every later day with fixed
-parameters. One-day log scores are compared on every day of the year with Diebold-Mariano
-(Newey-West) errors (:mod:`synthfin.stats.hac`).
+parameters; each reads the history once and draws the paths of every forecast day of the year
+together (``arch``'s forecast from every day; ``ar``'s ``sample_after_days``), so a step of one
+day, the dense protocol of the calibration check, costs little more than a sparse one.
+One-day log scores are compared on every day of the year with Diebold-Mariano (Newey-West)
+errors (:mod:`synthfin.stats.hac`).
 
 Peers (all ``arch``, percent units): GJR-GARCH(1,1)-t, EGARCH(1,1,1)-t, FIGARCH(1,d,1)-t,
 GJR-GARCH(1,1)-skew-t, and filtered historical simulation (GJR-GARCH(1,1) fitted by Gaussian
@@ -92,27 +97,27 @@ class FittedPeer:
     result: object
     origin: int
 
-    def paths(self, days: Sequence[int], n: int, seed: int) -> np.ndarray:
-        """Draws (len(days), n, PATH_DAYS) of log returns from each day ``t`` on, given the
-        real returns before ``t`` (``arch`` forecasts from index ``t - 1``)."""
+    def paths(self, days: Sequence[int], n: int, seed: int, length: int = PATH_DAYS
+              ) -> np.ndarray:
+        """Draws (len(days), n, length) of log returns from each day ``t`` on, given the real
+        returns before ``t``: one ``arch`` forecast from every day between the first and the
+        last (the filter reads the history once; ``arch`` forecasts day ``t`` from index
+        ``t - 1`` with the residuals up to it), of which ``days`` are kept."""
         days = np.asarray(days)
-        if days.min() < self.origin:
+        if days.min() < max(self.origin, 1):
             raise DataError(f"forecast days must be >= the origin {self.origin}")
         from synthfin.models.baselines import arch_spec
 
-        method = "bootstrap" if self.peer.bootstrap else "simulation"
         y = np.asarray(self.model.y)
-        out = []
-        for day in days:  # the history up to the day, parameters fixed: nothing after it
-            model = arch_spec(y[:int(day)], vol=self.peer.vol, o=self.peer.o,
-                              dist=self.peer.dist)
-            generator = np.random.default_rng((seed, int(day)))
-            forecast = model.fix(self.result.params).forecast(
-                horizon=PATH_DAYS, method=method, simulations=n, reindex=False,
-                rng=None if self.peer.bootstrap else self._draws(generator),
-                random_state=np.random.RandomState(int(generator.integers(2**32))))
-            out.append(forecast.simulations.values[-1] / 100)
-        return np.stack(out)
+        first, last = int(days.min()), int(days.max())
+        model = arch_spec(y[:last], vol=self.peer.vol, o=self.peer.o, dist=self.peer.dist)
+        generator = np.random.default_rng(seed)
+        forecast = model.fix(self.result.params).forecast(
+            horizon=length, start=first - 1, simulations=n, reindex=False,
+            method="bootstrap" if self.peer.bootstrap else "simulation",
+            rng=None if self.peer.bootstrap else self._draws(generator),
+            random_state=np.random.RandomState(int(generator.integers(2**32))))
+        return forecast.simulations.values[days - first] / 100
 
     def _shape(self) -> np.ndarray:
         count = self.model.distribution.num_params
@@ -252,11 +257,22 @@ def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: b
     return get_generator(name)(seed=seed, **settings).fit(data)
 
 
+def _path_days(horizons: Sequence[int]) -> int:
+    """Days of the paths that horizons need; a clear error for bad horizons."""
+    if len(horizons) == 0 or min(horizons) < 1 or list(horizons) != sorted(set(horizons)):
+        raise DataError(f"horizons must be increasing whole days >= 1, got {list(horizons)}")
+    return int(max(horizons))
+
+
 def continued_paths(model: Generator, history: np.ndarray, days: Sequence[int], n: int,
-                    seed: int) -> np.ndarray:
-    """Paths (len(days), n, PATH_DAYS, assets) of a fitted context sampler continuing the real
-    ``history`` (T, assets) from each forecast day (seed ``seed + day``: reproducible per day)."""
-    return np.stack([model.sample_after(history[:day], n, PATH_DAYS, seed=seed + day)
+                    seed: int, length: int = PATH_DAYS) -> np.ndarray:
+    """Paths (len(days), n, length, assets) of a fitted context sampler continuing the real
+    ``history`` (T, assets) from each forecast day: in one pass where the model draws from many
+    days at once (``sample_after_days``), else one ``sample_after`` a day (seed ``seed +
+    day``: reproducible per day)."""
+    if hasattr(model, "sample_after_days"):
+        return model.sample_after_days(history, days, n, length, seed=seed)
+    return np.stack([model.sample_after(history[:day], n, length, seed=seed + day)
                      for day in days])
 
 
@@ -282,13 +298,16 @@ class ForecastRun:
 
 
 def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[str], *,
-                  n: int = 500, step: int = 5, seed: int = 0, finetune: bool = False
-                  ) -> ForecastRun:
+                  n: int = 500, step: int = 5, seed: int = 0, finetune: bool = False,
+                  horizons: Sequence[int] = HORIZONS) -> ForecastRun:
     """Every forecaster of ``models`` (names of :data:`PEERS` and of generators that continue a
     history, :func:`~synthfin.models.continuing_models`, fitted by :func:`fit_forecaster`) on
     one series (a one-column DataFrame of log returns), refitted at the first day of each of
-    ``years`` on the days before it, drawing ``n`` paths every ``step`` days of the year."""
+    ``years`` on the days before it, drawing ``n`` paths of ``max(horizons)`` days every
+    ``step`` days of the year, scored at ``horizons``."""
     from synthfin.models import continuing_models
+
+    length = _path_days(horizons)
 
     if returns.shape[1] != 1:
         raise DataError(f"forecasts run on one series at a time; got {returns.shape[1]}")
@@ -306,15 +325,16 @@ def run_forecasts(returns: pd.DataFrame, years: Sequence[int], models: Sequence[
         for name in models:
             if name in PEERS:
                 fitted = PEERS[name].fit(series, origin)
-                paths[name].append(fitted.paths(days, n, seed))
+                paths[name].append(fitted.paths(days, n, seed, length))
                 logs[name].append(fitted.one_day_log_scores(origin, end))
             else:
                 model = fit_forecaster(name, returns, origin, finetune=finetune, seed=seed)
-                paths[name].append(continued_paths(model, series[:, None], days, n, seed)[..., 0])
+                paths[name].append(
+                    continued_paths(model, series[:, None], days, n, seed, length)[..., 0])
                 logs[name].append(model.one_step_log_likelihood(series[:end, None], origin)
                                   if hasattr(model, "one_step_log_likelihood")
                                   else np.full(end - origin, np.nan))  # no exact density
-    tables = {m: score_paths(np.concatenate(paths[m]), series, all_days, seed=seed)
+    tables = {m: score_paths(np.concatenate(paths[m]), series, all_days, horizons, seed)
               for m in models}
     return ForecastRun(str(returns.columns[0]), tables,
                        {m: np.concatenate(logs[m]) for m in models}, step)
@@ -334,11 +354,12 @@ simulation of :mod:`synthfin.models.multivariate`, whole days of residuals)."""
 
 def run_portfolio_forecasts(returns: pd.DataFrame, years: Sequence[int],
                             models: Sequence[str] = JOINT_FORECASTERS, *, n: int = 500,
-                            step: int = 5, seed: int = 0) -> ForecastRun:
+                            step: int = 5, seed: int = 0, horizons: Sequence[int] = HORIZONS
+                            ) -> ForecastRun:
     """Forecasts of a universe's equal-weight portfolio (:func:`portfolio_returns`): every
     generator of ``models`` is fitted jointly on the assets (log returns, days x assets) before
     the first day of each of ``years``, continues the real joint history with ``n`` paths of
-    :data:`PATH_DAYS` days every ``step`` days, and the paths' portfolio returns are scored
+    ``max(horizons)`` days every ``step`` days, and the paths' portfolio returns are scored
     against the real portfolio's (:func:`score_paths`). No one-day log scores: a sum of
     dependent assets has no closed-form density here."""
     from synthfin.models import continuing_models
@@ -349,7 +370,7 @@ def run_portfolio_forecasts(returns: pd.DataFrame, years: Sequence[int],
     if cannot:
         raise DataError(f"{cannot} cannot continue a history; choose from "
                         f"{continuing_models()}")
-    history = returns.to_numpy()
+    length, history = _path_days(horizons), returns.to_numpy()
     paths: dict[str, list[np.ndarray]] = {m: [] for m in models}
     all_days: list[int] = []
     for year in years:
@@ -357,9 +378,10 @@ def run_portfolio_forecasts(returns: pd.DataFrame, years: Sequence[int],
         all_days += days
         for name in models:
             model = fit_forecaster(name, returns, origin, seed=seed)
-            paths[name].append(portfolio_returns(continued_paths(model, history, days, n, seed)))
+            paths[name].append(portfolio_returns(
+                continued_paths(model, history, days, n, seed, length)))
     realized = portfolio_returns(history)
-    tables = {m: score_paths(np.concatenate(paths[m]), realized, all_days, seed=seed)
+    tables = {m: score_paths(np.concatenate(paths[m]), realized, all_days, horizons, seed)
               for m in models}
     return ForecastRun("equal-weight " + "+".join(map(str, returns.columns)), tables, {}, step)
 

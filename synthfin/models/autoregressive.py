@@ -89,6 +89,7 @@ MIN_BANK_STATES = 256  # states kept however many assets (the burn-in costs stat
 TARGET_PATHS = 256  # simulated for variance targeting
 MAX_PERSISTENCE = 0.995  # a + b of the within-day correlation's recursion
 CORRELATION_CHUNK = 64  # days of that recursion computed at once (a K x K weight matrix)
+CHUNK_FLOATS = 2**24  # state floats of the paths sample_after_days draws at once
 SHOCK_TYPES = 2  # day types of the common shock (CommonShock)
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 OWN_WEIGHTS = ("net.correlation.", "net.scale_shift")  # never in a pretrained checkpoint
@@ -739,6 +740,40 @@ class AutoregressiveGenerator(TorchGenerator):
                               state.to(self.device_), q.to(self.device_), length, rng)
         return self._plausible(self._finite(spec.scaler.inverse(paths.double().cpu().numpy())),
                                "sample_after")
+
+    def sample_after_days(self, history: np.ndarray, days: np.ndarray, n: int,
+                          length: int = 1, seed: int | None = None) -> np.ndarray:
+        """Continue one real history from each of many days at once: paths (len(days), n,
+        length, assets) of unscaled log returns, those of day ``t`` drawn given
+        ``history[:t]`` only. The history (days, assets) is read once, from its first day (not
+        only the last :attr:`context_days`, which :meth:`sample_after` reads from the start
+        state; the states forget the difference within that context), and the paths of all
+        days are drawn together: the dense forecasts of a backtest in one pass."""
+        spec = self._spec()
+        days, history = np.asarray(days, dtype=np.int64), np.asarray(history, dtype=np.float64)
+        if n < 1 or length < 1 or days.ndim != 1 or len(days) == 0 \
+                or days.min() < 1 or days.max() > len(history):
+            raise ModelError(f"need n and length >= 1 and forecast days, a 1-D array, in [1, "
+                             f"{len(history)}] (a day reads the history before it); got n {n}, "
+                             f"length {length}, days {days.ravel()[:5].tolist()}"
+                             f"{'...' if days.size > 5 else ''}")
+        last = int(days.max())
+        scaled, _ = spec.scaled_context(history[:last], 1, last)
+        state, v, y, q = self._states(scaled, days - 1)
+        rng = np.random.default_rng(seed)
+        assets = len(spec.assets)
+        per_path = assets * (assets + self.config.hidden * self.config.layers)
+        chunk = max(1, CHUNK_FLOATS // (n * per_path))  # days drawn together: bounded memory
+        out = []
+        for lo in range(0, len(days), chunk):
+            part = slice(lo, lo + chunk)
+            s = state[:, 0, part].repeat_interleave(n, dim=1).to(self.device_)
+            vv, yy, qq = (t[0, part].repeat_interleave(n, dim=0).to(self.device_)
+                          for t in (v, y, q))
+            out.append(self._roll(features(yy, vv), vv, s, qq, length, rng)[0].cpu())
+        paths = spec.scaler.inverse(torch.cat(out).double().numpy())
+        paths = self._plausible(self._finite(paths), "sample_after_days")
+        return paths.reshape(len(days), n, length, -1)
 
     def context_sampler(self) -> ContextSampler:
         return self

@@ -293,6 +293,31 @@ def test_sampling_any_length_seeded_and_save_load(tiny, tmp_path):
                                   tiny.sample_after(context, 3, 5, seed=1))
 
 
+def test_paths_from_many_days_are_sample_after_from_each_day(tiny, two_asset_windows):
+    """``sample_after_days`` reads a history once and continues it from every day: a day's
+    paths are ``sample_after``'s given the history before it (same seed; a history within the
+    context, which both read from its first day), and nothing after the last day is read
+    (equal up to float32 rounding, which the memory layout of the inputs can move)."""
+    history = two_asset_windows.unscale(two_asset_windows.test.returns)[:300]
+    assert len(history) < tiny.context_days
+    for day in (40, 300):
+        np.testing.assert_allclose(tiny.sample_after_days(history, [day], 50, 7, seed=3)[0],
+                                   tiny.sample_after(history[:day], 50, 7, seed=3),
+                                   rtol=1e-4, atol=1e-7)
+    days = [10, 150, 200]
+    paths = tiny.sample_after_days(history, days, 20, 5, seed=1)
+    assert paths.shape == (3, 20, 5, 2) and np.isfinite(paths).all()
+    changed = history.copy()
+    changed[200:] *= 10
+    np.testing.assert_allclose(paths, tiny.sample_after_days(changed, days, 20, 5, seed=1),
+                               rtol=1e-4, atol=1e-7)
+    later = (tiny.sample_after_days(h, [250], 20, 5, seed=1) for h in (history, changed))
+    assert np.abs(np.subtract(*later)).max() > 1e-3  # a later day reads the change
+    for bad in ([0], [301], []):
+        with pytest.raises(ModelError, match="forecast days, a 1-D array, in \\[1, 300\\]"):
+            tiny.sample_after_days(history, bad, 5)
+
+
 def test_one_day_draws_after_a_context_follow_the_forecast_density(trained, sp500_windows):
     data = sp500_windows
     context = data.unscale(data.test.returns)[:400]
