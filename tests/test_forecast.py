@@ -128,10 +128,11 @@ def test_log_score_comparison_uses_hac_errors(sp500_returns):
 def test_cli_forecast_prints_every_table(tmp_path):
     result = CliRunner().invoke(app, ["forecast", "--tickers", "SP500", "--years", "2019",
                                       "--models", "gjr-t,fhs", "--n", "50", "--step", "63",
-                                      "--out", str(tmp_path)])
+                                      "--horizons", "1,5", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     for title in ("crps over 1 series", "calibration over 1 series", "log_score over 1 series"):
         assert title in result.output
+    assert "h=5" in result.output and "h=20" not in result.output  # the horizons asked
     assert "calibrated" in result.output  # the anchor row of the calibration table
     assert (tmp_path / "forecast.json").exists()
 
