@@ -104,6 +104,30 @@ def test_correct_iid_exceedances_are_rejected_at_the_nominal_rate():
     assert 0.3 < np.median(kupiec) < 0.7 and 0.3 < np.median(coverage) < 0.7
 
 
+def test_overlapping_forecasts_keep_their_size_when_the_test_allows_for_the_overlap():
+    """5-day losses of a random walk (Student-t(4) days) forecast every day with the correct
+    1 % VaR: the exceedances come in runs, so the plain Kupiec test rejects far more often than
+    5 % (a quarter of these series); with ``lags = 4`` its rejections fall within the same
+    2.5-10 % allowance as the independence test's above (7 %)."""
+    days, horizon, p, sequences = 2500, 5, 0.01, 200
+    rng = np.random.default_rng(4)
+    steps = rng.standard_t(4, (sequences, days + horizon - 1))
+    sums = np.lib.stride_tricks.sliding_window_view(steps, horizon, axis=1).sum(-1)
+    var = -np.quantile(rng.standard_t(4, (200_000, horizon)).sum(-1), p)  # the correct VaR
+    hits = -sums > var
+    plain = np.array([kupiec_test(h, 1 - p)[1] for h in hits])
+    overlap = np.array([kupiec_test(h, 1 - p, lags=horizon - 1)[1] for h in hits])
+    low, _ = _rejection_bounds(sequences, 0.15, 0.15)
+    assert (plain < 0.05).sum() >= low
+    low, high = _rejection_bounds(sequences, 0.025, 0.10)
+    assert low <= (overlap < 0.05).sum() <= high
+    # no overlap: the plain test; a constant series: nothing to inflate
+    assert kupiec_test(hits[0], 1 - p, lags=0) == kupiec_test(hits[0], 1 - p)
+    assert kupiec_test(np.zeros(100, bool), 0.99, lags=4) == kupiec_test(np.zeros(100, bool), 0.99)
+    with pytest.raises(DataError, match="lags"):
+        kupiec_test(hits[0], 1 - p, lags=-1)
+
+
 def test_clustered_exceedances_reject_independence_but_not_coverage():
     hits = np.zeros(1200, dtype=bool)
     for start in range(30, 1200, 60):  # runs of 3 every 60 days: rate exactly 5 %

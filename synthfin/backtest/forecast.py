@@ -11,9 +11,11 @@ draws' cumulative returns at each horizon ``h`` are scored against the realized
   (:mod:`synthfin.backtest.risk`),
 - the PIT histogram (uniform for a calibrated forecaster).
 
-Forecast days ``step`` apart share most of a 60-day path, so the breach tests, which assume
-independent days, are approximate beyond ``h = step`` (the calibration table's anchor row,
-:func:`calibrated_passes`, simulates that overlap). Models are fitted once per origin (the
+Forecast days ``step`` apart share most of a 60-day path, so a correct forecaster's breaches
+beyond ``h = step`` come in runs: the Kupiec test allows for that overlap (its statistic divided
+by the breaches' variance inflation over ``ceil(h / step) - 1`` lags, :func:`overlap_lags`);
+the Christoffersen test, which assumes independent days, does not. The calibration table's
+anchor row, :func:`calibrated_passes`, simulates the overlap. Models are fitted once per origin (the
 first day of the year) on the history before it and filter every later day with fixed
 parameters; each reads the history once and draws the paths of every forecast day of the year
 together (``arch``'s forecast from every day; ``ar``'s ``sample_after_days``), so a step of one
@@ -163,8 +165,10 @@ def crps_ensemble(observed: np.ndarray, draws: np.ndarray) -> np.ndarray:
                                                  np.asarray(draws, dtype=np.float64)))
 
 
-def horizon_scores(draws: np.ndarray, observed: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Scores of one horizon: ``draws`` (days, n) of cumulative returns, ``observed`` (days,).
+def horizon_scores(draws: np.ndarray, observed: np.ndarray, seed: int = 0, lags: int = 0
+                   ) -> dict[str, float]:
+    """Scores of one horizon: ``draws`` (days, n) of cumulative returns, ``observed`` (days,);
+    ``lags``: days over which a correct forecaster's breaches are dependent (:func:`overlap_lags`).
 
     Returns mean CRPS, coverage of each central interval, breach rate and the Kupiec and
     Christoffersen p-values of each VaR level, the Acerbi-Szekely Z2 p-value, and the PIT
@@ -188,7 +192,7 @@ def horizon_scores(draws: np.ndarray, observed: np.ndarray, seed: int = 0) -> di
         es = -np.array([d[d <= -v].mean() for d, v in zip(draws, var, strict=True)])
         breaches = -observed > var
         row[f"breach {level:.0%}"] = float(breaches.mean())
-        row[f"kupiec p {level:.0%}"] = kupiec_test(breaches, 1 - level)[1]
+        row[f"kupiec p {level:.0%}"] = kupiec_test(breaches, 1 - level, lags)[1]
         row[f"christoffersen p {level:.0%}"] = christoffersen_independence(breaches)[1]
         row[f"AS z2 p {level:.0%}"] = acerbi_szekely_z2(
             observed, var, np.maximum(es, 1e-12), 1 - level, simulated=draws, seed=seed)[1]
@@ -205,14 +209,22 @@ def score_paths(paths: np.ndarray, realized: np.ndarray, days: Sequence[int],
     series ``realized`` (T,): one row per horizon (only horizons whose realized sum is known)."""
     realized = np.asarray(realized, dtype=np.float64)
     draws = cumulative_returns(paths, horizons)  # (days, n, H)
+    step = int(np.median(np.diff(days))) if len(days) > 1 else max(horizons)  # within years
     rows = {}
     for k, h in enumerate(horizons):
         known = np.asarray(days) + h <= len(realized)
         if known.sum() < 2:
             continue
         observed = np.array([realized[d:d + h].sum() for d in np.asarray(days)[known]])
-        rows[h] = horizon_scores(draws[known, :, k], observed, seed=seed)
+        rows[h] = horizon_scores(draws[known, :, k], observed, seed=seed,
+                                 lags=overlap_lags(h, step))
     return pd.DataFrame(rows).T.rename_axis("horizon")
+
+
+def overlap_lags(horizon: int, step: int) -> int:
+    """Lags over which ``horizon``-day forecasts made every ``step`` days share days:
+    ``ceil(horizon / step) - 1``."""
+    return -(-horizon // step) - 1
 
 
 def forecast_days(index: pd.DatetimeIndex, year: int, step: int) -> tuple[int, int, list[int]]:
@@ -410,7 +422,7 @@ def calibrated_passes(days: int, horizon: int, step: int, reps: int = ANCHOR_REP
     starts = np.arange(days) * step
     pit = stats.norm.cdf((walk[:, starts + horizon] - walk[:, starts]) / math.sqrt(horizon))
     cover = np.mean(np.abs(pit - 0.5) <= 0.45, axis=1)
-    kupiec = [kupiec_test(row < 0.01, 0.99)[1] for row in pit]
+    kupiec = [kupiec_test(row < 0.01, 0.99, overlap_lags(horizon, step))[1] for row in pit]
     return calibration_passes(cover, kupiec)
 
 

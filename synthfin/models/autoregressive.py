@@ -5,10 +5,11 @@ Each asset is read by one GRU with weights shared across assets and series. Its 
 ``t`` are ``y_t``, ``|y_t|`` and the log of exponentially weighted mean squares over 5 / 21 / 63 /
 252 days (a HAR model's slow information, as recursions that sampling carries exactly), and the
 same for the market (the mean over assets). A linear head on the GRU output *and* those inputs
-gives the next day's Student-t (mixture) location, scale and degrees of freedom: a log-linear HAR
-volatility is a special case. Trained on long random crops of the history (each with an unscored
-burn-in), early-stopped on the validation likelihood, then variance-targeted; sampled paths start
-from the model's own stationary states (training days' states run forward five years).
+gives the next day's skewed Student-t (mixture) location, scale, degrees of freedom and skew: a
+log-linear HAR volatility is a special case. Trained on long random crops of the history (each
+with an unscored burn-in), early-stopped on the validation likelihood, then variance-targeted;
+sampled paths start from the model's own stationary states (training days' states run forward
+five years).
 
 Several assets are coupled within a day by a dynamic correlation (DCC-like): with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` the Cholesky
@@ -30,7 +31,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from synthfin.models.base import (
 from synthfin.models.components import (
     condition_innovations,
     mixture_moments,
+    skewed_t_sample,
     student_t_mixture_log_prob,
     update_mean_squares,
 )
@@ -76,6 +78,8 @@ from synthfin.stats.volatility import ewma_mean_squares, span_weights
 SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the network reads
 N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span (per asset; the network reads them twice)
 MIN_DF = 4.0  # degrees of freedom stay above 4: the conditional kurtosis is finite
+MAX_LOG_SKEW = 0.5  # |log gamma| of the skewed Student-t: each half's scale within e^0.5
+HEAD_PARAMS = 5  # per component: mixture logit, location, log scale, df, skew
 # the recursion is bounded: the day's scale stays below exp(MAX_LOG_SCALE) = 5 long-run standard
 # deviations (bounded_log_scale, the identity up to about 2), the network reads returns clipped
 # at MAX_INPUT of them and vols at MAX_INPUT_VOL
@@ -94,13 +98,14 @@ SHOCK_TYPES = 2  # day types of the common shock (CommonShock)
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
 OWN_WEIGHTS = ("net.correlation.", "net.scale_shift")  # never in a pretrained checkpoint
 SHOCK_KEY = "net.correlation.shock.raw"
+HEAD_KEY = "net.head."
 
 
 @dataclasses.dataclass
 class AutoregressiveConfig(TorchConfig):
     """Hyper-parameters (on top of :class:`TorchConfig`).
 
-    - ``hidden``, ``layers``, ``components``: GRU width and depth, Student-t mixture components
+    - ``hidden``, ``layers``, ``components``: GRU width and depth, skewed Student-t components
       per asset and day (all three must match a pretrained checkpoint's).
     - ``pretrained``: ``"universe"`` (:data:`UNIVERSE`), a :func:`pretrain_universe` folder or
       None (train from scratch).
@@ -304,7 +309,7 @@ class DynamicCorrelation(nn.Module):
 
 
 class ARNet(nn.Module):
-    """Shared per-asset GRU and Student-t head; a dynamic within-day correlation."""
+    """Shared per-asset GRU and skewed Student-t head; a dynamic within-day correlation."""
 
     def __init__(self, n_assets: int, hidden: int, layers: int, components: int = 1) -> None:
         super().__init__()
@@ -312,7 +317,7 @@ class ARNet(nn.Module):
         # single-layer GRUs stacked by hand, so every layer's state on every day is at hand
         self.grus = nn.ModuleList([nn.GRU(2 * N_FEATURES if i == 0 else hidden, hidden,
                                           batch_first=True) for i in range(layers)])
-        self.head = nn.Linear(hidden + 2 * N_FEATURES, 4 * components)
+        self.head = nn.Linear(hidden + 2 * N_FEATURES, HEAD_PARAMS * components)
         self.correlation = DynamicCorrelation(n_assets)
         # per-asset shift of the log scale, set by variance targeting after training
         self.register_buffer("scale_shift", torch.zeros(n_assets))
@@ -330,21 +335,24 @@ class ARNet(nn.Module):
 
     def marginal(self, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Mixture logits, locations, scales and dfs (B, T, A, K) of the day after each input
-        day of ``x`` (B, T, A, F), and the GRU states after the last day (layers, B * A, H)."""
+        """Mixture logits, locations, scales, dfs and log skews (B, T, A, K) of the day after
+        each input day of ``x`` (B, T, A, F), and the GRU states after the last day
+        (layers, B * A, H)."""
         inputs = with_market(x)
         outs = self.read(inputs, state)
         last = outs[:, :, -1].reshape(len(self.grus), -1, outs.shape[-1])
         return self._density(outs[-1], inputs), last
 
     def _density(self, hidden: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Mixture parameters (..., K) from the top GRU output and the inputs with the
-        market's (skip)."""
+        """Mixture logits, locations, scales, dfs and log skews (..., K) from the top GRU
+        output and the inputs with the market's (skip); the log skew is
+        :math:`g_{max} \\tanh(raw / g_{max})` (:data:`MAX_LOG_SKEW`)."""
         raw = self.head(torch.cat([hidden, inputs], dim=-1))
-        raw = raw.unflatten(-1, (self.components, 4))
+        raw = raw.unflatten(-1, (self.components, HEAD_PARAMS))
         log_scale = raw[..., 2] + self.scale_shift[:, None]
         scale = torch.exp(bounded_log_scale(log_scale))
-        return raw[..., 0], raw[..., 1], scale, MIN_DF + F.softplus(raw[..., 3])
+        log_skew = MAX_LOG_SKEW * torch.tanh(raw[..., 4] / MAX_LOG_SKEW)
+        return raw[..., 0], raw[..., 1], scale, MIN_DF + F.softplus(raw[..., 3]), log_skew
 
     def log_prob(self, y: torch.Tensor, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> torch.Tensor:
@@ -402,17 +410,14 @@ class ARNet(nn.Module):
             layers.append(inputs)
         state = torch.stack(layers)
         params = self._density(inputs.view(n, 1, assets, -1), market[:, None])
-        logits, loc, scale, df = (p[:, 0] for p in params)
+        logits, *parts = (p[:, 0] for p in params)
         if self.components > 1:
             pick = torch.multinomial(torch.softmax(logits, -1).flatten(0, 1), 1,
                                      generator=generator).view(*logits.shape[:2], 1)
-            loc, scale, df = (p.gather(-1, pick)[..., 0] for p in (loc, scale, df))
+            loc, scale, df, log_skew = (p.gather(-1, pick)[..., 0] for p in parts)
         else:
-            loc, scale, df = loc[..., 0], scale[..., 0], df[..., 0]
-        normal = torch.randn(loc.shape, generator=generator, device=loc.device)
-        # the chi-square draws use the global stream, which the caller seeds
-        chi2 = torch.distributions.Chi2(df, validate_args=False).sample()
-        y = loc + scale * normal * torch.sqrt(df / chi2)
+            loc, scale, df, log_skew = (p[..., 0] for p in parts)
+        y = loc + scale * skewed_t_sample(df, log_skew, generator)
         if self.n_assets > 1:  # a day type, then correlate the standardized draws
             day = tuple(p[:, 0] for p in params)
             e, mean, sd = self.standardized(y, day)
@@ -527,7 +532,8 @@ def load_pretrained(net: ARNet, source: str, config: AutoregressiveConfig) -> No
     """Copy a pretrained checkpoint's GRU and head into ``net`` (its correlation and scale
     shift stay)."""
     sizes = {key: getattr(config, key) for key in ("hidden", "layers", "components")}
-    state = read_checkpoint(UNIVERSE if source == "universe" else Path(source), sizes)
+    state = _with_skew(read_checkpoint(UNIVERSE if source == "universe" else Path(source),
+                                       sizes), config.components)
     state.update({k: v for k, v in module_state({"net": net}).items()
                   if k.startswith(OWN_WEIGHTS)})
     load_module_state({"net": net}, state)
@@ -536,9 +542,10 @@ def load_pretrained(net: ARNet, source: str, config: AutoregressiveConfig) -> No
 # -- the generator ----------------------------------------------------------------------------
 @register
 class AutoregressiveGenerator(TorchGenerator):
-    """Autoregressive Student-t density model of daily returns over long histories: ``sample``
-    draws from its stationary states (of one regime, if asked), :meth:`sample_after` continues a
-    history, :meth:`one_step_log_likelihood` is the one-day-ahead forecast density."""
+    """Autoregressive skewed Student-t density model of daily returns over long histories:
+    ``sample`` draws from its stationary states (of one regime, if asked), :meth:`sample_after`
+    continues a history, :meth:`one_step_log_likelihood` is the one-day-ahead forecast
+    density."""
 
     name = "ar"
     config_class = AutoregressiveConfig
@@ -837,9 +844,25 @@ class AutoregressiveGenerator(TorchGenerator):
             state = _without_coupling(state)
         if SHOCK_KEY not in state:  # saved before the common shock: one type, the same model
             state = {**state, SHOCK_KEY: np.zeros((3, SHOCK_TYPES), dtype=np.float32)}
+        state = _with_skew(state, self.config.components)
         self.bank_ = {k[5:]: torch.as_tensor(v) for k, v in state.items()
                       if k.startswith("bank.")}
         super()._load_state({k: v for k, v in state.items() if not k.startswith("bank.")})
+
+
+def _with_skew(state: Mapping[str, Any], components: int) -> dict[str, Any]:
+    """Weights saved before the skewed head (four outputs per component, no skew): the same
+    model in today's form, a zero skew output (:math:`g = 0`: symmetric) after each
+    component's four. Other weights are returned as they are."""
+    if len(state[HEAD_KEY + "weight"]) != (HEAD_PARAMS - 1) * components:
+        return dict(state)
+
+    def widened(values: Any) -> np.ndarray:
+        values = np.asarray(values).reshape(components, HEAD_PARAMS - 1, *np.shape(values)[1:])
+        return np.concatenate([values, np.zeros_like(values[:, :1])], axis=1).reshape(
+            components * HEAD_PARAMS, *values.shape[2:])
+
+    return {**state, **{HEAD_KEY + k: widened(state[HEAD_KEY + k]) for k in ("weight", "bias")}}
 
 
 def _without_coupling(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,5 +1,5 @@
 """Parts the neural models share: the condition they read, their training tensors, the volatility
-component (exponentially weighted mean squares), Student-t (mixture) densities, innovations
+component (exponentially weighted mean squares), skewed Student-t (mixture) densities, innovations
 conditioned on given assets, and window chaining for paths longer than a window."""
 
 from __future__ import annotations
@@ -83,23 +83,76 @@ def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
 
 
 def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
-                               scale: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
-    r"""Log density of a mixture of Student-t components, elementwise over ``x``:
-    :math:`\log \sum_k \mathrm{softmax}(\text{logits})_k\, t_{\nu_k}(x; \mu_k, s_k)` (see
-    :func:`student_t_log_prob`). Shapes: ``x`` (...), parameters (..., K)."""
-    log_t = student_t_log_prob(x.unsqueeze(-1), loc, scale, df)
-    return torch.logsumexp(F.log_softmax(logits, dim=-1) + log_t, dim=-1)
+                               scale: torch.Tensor, df: torch.Tensor,
+                               log_skew: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Log density of a mixture of (skewed) Student-t components, elementwise over ``x``:
+    :math:`\log \sum_k \mathrm{softmax}(\text{logits})_k\, p_k(x)`. Shapes: ``x`` (...),
+    parameters (..., K).
+
+    Notes
+    -----
+    Component :math:`k` is the skewed Student-t of Fernandez and Steel (1998): with
+    :math:`z = (x - \mu) / s` and :math:`\gamma = e^g` (``log_skew``; None: :math:`g = 0`, the
+    symmetric :func:`student_t_log_prob`),
+
+    .. math:: p(x) = \frac{2}{\gamma + 1 / \gamma}\, \frac1s\,
+        t_\nu\!\left(z \gamma^{-\operatorname{sign} z}\right),
+
+    the two halves of a Student-t stretched by :math:`\gamma` above :math:`\mu` and by
+    :math:`1 / \gamma` below it (:math:`\gamma < 1`: the lower tail is the longer).
+    """
+    x = x.unsqueeze(-1)
+    if log_skew is None:
+        log_p = student_t_log_prob(x, loc, scale, df)
+    else:
+        z = (x - loc) / scale
+        z = z * torch.exp(-log_skew * torch.sign(z))
+        log_p = (student_t_log_prob(z, torch.zeros_like(z), torch.ones_like(z), df)
+                 - torch.log(scale) - torch.log(torch.cosh(log_skew)))
+    return torch.logsumexp(F.log_softmax(logits, dim=-1) + log_p, dim=-1)
+
+
+def skewed_t_moments(df: torch.Tensor, log_skew: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and second moment of the standard skewed Student-t
+    (:func:`student_t_mixture_log_prob` with :math:`\mu = 0`, :math:`s = 1`):
+    :math:`E z = 2 m_1 \sinh g` with :math:`m_1 = E|t_\nu| = \frac{2 \sqrt\nu\,
+    \Gamma((\nu + 1) / 2)}{\sqrt\pi\, (\nu - 1)\, \Gamma(\nu / 2)}`, and
+    :math:`E z^2 = \frac{\nu}{\nu - 2} \frac{\cosh 3g}{\cosh g}`."""
+    second = df / (df - 2)
+    if log_skew is None:
+        return torch.zeros_like(df), second
+    abs_mean = 2 * torch.exp(0.5 * torch.log(df / math.pi) + torch.lgamma((df + 1) / 2)
+                             - torch.lgamma(df / 2)) / (df - 1)
+    return (2 * abs_mean * torch.sinh(log_skew),
+            second * torch.cosh(3 * log_skew) / torch.cosh(log_skew))
 
 
 def mixture_moments(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
-                    df: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Mean and standard deviation (...) of a Student-t mixture with parameters (..., K):
-    :math:`m = \sum_k \pi_k \mu_k`, :math:`sd^2 = \sum_k \pi_k (s_k^2 \nu_k / (\nu_k - 2)
-    + \mu_k^2) - m^2`."""
+                    df: torch.Tensor, log_skew: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and standard deviation (...) of a (skewed) Student-t mixture with parameters
+    (..., K): with each component's standard moments :math:`E z_k, E z_k^2`
+    (:func:`skewed_t_moments`), :math:`m = \sum_k \pi_k (\mu_k + s_k E z_k)` and
+    :math:`sd^2 = \sum_k \pi_k (\mu_k^2 + 2 \mu_k s_k E z_k + s_k^2 E z_k^2) - m^2`."""
     weights = torch.softmax(logits, dim=-1)
-    mean = (weights * loc).sum(-1)
-    second = (weights * (scale**2 * df / (df - 2) + loc**2)).sum(-1)
+    first, second = skewed_t_moments(df, log_skew)
+    mean = (weights * (loc + scale * first)).sum(-1)
+    second = (weights * (loc**2 + 2 * loc * scale * first + scale**2 * second)).sum(-1)
     return mean, torch.sqrt(torch.clamp(second - mean**2, min=1e-12))
+
+
+def skewed_t_sample(df: torch.Tensor, log_skew: torch.Tensor, generator: torch.Generator
+                    ) -> torch.Tensor:
+    r"""Draws of the standard skewed Student-t (shape of ``df``): :math:`|t_\nu|` times
+    :math:`\gamma` with probability :math:`\gamma^2 / (1 + \gamma^2)`, else times
+    :math:`-1 / \gamma`. The normal and uniform draws use ``generator``, the chi-square draws
+    the global stream, which the caller seeds."""
+    normal = torch.randn(df.shape, generator=generator, device=df.device)
+    chi2 = torch.distributions.Chi2(df, validate_args=False).sample()
+    size = (normal * torch.sqrt(df / chi2)).abs()
+    up = torch.rand(df.shape, generator=generator, device=df.device) < torch.sigmoid(2 * log_skew)
+    return torch.where(up, size * torch.exp(log_skew), -size * torch.exp(-log_skew))
 
 
 def condition_innovations(factor: torch.Tensor, e: torch.Tensor, w_given: torch.Tensor,
