@@ -318,6 +318,9 @@ class ARNet(nn.Module):
         self.grus = nn.ModuleList([nn.GRU(2 * N_FEATURES if i == 0 else hidden, hidden,
                                           batch_first=True) for i in range(layers)])
         self.head = nn.Linear(hidden + 2 * N_FEATURES, HEAD_PARAMS * components)
+        with torch.no_grad():  # symmetric to start with: the data decide the skew
+            self.head.weight.view(components, HEAD_PARAMS, -1)[:, 4].zero_()
+            self.head.bias.view(components, HEAD_PARAMS)[:, 4].zero_()
         self.correlation = DynamicCorrelation(n_assets)
         # per-asset shift of the log scale, set by variance targeting after training
         self.register_buffer("scale_shift", torch.zeros(n_assets))

@@ -61,6 +61,7 @@ def random_net(n_assets: int, layers: int = 1, seed: int = 0) -> ARNet:
     with torch.no_grad():
         net.correlation.base.normal_(0, 0.5)
         net.correlation.dynamics.copy_(torch.tensor([2.0, -1.0]))  # a = 0.24, b = 0.64
+        net.head.weight.view(2, 5, -1)[:, 4].normal_(0, 0.3)  # skewed (a fresh head is not)
     return net
 
 
