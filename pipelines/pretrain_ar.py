@@ -12,8 +12,8 @@ units), and the best one is copied to ``--out``/best. The checkpoint shipped wit
 (validation NLL/day 0.8215; 16x1x1 gave 0.8228 and 64x1x1 0.8219 when stopped at epoch 98;
 a cosine learning-rate decay over the 150 epochs gave 0.8217, and the inputs without the 252-day
 mean square 0.8222: neither was kept), trained with the symmetric Student-t head and widened with
-a zero skew output (the same model). With today's skewed head this script gives 0.8213
-(symmetric 0.8216 on the same run; ``pipelines/MODELS.md`` says why the symmetric one is kept).
+a zero skew output (the same model). With today's skewed head this script gives 0.8206
+(``--threads 1``; symmetric 0.8216; ``pipelines/MODELS.md`` says why the symmetric one is kept).
 ``--leave-out`` drops series (for zero-shot checks on a series the network never saw).
 """
 
