@@ -104,11 +104,10 @@ def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch
     x = x.unsqueeze(-1)
     if log_skew is None:
         log_p = student_t_log_prob(x, loc, scale, df)
-    else:
-        z = (x - loc) / scale
-        z = z * torch.exp(-log_skew * torch.sign(z))
-        log_p = (student_t_log_prob(z, torch.zeros_like(z), torch.ones_like(z), df)
-                 - torch.log(scale) - torch.log(torch.cosh(log_skew)))
+    else:  # each half of the Student-t, stretched back
+        gap = x - loc
+        log_p = (student_t_log_prob(loc + gap * torch.exp(-log_skew * torch.sign(gap)), loc,
+                                    scale, df) - torch.log(torch.cosh(log_skew)))
     return torch.logsumexp(F.log_softmax(logits, dim=-1) + log_p, dim=-1)
 
 
