@@ -7,9 +7,10 @@ Each asset is read by one GRU with weights shared across assets and series. Its 
 same for the market (the mean over assets). A linear head on the GRU output *and* those inputs
 gives the next day's skewed Student-t (mixture) location, scale, degrees of freedom and skew: a
 log-linear HAR volatility is a special case. Trained on long random crops of the history (each
-with an unscored burn-in), early-stopped on the validation likelihood, then variance-targeted;
-sampled paths start from the model's own stationary states (training days' states run forward
-five years).
+with an unscored burn-in), early-stopped on the validation likelihood; then each asset's lower
+tail is made heavier or lighter than its upper one by a two-piece Student-t fitted on the
+validation days (:func:`fit_tail`), and the scale is variance-targeted; sampled paths start
+from the model's own stationary states (training days' states run forward five years).
 
 Several assets are coupled within a day by a dynamic correlation (DCC-like): with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` the Cholesky
@@ -51,6 +52,7 @@ from synthfin.models.base import (
 from synthfin.models.components import (
     condition_innovations,
     mixture_moments,
+    skewed_t_moments,
     skewed_t_sample,
     student_t_mixture_log_prob,
     update_mean_squares,
@@ -96,8 +98,12 @@ CORRELATION_CHUNK = 64  # days of that recursion computed at once (a K x K weigh
 CHUNK_FLOATS = 2**24  # state floats of the paths sample_after_days draws at once
 SHOCK_TYPES = 2  # day types of the common shock (CommonShock)
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
-OWN_WEIGHTS = ("net.correlation.", "net.scale_shift")  # never in a pretrained checkpoint
+OWN_WEIGHTS = ("net.correlation.", "net.scale_shift", "net.tail_shift")  # not pretrained
 SHOCK_KEY = "net.correlation.shock.raw"
+TAIL_KEY = "net.tail_shift"
+MAX_TAIL = 1.5  # |a| of the fitted tail asymmetry: nu -/+ 3 within e^1.5 of nu - 3 (side_dfs)
+TAIL_STEPS = 60  # values of a tried on each side of 0 (steps of MAX_TAIL / 60 = 0.025)
+MIN_TAIL_DAYS = 250  # validation days below which the tails stay symmetric (a = 0)
 HEAD_KEY = "net.head."
 
 
@@ -114,6 +120,8 @@ class AutoregressiveConfig(TorchConfig):
     - ``context``: days of history read before a continued path or a validation period.
     - ``variance_targeting``: shift each asset's log scale so long paths keep the training variance.
     - ``stationary_days``: burn-in run on the model's own draws before states count as stationary.
+    - ``fit_tail``: fit each asset's lower-tail asymmetry on the validation days
+      (:func:`fit_tail`; False: symmetric tails).
     """
 
     hidden: int = 32
@@ -125,6 +133,7 @@ class AutoregressiveConfig(TorchConfig):
     burn_in: int = 128
     context: int = 1024
     variance_targeting: bool = True
+    fit_tail: bool = True
     stationary_days: int = 1260
     epochs: int = 30
     batch_size: int = 32
@@ -322,8 +331,10 @@ class ARNet(nn.Module):
             self.head.weight.view(components, HEAD_PARAMS, -1)[:, 4].zero_()
             self.head.bias.view(components, HEAD_PARAMS)[:, 4].zero_()
         self.correlation = DynamicCorrelation(n_assets)
-        # per-asset shift of the log scale, set by variance targeting after training
+        # per-asset shift of the log scale, set by variance targeting after training, and
+        # tail asymmetry, fitted on validation days after training (fit_tail)
         self.register_buffer("scale_shift", torch.zeros(n_assets))
+        self.register_buffer("tail_shift", torch.zeros(n_assets))
 
     def read(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """Every layer's output (layers, B, T, A, H) after each day of inputs with the market's
@@ -338,24 +349,32 @@ class ARNet(nn.Module):
 
     def marginal(self, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Mixture logits, locations, scales, dfs and log skews (B, T, A, K) of the day after
-        each input day of ``x`` (B, T, A, F), and the GRU states after the last day
-        (layers, B * A, H)."""
+        """Mixture logits, locations, scales, dfs, log skews and tail asymmetries (B, T, A, K)
+        of the day after each input day of ``x`` (B, T, A, F), and the GRU states after the
+        last day (layers, B * A, H)."""
         inputs = with_market(x)
         outs = self.read(inputs, state)
         last = outs[:, :, -1].reshape(len(self.grus), -1, outs.shape[-1])
         return self._density(outs[-1], inputs), last
 
     def _density(self, hidden: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Mixture logits, locations, scales, dfs and log skews (..., K) from the top GRU
-        output and the inputs with the market's (skip); the log skew is
-        :math:`g_{max} \\tanh(raw / g_{max})` (:data:`MAX_LOG_SKEW`)."""
+        """Mixture logits, locations, scales, dfs, log skews and tail asymmetries (..., K) from
+        the top GRU output and the inputs with the market's (skip); the log skew is
+        :math:`g_{max} \\tanh(raw / g_{max})` (:data:`MAX_LOG_SKEW`), the tail asymmetry each
+        asset's ``tail_shift`` (:func:`~synthfin.models.components.side_dfs`), with the
+        location moved so that the tails change the shape, not the mean
+        (:func:`centred_location`)."""
         raw = self.head(torch.cat([hidden, inputs], dim=-1))
         raw = raw.unflatten(-1, (self.components, HEAD_PARAMS))
         log_scale = raw[..., 2] + self.scale_shift[:, None]
         scale = torch.exp(bounded_log_scale(log_scale))
         log_skew = MAX_LOG_SKEW * torch.tanh(raw[..., 4] / MAX_LOG_SKEW)
-        return raw[..., 0], raw[..., 1], scale, MIN_DF + F.softplus(raw[..., 3]), log_skew
+        df = MIN_DF + F.softplus(raw[..., 3])
+        tail = self.tail_shift[:, None].expand_as(df).clone()  # not a view of the buffer
+        loc = raw[..., 1]
+        if self.tail_shift.any():
+            loc = centred_location(loc, scale, df, log_skew, tail)
+        return raw[..., 0], loc, scale, df, log_skew, tail
 
     def log_prob(self, y: torch.Tensor, x: torch.Tensor, state: torch.Tensor | None = None
                  ) -> torch.Tensor:
@@ -417,10 +436,10 @@ class ARNet(nn.Module):
         if self.components > 1:
             pick = torch.multinomial(torch.softmax(logits, -1).flatten(0, 1), 1,
                                      generator=generator).view(*logits.shape[:2], 1)
-            loc, scale, df, log_skew = (p.gather(-1, pick)[..., 0] for p in parts)
+            loc, scale, df, log_skew, tail = (p.gather(-1, pick)[..., 0] for p in parts)
         else:
-            loc, scale, df, log_skew = (p[..., 0] for p in parts)
-        y = loc + scale * skewed_t_sample(df, log_skew, generator)
+            loc, scale, df, log_skew, tail = (p[..., 0] for p in parts)
+        y = loc + scale * skewed_t_sample(df, log_skew, generator, tail)
         if self.n_assets > 1:  # a day type, then correlate the standardized draws
             day = tuple(p[:, 0] for p in params)
             e, mean, sd = self.standardized(y, day)
@@ -505,6 +524,44 @@ def fit_correlation(net: ARNet, series: Series, lr: float = 0.02, steps: int = 3
     return best
 
 
+def centred_location(loc: torch.Tensor, scale: torch.Tensor, df: torch.Tensor,
+                     log_skew: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+    r"""The location of two-piece tails ``tail`` that keeps the mean of the same component
+    without them: :math:`\mu - s\,(E z_a - E z_0)` (:func:`skewed_t_moments`). A heavier
+    lower tail at a fixed location would lower the mean, and simulated paths would drift."""
+    return loc - scale * (skewed_t_moments(df, log_skew, tail)[0]
+                          - skewed_t_moments(df, log_skew)[0])
+
+
+def fit_tail(net: ARNet, series: Series) -> None:
+    r"""Each asset's tail asymmetry :math:`a` (``net.tail_shift``; the halves' degrees of
+    freedom :math:`\nu_\mp = f + (\nu - f) e^{\mp a}`, :func:`side_dfs`) by maximum
+    likelihood on the validation days of ``series``, the rest of the network fixed: the best
+    of :math:`2 \times` :data:`TAIL_STEPS` + 1 values on :math:`[-a_{max}, a_{max}]`
+    (:data:`MAX_TAIL`), asset by asset (its one-day marginal density, the mean kept:
+    :func:`centred_location`). With fewer than :data:`MIN_TAIL_DAYS` validation
+    days the 1 % tails hold too few days to tell, and :math:`a = 0`. Daily equity returns
+    standardized by their forecast fall below their 1 % quantile more often than they rise
+    above the 99 % one (pipelines/FORECAST.md): a heavier lower half at the same peak and
+    width is that asymmetry, which a symmetric or a scale-skewed Student-t (whose fitted skew is
+    near 0) cannot give."""
+    net.tail_shift.zero_()
+    if len(series.val_y) - series.val_from < MIN_TAIL_DAYS:
+        return
+    with torch.no_grad():
+        logits, loc, scale, df, log_skew = (p[0, series.val_from:] for p in
+                                            net.marginal(series.val_x[None])[0][:5])
+        y = series.val_y[series.val_from:]
+        grid = torch.arange(-TAIL_STEPS, TAIL_STEPS + 1, device=y.device) * (MAX_TAIL / TAIL_STEPS)
+        scores = []
+        for a in grid:
+            tail = torch.full_like(df, a.item())
+            scores.append(student_t_mixture_log_prob(
+                y, logits, centred_location(loc, scale, df, log_skew, tail), scale, df, log_skew,
+                tail).sum(0))
+        net.tail_shift.copy_(grid[torch.stack(scores).argmax(0)])
+
+
 def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
                       config: AutoregressiveConfig | None = None, run_dir: str | Path | None = None,
                       resume: bool = False) -> Path:
@@ -576,6 +633,8 @@ class AutoregressiveGenerator(TorchGenerator):
             if self.config.pretrained is not None and best >= start_nll:
                 net.load_state_dict(start)  # fine-tuning did not help on validation days
             self.val_nll_ = min(best, start_nll) if self.config.pretrained else best
+        if self.config.fit_tail:
+            fit_tail(net, series[0])
         if data.n_assets > 1:
             report_progress("within-day correlation (maximum likelihood given the marginals)")
             fit_correlation(net, series[0])
@@ -848,6 +907,8 @@ class AutoregressiveGenerator(TorchGenerator):
         if SHOCK_KEY not in state:  # saved before the common shock: one type, the same model
             state = {**state, SHOCK_KEY: np.zeros((3, SHOCK_TYPES), dtype=np.float32)}
         state = _with_skew(state, self.config.components)
+        if TAIL_KEY not in state:  # saved before the tail asymmetry: symmetric, the same model
+            state = {**state, TAIL_KEY: np.zeros_like(state["net.scale_shift"])}
         self.bank_ = {k[5:]: torch.as_tensor(v) for k, v in state.items()
                       if k.startswith("bank.")}
         super()._load_state({k: v for k, v in state.items() if not k.startswith("bank.")})

@@ -82,75 +82,124 @@ def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
             - torch.log(scale) - (df + 1) / 2 * torch.log1p(z**2 / df))
 
 
+TAIL_FLOOR = 3.0  # a half's degrees of freedom stay above 3 (side_dfs): the skewness is finite
+
+
+def side_dfs(df: torch.Tensor, tail: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Degrees of freedom of the lower and the upper half of a two-piece Student-t:
+    :math:`\nu_\mp = f + (\nu - f)\, e^{\mp a}` with :math:`f` = :data:`TAIL_FLOOR` and
+    :math:`a` = ``tail`` (None or 0: both :math:`\nu`; :math:`a > 0`: the lower tail is the
+    heavier)."""
+    if tail is None:
+        return df, df
+    return (TAIL_FLOOR + (df - TAIL_FLOOR) * torch.exp(-tail),
+            TAIL_FLOOR + (df - TAIL_FLOOR) * torch.exp(tail))
+
+
+def _log_t_peak(df: torch.Tensor) -> torch.Tensor:
+    """Log density of the standard Student-t at 0."""
+    return torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(df * math.pi)
+
+
+def upper_share(df_lo: torch.Tensor, df_hi: torch.Tensor, log_skew: torch.Tensor
+                 ) -> torch.Tensor:
+    r"""Probability of the upper half, :math:`P(z \ge 0) = \sigma(2g + \log t_{\nu_-}(0) -
+    \log t_{\nu_+}(0))` (:math:`\sigma(2g)` for equal halves)."""
+    return torch.sigmoid(2 * log_skew + _log_t_peak(df_lo) - _log_t_peak(df_hi))
+
+
 def student_t_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
                                scale: torch.Tensor, df: torch.Tensor,
-                               log_skew: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Log density of a mixture of (skewed) Student-t components, elementwise over ``x``:
+                               log_skew: torch.Tensor | None = None,
+                               tail: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Log density of a mixture of (two-piece) Student-t components, elementwise over ``x``:
     :math:`\log \sum_k \mathrm{softmax}(\text{logits})_k\, p_k(x)`. Shapes: ``x`` (...),
     parameters (..., K).
 
     Notes
     -----
-    Component :math:`k` is the skewed Student-t of Fernandez and Steel (1998): with
-    :math:`z = (x - \mu) / s` and :math:`\gamma = e^g` (``log_skew``; None: :math:`g = 0`, the
-    symmetric :func:`student_t_log_prob`),
+    Component :math:`k` joins two halves of Student-t densities continuously at the mode,
+    each half at the same scale, with
+    :math:`z = (x - \mu) / s`, :math:`\gamma = e^g` (``log_skew``) and each half's degrees of
+    freedom :math:`\nu_\mp` (:func:`side_dfs` of ``df`` and ``tail``):
 
-    .. math:: p(x) = \frac{2}{\gamma + 1 / \gamma}\, \frac1s\,
-        t_\nu\!\left(z \gamma^{-\operatorname{sign} z}\right),
+    .. math:: p(x) = \frac{c}{s} \begin{cases} t_{\nu_-}(z\gamma) / t_{\nu_-}(0) & z < 0 \\
+        t_{\nu_+}(z / \gamma) / t_{\nu_+}(0) & z \ge 0 \end{cases}, \qquad
+        \frac1c = \frac{1}{2\gamma\, t_{\nu_-}(0)} + \frac{\gamma}{2\, t_{\nu_+}(0)}.
 
-    the two halves of a Student-t stretched by :math:`\gamma` above :math:`\mu` and by
-    :math:`1 / \gamma` below it (:math:`\gamma < 1`: the lower tail is the longer).
+    With no ``tail`` it is the skewed Student-t of Fernandez and Steel (1998),
+    :math:`\frac{2}{\gamma + 1/\gamma} t_\nu(z \gamma^{-\operatorname{sign} z}) / s`
+    (:math:`\gamma < 1`: the lower half is the wider); with neither, the Student-t
+    (:func:`student_t_log_prob`). A positive ``tail`` gives the lower half a heavier tail than
+    the upper (the asymmetry of equity returns' 1 % tails), a negative one the upper half.
     """
     x = x.unsqueeze(-1)
-    if log_skew is None:
+    if log_skew is None and tail is None:
         log_p = student_t_log_prob(x, loc, scale, df)
-    else:  # each half of the Student-t, stretched back
-        gap = x - loc
-        log_p = (student_t_log_prob(loc + gap * torch.exp(-log_skew * torch.sign(gap)), loc,
-                                    scale, df) - torch.log(torch.cosh(log_skew)))
+    else:  # each half's Student-t kernel at its stretched z, over the halves' joint constant
+        log_skew = torch.zeros_like(df) if log_skew is None else log_skew
+        df_lo, df_hi = side_dfs(df, tail)
+        log_c = math.log(2) - torch.logaddexp(-log_skew - _log_t_peak(df_lo),
+                                              log_skew - _log_t_peak(df_hi))
+        z = (x - loc) / scale
+        lower = z < 0
+        side = torch.where(lower, df_lo, df_hi)
+        stretched = z * torch.exp(torch.where(lower, log_skew, -log_skew))
+        log_p = log_c - torch.log(scale) - (side + 1) / 2 * torch.log1p(stretched**2 / side)
     return torch.logsumexp(F.log_softmax(logits, dim=-1) + log_p, dim=-1)
 
 
-def skewed_t_moments(df: torch.Tensor, log_skew: torch.Tensor | None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Mean and second moment of the standard skewed Student-t
-    (:func:`student_t_mixture_log_prob` with :math:`\mu = 0`, :math:`s = 1`):
-    :math:`E z = 2 m_1 \sinh g` with :math:`m_1 = E|t_\nu| = \frac{2 \sqrt\nu\,
-    \Gamma((\nu + 1) / 2)}{\sqrt\pi\, (\nu - 1)\, \Gamma(\nu / 2)}`, and
-    :math:`E z^2 = \frac{\nu}{\nu - 2} \frac{\cosh 3g}{\cosh g}`."""
-    second = df / (df - 2)
-    if log_skew is None:
-        return torch.zeros_like(df), second
-    abs_mean = 2 * torch.exp(0.5 * torch.log(df / math.pi) + torch.lgamma((df + 1) / 2)
-                             - torch.lgamma(df / 2)) / (df - 1)
-    return (2 * abs_mean * torch.sinh(log_skew),
-            second * torch.cosh(3 * log_skew) / torch.cosh(log_skew))
+def skewed_t_moments(df: torch.Tensor, log_skew: torch.Tensor | None,
+                     tail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and second moment of the standard two-piece Student-t
+    (:func:`student_t_mixture_log_prob` with :math:`\mu = 0`, :math:`s = 1`): with the lower
+    half's probability :math:`p` (1 - :func:`upper_share`) and :math:`m_1(\nu) = E|t_\nu| =
+    \frac{2 \sqrt\nu\, \Gamma((\nu + 1) / 2)}{\sqrt\pi\, (\nu - 1)\, \Gamma(\nu / 2)}`,
+    :math:`E z = (1 - p)\, \gamma\, m_1(\nu_+) - p\, m_1(\nu_-) / \gamma` and
+    :math:`E z^2 = (1 - p)\, \gamma^2 \frac{\nu_+}{\nu_+ - 2} + p\, \gamma^{-2}
+    \frac{\nu_-}{\nu_- - 2}` (equal halves: :math:`2 m_1 \sinh g` and
+    :math:`\frac{\nu}{\nu - 2} \frac{\cosh 3g}{\cosh g}`)."""
+    if log_skew is None and tail is None:
+        return torch.zeros_like(df), df / (df - 2)
+
+    def abs_mean(nu: torch.Tensor) -> torch.Tensor:
+        return 2 * nu * torch.exp(_log_t_peak(nu)) / (nu - 1)
+
+    log_skew = torch.zeros_like(df) if log_skew is None else log_skew
+    df_lo, df_hi = side_dfs(df, tail)
+    upper, gamma = upper_share(df_lo, df_hi, log_skew), torch.exp(log_skew)
+    return (upper * gamma * abs_mean(df_hi) - (1 - upper) * abs_mean(df_lo) / gamma,
+            upper * gamma**2 * df_hi / (df_hi - 2) + (1 - upper) * df_lo / (df_lo - 2) / gamma**2)
 
 
 def mixture_moments(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
-                    df: torch.Tensor, log_skew: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Mean and standard deviation (...) of a (skewed) Student-t mixture with parameters
+                    df: torch.Tensor, log_skew: torch.Tensor | None = None,
+                    tail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and standard deviation (...) of a (two-piece) Student-t mixture with parameters
     (..., K): with each component's standard moments :math:`E z_k, E z_k^2`
     (:func:`skewed_t_moments`), :math:`m = \sum_k \pi_k (\mu_k + s_k E z_k)` and
     :math:`sd^2 = \sum_k \pi_k (\mu_k^2 + 2 \mu_k s_k E z_k + s_k^2 E z_k^2) - m^2`."""
     weights = torch.softmax(logits, dim=-1)
-    first, second = skewed_t_moments(df, log_skew)
+    first, second = skewed_t_moments(df, log_skew, tail)
     mean = (weights * (loc + scale * first)).sum(-1)
     second = (weights * (loc**2 + 2 * loc * scale * first + scale**2 * second)).sum(-1)
     return mean, torch.sqrt(torch.clamp(second - mean**2, min=1e-12))
 
 
-def skewed_t_sample(df: torch.Tensor, log_skew: torch.Tensor, generator: torch.Generator
-                    ) -> torch.Tensor:
-    r"""Draws of the standard skewed Student-t (shape of ``df``): :math:`|t_\nu|` times
-    :math:`\gamma` with probability :math:`\gamma^2 / (1 + \gamma^2)`, else times
-    :math:`-1 / \gamma`. The normal and uniform draws use ``generator``, the chi-square draws
-    the global stream, which the caller seeds."""
+def skewed_t_sample(df: torch.Tensor, log_skew: torch.Tensor, generator: torch.Generator,
+                    tail: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Draws of the standard two-piece Student-t (shape of ``df``): with probability
+    :math:`u` (:func:`upper_share`) :math:`\gamma |t_{\nu_+}|`, else
+    :math:`-|t_{\nu_-}| / \gamma`. The normal and uniform draws use ``generator``, the
+    chi-square draws the global stream, which the caller seeds."""
+    df_lo, df_hi = side_dfs(df, tail)
     normal = torch.randn(df.shape, generator=generator, device=df.device)
-    chi2 = torch.distributions.Chi2(df, validate_args=False).sample()
-    size = (normal * torch.sqrt(df / chi2)).abs()
-    up = torch.rand(df.shape, generator=generator, device=df.device) < torch.sigmoid(2 * log_skew)
+    up = (torch.rand(df.shape, generator=generator, device=df.device)
+          < upper_share(df_lo, df_hi, log_skew))
+    side = torch.where(up, df_hi, df_lo)
+    size = (normal * torch.sqrt(side / torch.distributions.Chi2(side, validate_args=False)
+                                .sample())).abs()
     return torch.where(up, size * torch.exp(log_skew), -size * torch.exp(-log_skew))
 
 

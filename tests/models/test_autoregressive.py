@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
-from scipy import stats
+from scipy import integrate, stats
 
 from synthfin.data.universe import bundled_universe
 from synthfin.errors import ConfigError, ModelError
@@ -20,6 +20,7 @@ from synthfin.models.autoregressive import (
     HEAD_KEY,
     N_FEATURES,
     SPANS,
+    TAIL_KEY,
     UNIVERSE,
     ARNet,
     AutoregressiveGenerator,
@@ -28,6 +29,7 @@ from synthfin.models.autoregressive import (
     _with_skew,
     after_inputs,
     features,
+    fit_tail,
     initial_correlation,
     load_pretrained,
     mean_squares,
@@ -62,6 +64,7 @@ def random_net(n_assets: int, layers: int = 1, seed: int = 0) -> ARNet:
         net.correlation.base.normal_(0, 0.5)
         net.correlation.dynamics.copy_(torch.tensor([2.0, -1.0]))  # a = 0.24, b = 0.64
         net.head.weight.view(2, 5, -1)[:, 4].normal_(0, 0.3)  # skewed (a fresh head is not)
+        net.tail_shift.copy_(torch.linspace(0.8, -0.4, n_assets))  # and two-piece tails
     return net
 
 
@@ -212,12 +215,22 @@ def test_a_crash_of_the_given_asset_makes_the_wide_low_day_type_likely():
 
 
 def skewed_t_pdf(y: np.ndarray, loc: np.ndarray, scale: np.ndarray, df: np.ndarray,
-                 log_skew: np.ndarray) -> np.ndarray:
-    """Fernandez-Steel skewed Student-t density, written out with scipy."""
-    gamma = np.exp(log_skew)
-    z = (y - loc) / scale
-    halves = np.where(z >= 0, stats.t.pdf(z / gamma, df), stats.t.pdf(z * gamma, df))
-    return 2 / (gamma + 1 / gamma) * halves / scale
+                 log_skew: np.ndarray, tail: np.ndarray | float = 0.0) -> np.ndarray:
+    """The two-piece Student-t density written out with scipy: below the location the Student-t
+    of ``df_lo`` degrees of freedom stretched by 1 / gamma, above it that of ``df_hi``
+    stretched by gamma, each divided by its peak, the whole normalized numerically."""
+    gamma, floor = np.exp(log_skew), 3.0
+    df_lo, df_hi = floor + (df - floor) * np.exp(-tail), floor + (df - floor) * np.exp(tail)
+
+    def shape(z):
+        return np.where(z >= 0, stats.t.pdf(z / gamma, df_hi) / stats.t.pdf(0, df_hi),
+                        stats.t.pdf(z * gamma, df_lo) / stats.t.pdf(0, df_lo))
+
+    area = np.vectorize(lambda g, lo, hi: (integrate.quad(
+        lambda z: stats.t.pdf(z * g, lo) / stats.t.pdf(0, lo), -np.inf, 0)[0] + integrate.quad(
+        lambda z: stats.t.pdf(z / g, hi) / stats.t.pdf(0, hi), 0, np.inf)[0]))(
+        gamma, df_lo, df_hi)
+    return shape((y - loc) / scale) / area / scale
 
 
 def test_univariate_density_is_the_skewed_t_mixture_of_its_parameters():
@@ -225,41 +238,48 @@ def test_univariate_density_is_the_skewed_t_mixture_of_its_parameters():
     y = torch.randn(3, 12, 1, dtype=torch.float64)
     x, _ = series_inputs(y.numpy())
     with torch.no_grad():
-        (logits, loc, scale, df, log_skew), _ = net.marginal(x.double())
+        (logits, loc, scale, df, log_skew, tail), _ = net.marginal(x.double())
         ours = net.log_prob(y, x.double())
-    assert log_skew.abs().mean() > 0.1  # the random head is skewed
+    assert log_skew.abs().mean() > 0.1 and torch.allclose(tail, torch.tensor(0.8).double())
     weights = torch.softmax(logits, -1).numpy()
-    direct = np.log(sum(weights[..., k] * skewed_t_pdf(y.numpy(), *(p[..., k].numpy() for p in
-                                                                    (loc, scale, df, log_skew)))
-                        for k in range(net.components)))
-    np.testing.assert_allclose(ours.numpy(), direct, rtol=1e-10)
+    direct = np.log(sum(weights[..., k] * skewed_t_pdf(
+        y.numpy(), *(p[..., k].numpy() for p in (loc, scale, df, log_skew, tail)))
+        for k in range(net.components)))
+    np.testing.assert_allclose(ours.numpy(), direct, rtol=1e-7)
+    net.tail_shift.zero_()  # the tails change the shape, not the mean
+    with torch.no_grad():
+        symmetric = net.marginal(x.double())[0]
+    torch.testing.assert_close(mixture_moments(logits, loc, scale, df, log_skew, tail)[0],
+                               mixture_moments(*symmetric)[0])
+    assert not torch.allclose(loc, symmetric[1])
 
 
-def test_skewed_t_moments_and_draws_are_those_of_its_density():
+def test_two_piece_t_moments_and_draws_are_those_of_its_density():
     """The mean and sd of :func:`mixture_moments` are the density's (numerical integration),
-    and the draws of :func:`skewed_t_sample` follow it: the share below 0 is 1 / (1 + gamma^2),
-    the mean and sd within 5 standard errors of 400,000 draws."""
-    from scipy import integrate
-
-    df, log_skew = torch.tensor([5.0, 9.0], dtype=torch.float64), torch.tensor([-0.3, 0.2],
-                                                                             dtype=torch.float64)
-    mean, sd = mixture_moments(torch.zeros(2, 1), torch.zeros(2, 1), torch.ones(2, 1),
-                               df[:, None], log_skew[:, None])
+    and the draws of :func:`skewed_t_sample` follow it: the share below 0, the mean and the sd
+    within 5 standard errors of 400,000 draws; scale-skewed (no tail), two-piece tails, both."""
+    cases = torch.tensor([[5.0, -0.3, 0.0], [9.0, 0.2, 0.0], [9.0, 0.0, 0.5], [9.0, -0.2, -0.4]],
+                         dtype=torch.float64)
+    df, log_skew, tail = cases.T
+    mean, sd = mixture_moments(torch.zeros(4, 1), torch.zeros(4, 1), torch.ones(4, 1),
+                               df[:, None], log_skew[:, None], tail[:, None])
     n = 400_000
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    for i in range(2):
-        args = (0.0, 1.0, df[i].item(), log_skew[i].item())
+    for i in range(len(cases)):
+        args = (0.0, 1.0, *cases[i].tolist())
+        below = integrate.quad(lambda z, a=args: skewed_t_pdf(z, *a), -np.inf, 0)[0]
         first = integrate.quad(lambda z, a=args: z * skewed_t_pdf(z, *a), -np.inf, np.inf)[0]
         second = integrate.quad(lambda z, a=args: z * z * skewed_t_pdf(z, *a), -np.inf,
                                 np.inf)[0]
         assert mean[i].item() == pytest.approx(first, abs=1e-7)
         assert sd[i].item() == pytest.approx(np.sqrt(second - first**2), rel=1e-7)
-        draws = skewed_t_sample(df[i].expand(n), log_skew[i].expand(n), generator).numpy()
-        below = 1 / (1 + np.exp(2 * log_skew[i].item()))
+        draws = skewed_t_sample(df[i].expand(n), log_skew[i].expand(n), generator,
+                                tail[i].expand(n)).numpy()
         assert abs(np.mean(draws < 0) - below) < 5 * np.sqrt(below * (1 - below) / n)
         assert abs(draws.mean() - first) < 5 * sd[i].item() / np.sqrt(n)
-        # the sd of a sample sd: sd * sqrt((kurtosis - 1) / 4n), kurtosis below 15 for df >= 5
+        # the sd of a sample sd: sd * sqrt((kurtosis - 1) / 4n), kurtosis below 15 for the
+        # halves' df >= 5
         assert abs(draws.std() - sd[i].item()) < 5 * sd[i].item() * np.sqrt(14 / (4 * n))
 
 
@@ -272,11 +292,12 @@ def test_a_model_saved_before_the_skewed_head_loads_as_the_same_symmetric_model(
     for key in ("weight", "bias"):  # drop the skew outputs: the layout of the old head
         values = state[HEAD_KEY + key].reshape(2, 5, *state[HEAD_KEY + key].shape[1:])
         old[HEAD_KEY + key] = values[:, :4].reshape(8, *values.shape[2:]).numpy()
+    old[TAIL_KEY] = np.zeros(1)
     load_module_state({"net": net}, _with_skew(old, 2))
     y = torch.randn(2, 9, 1, dtype=torch.float64)
     x, _ = series_inputs(y.numpy())
     with torch.no_grad():
-        logits, loc, scale, df, log_skew = net.marginal(x.double())[0]
+        logits, loc, scale, df, log_skew, _ = net.marginal(x.double())[0]
         ours = net.log_prob(y, x.double())
     assert torch.all(log_skew == 0)
     weights = torch.softmax(logits, -1).numpy()
@@ -284,6 +305,58 @@ def test_a_model_saved_before_the_skewed_head_loads_as_the_same_symmetric_model(
                                                       loc[..., k].numpy(), scale[..., k].numpy())
                         for k in range(2)))
     np.testing.assert_allclose(ours.numpy(), direct, rtol=1e-10)
+
+
+def test_fit_tail_recovers_the_tail_asymmetry_of_the_models_own_draws():
+    """3,000 validation days drawn from a network with tail asymmetry 0.8: the fitted value is
+    within 4 standard errors (the likelihood's curvature) and half a grid step of it, and
+    better than symmetric tails; with too few days the tails stay symmetric."""
+
+    net = random_net(1, seed=1).float()  # as the training series' inputs
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    v = torch.ones(1, 1, len(SPANS))
+    x, state, q, days = features(torch.zeros(1, 1), v), None, net.correlation.start(1), []
+    with torch.no_grad():
+        for _ in range(3500):
+            y, x, v, state, q = net.step(x, v, state, q, generator)
+            days.append(y[0].numpy())
+    path = np.array(days)
+    series = _series(path[:500], path[500:], 256, torch.device("cpu"))
+    fit_tail(net, series)
+    fitted = net.tail_shift.item()
+
+    def log_lik(a: float) -> float:
+        net.tail_shift.fill_(a)
+        with torch.no_grad():
+            return net.log_prob(series.val_y[None], series.val_x[None])[0, series.val_from:
+                                                                        ].sum().item()
+
+    h = 0.05
+    curvature = (log_lik(fitted + h) - 2 * log_lik(fitted) + log_lik(fitted - h)) / h**2
+    se = 1 / math.sqrt(-curvature)
+    assert abs(fitted - 0.8) < 4 * se + 0.0125 and se < 0.3
+    assert log_lik(fitted) > log_lik(0.0)
+    net.tail_shift.fill_(fitted)
+    fit_tail(net, _series(path[:500], path[500:700], 256, torch.device("cpu")))
+    assert net.tail_shift.item() == 0.0
+
+
+def test_a_model_saved_before_the_tail_asymmetry_loads_with_symmetric_tails(tiny, tmp_path):
+    """Saves without ``net.tail_shift`` load as the same network with symmetric tails."""
+    from safetensors.numpy import save_file
+
+    tiny.save(tmp_path / "old")
+    tiny.save(tmp_path / "new")
+    weights = load_file(str(tmp_path / "old" / "weights.safetensors"))
+    save_file({k: v for k, v in weights.items() if k != TAIL_KEY},
+              str(tmp_path / "old" / "weights.safetensors"))
+    old = Generator.load(tmp_path / "old")
+    same = Generator.load(tmp_path / "new")
+    same.modules_["net"].tail_shift.zero_()
+    returns = np.random.default_rng(0).normal(0, 0.01, (1, 40, 2))
+    assert torch.all(old.modules_["net"].tail_shift == 0)
+    np.testing.assert_array_equal(old.log_prob(returns), same.log_prob(returns))
 
 
 def test_log_prob_is_causal_in_days_and_assets():
