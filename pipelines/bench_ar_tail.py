@@ -5,8 +5,8 @@
 
 For each series, the model fitted at ``--origin`` (zero-shot from the shipped checkpoint, or
 fine-tuned) reads the whole history before it; the PIT of each day is the one-day law's CDF at
-the realized return (a two-piece Student-t mixture: no sampling; ``--symmetric`` sets each
-fitted model's tail asymmetry to 0, the same network with symmetric tails). Rows: periods
+the realized return (a two-piece Student-t mixture: no sampling; ``--symmetric`` fits every
+model without the tail asymmetry, ``asymmetric_tails=False``). Rows: periods
 before the origin (the checkpoint was pretrained on days up to 2013-02-01) and the test years,
 where the model is refitted at each yearly origin as ``bench_forecast.py`` does. Columns: the
 share of days below the 1 % and 5 % quantiles and above the 99 % one, the 90 % interval's
@@ -51,10 +51,9 @@ def mixture_cdf(y: np.ndarray, logits: np.ndarray, loc: np.ndarray, scale: np.nd
 def one_day_pits(returns: pd.DataFrame, origin: int, first: int, end: int, finetune: bool,
                  symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """PITs and scaled log scores of days ``first`` to ``end`` under the model fitted at
-    ``origin`` (with its tail asymmetry set to 0 if ``symmetric``)."""
-    model = fit_forecaster("ar", returns, origin, finetune=finetune)
-    if symmetric:
-        model.modules_["net"].tail_shift.zero_()
+    ``origin`` (without the tail asymmetry if ``symmetric``)."""
+    model = fit_forecaster("ar", returns, origin, finetune=finetune,
+                           asymmetric_tails=not symmetric)
     scaled = model.spec_.scaler.transform(returns.to_numpy()[None, :end])
     x, y = series_inputs(scaled)
     with torch.no_grad():

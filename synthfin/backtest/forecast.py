@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -252,11 +252,12 @@ def compare_log_scores(scores: Mapping[str, np.ndarray], reference: str) -> pd.D
 
 
 def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: bool = False,
-                   epochs: int = 3, seed: int = 0) -> Generator:
+                   epochs: int = 3, seed: int = 0, **options: Any) -> Generator:
     """The generator ``name`` fitted on ``returns.iloc[:origin]`` (windows of 64, split 80 / 10
     / 10 %; nothing after the origin is read), to continue histories with ``sample_after``.
     ``ar`` starts from the shipped pooled checkpoint (pretrained on training days up to
-    2013-02-01), fine-tuned for ``epochs`` when ``finetune``, else zero-shot."""
+    2013-02-01), fine-tuned for ``epochs`` when ``finetune``, else zero-shot. ``options``: more
+    settings of the generator."""
     import torch
 
     from synthfin.data.windows import make_windows
@@ -265,7 +266,7 @@ def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: b
     torch.set_num_threads(1)
     data = make_windows(returns.iloc[:origin], 64, split=(0.8, 0.1, 0.1))
     settings = ({"finetune": finetune, "epochs": epochs, "progress": False, "device": "cpu"}
-                if name == "ar" else {})
+                if name == "ar" else {}) | options
     return get_generator(name)(seed=seed, **settings).fit(data)
 
 

@@ -79,7 +79,8 @@ from synthfin.stats.volatility import ewma_mean_squares, span_weights
 # measured reasons for these values: pipelines/MODELS.md, section ar
 SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the network reads
 N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span (per asset; the network reads them twice)
-MIN_DF = 4.0  # degrees of freedom stay above 4: the conditional kurtosis is finite
+MIN_DF = 4.0  # degrees of freedom stay above 4: the conditional kurtosis is finite (but for
+# a half made heavier by fit_tail, whose df stays above TAIL_FLOOR = 3: the skewness is finite)
 MAX_LOG_SKEW = 0.5  # |log gamma| of the skewed Student-t: each half's scale within e^0.5
 HEAD_PARAMS = 5  # per component: mixture logit, location, log scale, df, skew
 # the recursion is bounded: the day's scale stays below exp(MAX_LOG_SCALE) = 5 long-run standard
@@ -120,8 +121,8 @@ class AutoregressiveConfig(TorchConfig):
     - ``context``: days of history read before a continued path or a validation period.
     - ``variance_targeting``: shift each asset's log scale so long paths keep the training variance.
     - ``stationary_days``: burn-in run on the model's own draws before states count as stationary.
-    - ``fit_tail``: fit each asset's lower-tail asymmetry on the validation days
-      (:func:`fit_tail`; False: symmetric tails).
+    - ``asymmetric_tails``: fit each asset's tail asymmetry on the validation days
+      (:func:`fit_tail`; False: the halves' tails alike).
     """
 
     hidden: int = 32
@@ -133,7 +134,7 @@ class AutoregressiveConfig(TorchConfig):
     burn_in: int = 128
     context: int = 1024
     variance_targeting: bool = True
-    fit_tail: bool = True
+    asymmetric_tails: bool = True
     stationary_days: int = 1260
     epochs: int = 30
     batch_size: int = 32
@@ -633,7 +634,7 @@ class AutoregressiveGenerator(TorchGenerator):
             if self.config.pretrained is not None and best >= start_nll:
                 net.load_state_dict(start)  # fine-tuning did not help on validation days
             self.val_nll_ = min(best, start_nll) if self.config.pretrained else best
-        if self.config.fit_tail:
+        if self.config.asymmetric_tails:
             fit_tail(net, series[0])
         if data.n_assets > 1:
             report_progress("within-day correlation (maximum likelihood given the marginals)")
