@@ -256,8 +256,9 @@ def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: b
     """The generator ``name`` fitted on ``returns.iloc[:origin]`` (windows of 64, split 80 / 10
     / 10 %; nothing after the origin is read), to continue histories with ``sample_after``.
     ``ar`` starts from the shipped pooled checkpoint (pretrained on training days up to
-    2013-02-01), fine-tuned for ``epochs`` when ``finetune``, else zero-shot. ``options``: more
-    settings of the generator."""
+    2013-02-01), fine-tuned for ``epochs`` when ``finetune``, else zero-shot, with its tail
+    asymmetry fitted on the validation days (``asymmetric_tails``). ``options``: more settings
+    of the generator (overriding these)."""
     import torch
 
     from synthfin.data.windows import make_windows
@@ -265,8 +266,8 @@ def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: b
 
     torch.set_num_threads(1)
     data = make_windows(returns.iloc[:origin], 64, split=(0.8, 0.1, 0.1))
-    settings = ({"finetune": finetune, "epochs": epochs, "progress": False, "device": "cpu"}
-                if name == "ar" else {}) | options
+    settings = ({"finetune": finetune, "epochs": epochs, "progress": False, "device": "cpu",
+                 "asymmetric_tails": True} if name == "ar" else {}) | options
     return get_generator(name)(seed=seed, **settings).fit(data)
 
 

@@ -7,9 +7,10 @@ Each asset is read by one GRU with weights shared across assets and series. Its 
 same for the market (the mean over assets). A linear head on the GRU output *and* those inputs
 gives the next day's skewed Student-t (mixture) location, scale, degrees of freedom and skew: a
 log-linear HAR volatility is a special case. Trained on long random crops of the history (each
-with an unscored burn-in), early-stopped on the validation likelihood; then each asset's lower
-tail is made heavier or lighter than its upper one by a two-piece Student-t fitted on the
-validation days (:func:`fit_tail`), and the scale is variance-targeted; sampled paths start
+with an unscored burn-in), early-stopped on the validation likelihood; then (with
+``asymmetric_tails``) each asset's lower tail is made heavier or lighter than its upper one by a
+two-piece Student-t fitted on the validation days (:func:`fit_tail`), and the scale is
+variance-targeted; sampled paths start
 from the model's own stationary states (training days' states run forward five years).
 
 Several assets are coupled within a day by a dynamic correlation (DCC-like): with
@@ -122,7 +123,9 @@ class AutoregressiveConfig(TorchConfig):
     - ``variance_targeting``: shift each asset's log scale so long paths keep the training variance.
     - ``stationary_days``: burn-in run on the model's own draws before states count as stationary.
     - ``asymmetric_tails``: fit each asset's tail asymmetry on the validation days
-      (:func:`fit_tail`; False: the halves' tails alike).
+      (:func:`fit_tail`). Off by default: the heavier half (df down to 3) calibrates one-day
+      forecasts (the forecast engine turns it on) but lets long unconditional paths reach
+      implausible days (pipelines/FORECAST.md).
     """
 
     hidden: int = 32
@@ -134,7 +137,7 @@ class AutoregressiveConfig(TorchConfig):
     burn_in: int = 128
     context: int = 1024
     variance_targeting: bool = True
-    asymmetric_tails: bool = True
+    asymmetric_tails: bool = False
     stationary_days: int = 1260
     epochs: int = 30
     batch_size: int = 32
