@@ -10,8 +10,8 @@ log-linear HAR volatility is a special case. Trained on long random crops of the
 with an unscored burn-in), early-stopped on the validation likelihood; then (with
 ``asymmetric_tails``) each asset's lower tail is made heavier or lighter than its upper one by a
 two-piece Student-t fitted on the validation days (:func:`fit_tail`), and the scale is
-variance-targeted; sampled paths start
-from the model's own stationary states (training days' states run forward five years).
+variance-targeted; sampled paths start from the model's own stationary states (training days'
+states run forward five years).
 
 Several assets are coupled within a day by a dynamic correlation (DCC-like): with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` the Cholesky
