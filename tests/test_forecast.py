@@ -212,32 +212,3 @@ def test_any_generator_that_continues_a_history_forecasts_a_series(sp500_returns
     assert np.isnan(run.log_scores["garch"]).all() and np.isfinite(run.log_scores["gjr-t"]).all()
     with pytest.raises(Exception, match="unknown forecasters"):
         run_forecasts(sp500_returns, [2019], ["gaussian"])
-
-
-def test_a_forecaster_validates_on_the_days_nearest_its_origin(sp500_returns, monkeypatch):
-    """Early stopping and the tail fit read the latest tenth of the days before the origin's
-    last window (not days years earlier); that window is the unread test split, and nothing
-    after the origin reaches the fit."""
-    import synthfin.models
-    from synthfin.backtest.forecast import VAL_SHARE, WINDOW, fit_forecaster, forecast_days
-
-    seen = {}
-
-    class Recorder:
-        def __init__(self, **settings):
-            pass
-
-        def fit(self, data):
-            seen["data"] = data
-            return self
-
-    monkeypatch.setattr(synthfin.models, "get_generator", lambda name: Recorder)
-    index = sp500_returns.index
-    origin = forecast_days(index, 2019, 1)[0]
-    fit_forecaster("garch", sp500_returns, origin)
-    day = [d.strftime("%Y-%m-%d") for d in index]
-    split = seen["data"].split_dates
-    assert split["test"] == [day[origin - WINDOW], day[origin - 1]]
-    assert split["val"] == [day[origin - WINDOW - round(VAL_SHARE * origin)],
-                            day[origin - WINDOW - 1]]
-    assert split["train"] == [day[0], day[origin - WINDOW - round(VAL_SHARE * origin) - 1]]
