@@ -212,3 +212,33 @@ def test_any_generator_that_continues_a_history_forecasts_a_series(sp500_returns
     assert np.isnan(run.log_scores["garch"]).all() and np.isfinite(run.log_scores["gjr-t"]).all()
     with pytest.raises(Exception, match="unknown forecasters"):
         run_forecasts(sp500_returns, [2019], ["gaussian"])
+
+
+def test_a_forecaster_validates_on_the_days_between_its_training_and_its_origin(
+        sp500_returns, monkeypatch):
+    """Training reads the first 80 % of the days before the origin; early stopping and the tail
+    fit read the rest up to the origin's last window (the days nearest the forecasts); that
+    window is the unread test split, and nothing after the origin reaches the fit."""
+    import synthfin.models
+    from synthfin.backtest.forecast import TRAIN_SHARE, WINDOW, fit_forecaster, forecast_days
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, **settings):
+            pass
+
+        def fit(self, data):
+            seen["data"] = data
+            return self
+
+    monkeypatch.setattr(synthfin.models, "get_generator", lambda name: Recorder)
+    index = sp500_returns.index
+    origin = forecast_days(index, 2019, 1)[0]
+    fit_forecaster("garch", sp500_returns, origin)
+    day = [d.strftime("%Y-%m-%d") for d in index]
+    split = seen["data"].split_dates
+    trained = round(TRAIN_SHARE * origin)
+    assert split["train"] == [day[0], day[trained - 1]]
+    assert split["val"] == [day[trained], day[origin - WINDOW - 1]]
+    assert split["test"] == [day[origin - WINDOW], day[origin - 1]]

@@ -56,6 +56,8 @@ PATH_DAYS = 60
 INTERVAL_LEVELS = (0.5, 0.9, 0.98)
 VAR_LEVELS = (0.01, 0.05)
 PIT_BINS = 10
+WINDOW = 64  # days of the windows a forecaster is fitted on (fit_forecaster)
+TRAIN_SHARE = 0.8  # the share of the days before an origin a forecaster trains on
 COVER_BAND = (0.87, 0.93)  # the 90 % interval's coverage the calibration check accepts
 ANCHOR_REPS = 1000  # simulated test sets of the calibrated forecaster (calibrated_passes)
 
@@ -253,19 +255,24 @@ def compare_log_scores(scores: Mapping[str, np.ndarray], reference: str) -> pd.D
 
 def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: bool = False,
                    epochs: int = 3, seed: int = 0, **options: Any) -> Generator:
-    """The generator ``name`` fitted on ``returns.iloc[:origin]`` (windows of 64, split 80 / 10
-    / 10 %; nothing after the origin is read), to continue histories with ``sample_after``.
+    """The generator ``name`` fitted on ``returns.iloc[:origin]`` (nothing after the origin is
+    read), to continue histories with ``sample_after``: windows of :data:`WINDOW` days, the
+    first :data:`TRAIN_SHARE` of the days for training, the rest up to the last window for
+    validation (early stopping and ``ar``'s tail fit: the days nearest the forecasts that
+    training did not read), the last window left as the unread test split.
     ``ar`` starts from the shipped pooled checkpoint (pretrained on training days up to
     2013-02-01), fine-tuned for ``epochs`` when ``finetune``, else zero-shot, with its tail
-    asymmetry fitted on the validation days (``asymmetric_tails``). ``options``: more settings
-    of the generator (overriding these)."""
+    weight and asymmetry fitted on the validation days (``asymmetric_tails``). ``options``:
+    more settings of the generator (overriding these)."""
     import torch
 
     from synthfin.data.windows import make_windows
     from synthfin.models import get_generator
 
     torch.set_num_threads(1)
-    data = make_windows(returns.iloc[:origin], 64, split=(0.8, 0.1, 0.1))
+    history = returns.iloc[:origin]
+    last_train, last_val = history.index[[round(TRAIN_SHARE * origin) - 1, origin - WINDOW - 1]]
+    data = make_windows(history, WINDOW, split=(last_train, last_val))
     settings = ({"finetune": finetune, "epochs": epochs, "progress": False, "device": "cpu",
                  "asymmetric_tails": True} if name == "ar" else {}) | options
     return get_generator(name)(seed=seed, **settings).fit(data)

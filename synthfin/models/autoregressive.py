@@ -8,10 +8,10 @@ same for the market (the mean over assets). A linear head on the GRU output *and
 gives the next day's skewed Student-t (mixture) location, scale, degrees of freedom and skew: a
 log-linear HAR volatility is a special case. Trained on long random crops of the history (each
 with an unscored burn-in), early-stopped on the validation likelihood; then (with
-``asymmetric_tails``) each asset's lower tail is made heavier or lighter than its upper one by a
-two-piece Student-t fitted on the validation days (:func:`fit_tail`), and the scale is
-variance-targeted; sampled paths start from the model's own stationary states (training days'
-states run forward five years).
+``asymmetric_tails``) each asset's two tails are made heavier or lighter, each on its own (a
+two-piece Student-t), by maximum likelihood on the validation days (:func:`fit_tail`), and
+the scale is variance-targeted; sampled paths start from the model's own stationary states
+(training days' states run forward five years).
 
 Several assets are coupled within a day by a dynamic correlation (DCC-like): with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` the Cholesky
@@ -52,6 +52,7 @@ from synthfin.models.base import (
 )
 from synthfin.models.components import (
     condition_innovations,
+    heavier_df,
     mixture_moments,
     skewed_t_moments,
     skewed_t_sample,
@@ -100,11 +101,13 @@ CORRELATION_CHUNK = 64  # days of that recursion computed at once (a K x K weigh
 CHUNK_FLOATS = 2**24  # state floats of the paths sample_after_days draws at once
 SHOCK_TYPES = 2  # day types of the common shock (CommonShock)
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
-OWN_WEIGHTS = ("net.correlation.", "net.scale_shift", "net.tail_shift")  # not pretrained
+OWN_WEIGHTS = ("net.correlation.", "net.scale_shift", "net.tail_")  # not pretrained
 SHOCK_KEY = "net.correlation.shock.raw"
 TAIL_KEY = "net.tail_shift"
+WEIGHT_KEY = "net.tail_weight"
 MAX_TAIL = 1.5  # |a| of the fitted tail asymmetry: nu -/+ 3 within e^1.5 of nu - 3 (side_dfs)
-TAIL_STEPS = 60  # values of a tried on each side of 0 (steps of MAX_TAIL / 60 = 0.025)
+# and |w| of the tail weight (heavier_df)
+TAIL_STEPS = 60  # values of a tried on each side of 0 (steps of MAX_TAIL / 60 = 0.025; w: 0.05)
 MIN_TAIL_DAYS = 250  # validation days below which the tails stay symmetric (a = 0)
 HEAD_KEY = "net.head."
 
@@ -122,7 +125,7 @@ class AutoregressiveConfig(TorchConfig):
     - ``context``: days of history read before a continued path or a validation period.
     - ``variance_targeting``: shift each asset's log scale so long paths keep the training variance.
     - ``stationary_days``: burn-in run on the model's own draws before states count as stationary.
-    - ``asymmetric_tails``: fit each asset's tail asymmetry on the validation days
+    - ``asymmetric_tails``: fit each asset's tail weight and asymmetry on the validation days
       (:func:`fit_tail`). Off by default: the heavier half (df down to 3) calibrates one-day
       forecasts (the forecast engine turns it on) but lets long unconditional paths reach
       implausible days (pipelines/FORECAST.md).
@@ -336,9 +339,10 @@ class ARNet(nn.Module):
             self.head.bias.view(components, HEAD_PARAMS)[:, 4].zero_()
         self.correlation = DynamicCorrelation(n_assets)
         # per-asset shift of the log scale, set by variance targeting after training, and
-        # tail asymmetry, fitted on validation days after training (fit_tail)
+        # tail asymmetry and weight, fitted on validation days after training (fit_tail)
         self.register_buffer("scale_shift", torch.zeros(n_assets))
         self.register_buffer("tail_shift", torch.zeros(n_assets))
+        self.register_buffer("tail_weight", torch.zeros(n_assets))
 
     def read(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """Every layer's output (layers, B, T, A, H) after each day of inputs with the market's
@@ -364,7 +368,9 @@ class ARNet(nn.Module):
     def _density(self, hidden: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Mixture logits, locations, scales, dfs, log skews and tail asymmetries (..., K) from
         the top GRU output and the inputs with the market's (skip); the log skew is
-        :math:`g_{max} \\tanh(raw / g_{max})` (:data:`MAX_LOG_SKEW`), the tail asymmetry each
+        :math:`g_{max} \\tanh(raw / g_{max})` (:data:`MAX_LOG_SKEW`), the degrees of freedom
+        made heavier by each asset's ``tail_weight``
+        (:func:`~synthfin.models.components.heavier_df`), the tail asymmetry each
         asset's ``tail_shift`` (:func:`~synthfin.models.components.side_dfs`), with the
         location moved so that the tails change the shape, not the mean
         (:func:`centred_location`)."""
@@ -374,6 +380,8 @@ class ARNet(nn.Module):
         scale = torch.exp(bounded_log_scale(log_scale))
         log_skew = MAX_LOG_SKEW * torch.tanh(raw[..., 4] / MAX_LOG_SKEW)
         df = MIN_DF + F.softplus(raw[..., 3])
+        if self.tail_weight.any():
+            df = heavier_df(df, self.tail_weight[:, None])
         tail = self.tail_shift[:, None].expand_as(df).clone()  # not a view of the buffer
         loc = raw[..., 1]
         if self.tail_shift.any():
@@ -538,32 +546,41 @@ def centred_location(loc: torch.Tensor, scale: torch.Tensor, df: torch.Tensor,
 
 
 def fit_tail(net: ARNet, series: Series) -> None:
-    r"""Each asset's tail asymmetry :math:`a` (``net.tail_shift``; the halves' degrees of
-    freedom :math:`\nu_\mp = f + (\nu - f) e^{\mp a}`, :func:`side_dfs`) by maximum
-    likelihood on the validation days of ``series``, the rest of the network fixed: the best
-    of :math:`2 \times` :data:`TAIL_STEPS` + 1 values on :math:`[-a_{max}, a_{max}]`
-    (:data:`MAX_TAIL`), asset by asset (its one-day marginal density, the mean kept:
-    :func:`centred_location`). With fewer than :data:`MIN_TAIL_DAYS` validation
-    days the 1 % tails hold too few days to tell, and :math:`a = 0`. Daily equity returns
-    standardized by their forecast fall below their 1 % quantile more often than they rise
-    above the 99 % one (pipelines/FORECAST.md): a heavier lower half at the same peak and
-    width is that asymmetry, which a symmetric or a scale-skewed Student-t (whose fitted skew is
-    near 0) cannot give."""
+    r"""Each asset's tail weight :math:`w` (``net.tail_weight``) and asymmetry :math:`a`
+    (``net.tail_shift``) by maximum likelihood on the validation days of ``series``, the rest
+    of the network fixed: the halves' degrees of freedom are
+    :math:`\nu_\mp = f + (\nu - f) e^{-w \mp a}` (:func:`heavier_df`, :func:`side_dfs`), so
+    each tail is fitted on its own (:math:`\log(\nu_\mp - f)` moves by :math:`-w \mp a`). A
+    grid on :math:`[-m, m]^2` (:data:`MAX_TAIL`; :math:`2 \times` :data:`TAIL_STEPS` + 1
+    values of :math:`a`, half as many of :math:`w`), asset by asset (its one-day marginal
+    density, the mean kept: :func:`centred_location`). With fewer than
+    :data:`MIN_TAIL_DAYS` validation days the 1 % tails hold too few days to tell, and both
+    stay 0. Daily equity returns standardized by their forecast fall below their 1 % quantile
+    more often than they rise above the 99 % one, and more often after 2013 than before
+    (pipelines/FORECAST.md): a heavier lower half at the same peak and width is that, which a
+    symmetric or a scale-skewed Student-t (whose fitted skew is near 0) cannot give."""
     net.tail_shift.zero_()
+    net.tail_weight.zero_()
     if len(series.val_y) - series.val_from < MIN_TAIL_DAYS:
         return
     with torch.no_grad():
         logits, loc, scale, df, log_skew = (p[0, series.val_from:] for p in
                                             net.marginal(series.val_x[None])[0][:5])
         y = series.val_y[series.val_from:]
-        grid = torch.arange(-TAIL_STEPS, TAIL_STEPS + 1, device=y.device) * (MAX_TAIL / TAIL_STEPS)
-        scores = []
-        for a in grid:
-            tail = torch.full_like(df, a.item())
-            scores.append(student_t_mixture_log_prob(
-                y, logits, centred_location(loc, scale, df, log_skew, tail), scale, df, log_skew,
-                tail).sum(0))
-        net.tail_shift.copy_(grid[torch.stack(scores).argmax(0)])
+        steps = torch.arange(-TAIL_STEPS, TAIL_STEPS + 1, device=y.device) * (MAX_TAIL
+                                                                               / TAIL_STEPS)
+        tails = steps[:, None, None, None].expand(-1, *df.shape)  # (a, T, A, K)
+        best = torch.full(df.shape[1:2], -math.inf, device=y.device)
+        for w in steps[::2]:
+            heavier = heavier_df(df, w)
+            scores = student_t_mixture_log_prob(
+                y, logits, centred_location(loc, scale, heavier, log_skew, tails), scale,
+                heavier, log_skew, tails).sum(1)  # (a, A)
+            top, pick = scores.max(0)
+            better = top > best
+            best = torch.where(better, top, best)
+            net.tail_weight.copy_(torch.where(better, w, net.tail_weight))
+            net.tail_shift.copy_(torch.where(better, steps[pick], net.tail_shift))
 
 
 def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
@@ -911,8 +928,9 @@ class AutoregressiveGenerator(TorchGenerator):
         if SHOCK_KEY not in state:  # saved before the common shock: one type, the same model
             state = {**state, SHOCK_KEY: np.zeros((3, SHOCK_TYPES), dtype=np.float32)}
         state = _with_skew(state, self.config.components)
-        if TAIL_KEY not in state:  # saved before the tail asymmetry: symmetric, the same model
-            state = {**state, TAIL_KEY: np.zeros_like(state["net.scale_shift"])}
+        for key in (TAIL_KEY, WEIGHT_KEY):  # saved before the tails were fitted: the same model
+            if key not in state:
+                state = {**state, key: np.zeros_like(state["net.scale_shift"])}
         self.bank_ = {k[5:]: torch.as_tensor(v) for k, v in state.items()
                       if k.startswith("bank.")}
         super()._load_state({k: v for k, v in state.items() if not k.startswith("bank.")})

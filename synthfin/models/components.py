@@ -85,16 +85,21 @@ def student_t_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
 TAIL_FLOOR = 3.0  # a half's degrees of freedom stay above 3 (side_dfs): the skewness is finite
 
 
+def heavier_df(df: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    r"""Degrees of freedom :math:`f + (\nu - f)\, e^{-w}` with :math:`f` = :data:`TAIL_FLOOR`
+    and :math:`w` = ``weight``: a heavier tail for :math:`w > 0`, a lighter one for
+    :math:`w < 0`, never at or below :math:`f`."""
+    return TAIL_FLOOR + (df - TAIL_FLOOR) * torch.exp(-weight)
+
+
 def side_dfs(df: torch.Tensor, tail: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Degrees of freedom of the lower and the upper half of a two-piece Student-t:
-    :math:`\nu_\mp = f + (\nu - f)\, e^{\mp a}` with :math:`f` = :data:`TAIL_FLOOR` and
-    :math:`a` = ``tail`` (None or 0: both :math:`\nu`; :math:`a > 0`: the lower tail is the
-    heavier)."""
+    :math:`\nu_\mp = f + (\nu - f)\, e^{\mp a}` (:func:`heavier_df`) with :math:`a` = ``tail``
+    (None or 0: both :math:`\nu`; :math:`a > 0`: the lower tail is the heavier)."""
     if tail is None:
         return df, df
-    return (TAIL_FLOOR + (df - TAIL_FLOOR) * torch.exp(-tail),
-            TAIL_FLOOR + (df - TAIL_FLOOR) * torch.exp(tail))
+    return heavier_df(df, tail), heavier_df(df, -tail)
 
 
 def _log_t_peak(df: torch.Tensor) -> torch.Tensor:

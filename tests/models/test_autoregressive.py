@@ -307,39 +307,43 @@ def test_a_model_saved_before_the_skewed_head_loads_as_the_same_symmetric_model(
     np.testing.assert_allclose(ours.numpy(), direct, rtol=1e-10)
 
 
-def test_fit_tail_recovers_the_tail_asymmetry_of_the_models_own_draws():
-    """3,000 validation days drawn from a network with tail asymmetry 0.8: the fitted value is
-    within 4 standard errors (the likelihood's curvature) and half a grid step of it, and
-    better than symmetric tails; with too few days the tails stay symmetric."""
+def test_fit_tail_recovers_the_tail_weight_and_asymmetry_of_the_models_own_draws():
+    """7,500 validation days drawn from a network with tail weight 0.5 and asymmetry 0.8: each
+    fitted value is within 4 standard errors (from the inverse of the likelihood's Hessian)
+    and half a grid step of the truth, and the fit is better than untouched tails; with too
+    few days both stay 0."""
 
     net = random_net(1, seed=1).float()  # as the training series' inputs
+    net.tail_weight.fill_(0.5)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     v = torch.ones(1, 1, len(SPANS))
     x, state, q, days = features(torch.zeros(1, 1), v), None, net.correlation.start(1), []
     with torch.no_grad():
-        for _ in range(3500):
+        for _ in range(8000):
             y, x, v, state, q = net.step(x, v, state, q, generator)
             days.append(y[0].numpy())
     path = np.array(days)
     series = _series(path[:500], path[500:], 256, torch.device("cpu"))
     fit_tail(net, series)
-    fitted = net.tail_shift.item()
+    fitted = np.array([net.tail_weight.item(), net.tail_shift.item()])
 
-    def log_lik(a: float) -> float:
-        net.tail_shift.fill_(a)
+    def log_lik(point: np.ndarray) -> float:
+        net.tail_weight.fill_(float(point[0]))
+        net.tail_shift.fill_(float(point[1]))
         with torch.no_grad():
             return net.log_prob(series.val_y[None], series.val_x[None])[0, series.val_from:
                                                                         ].sum().item()
 
-    h = 0.05
-    curvature = (log_lik(fitted + h) - 2 * log_lik(fitted) + log_lik(fitted - h)) / h**2
-    se = 1 / math.sqrt(-curvature)
-    assert abs(fitted - 0.8) < 4 * se + 0.0125 and se < 0.3
-    assert log_lik(fitted) > log_lik(0.0)
-    net.tail_shift.fill_(fitted)
+    h, eye = 0.05, np.eye(2)
+    hessian = np.array([[(log_lik(fitted + h * (eye[i] + eye[j])) - log_lik(fitted + h * eye[i])
+                          - log_lik(fitted + h * eye[j]) + log_lik(fitted)) / h**2
+                         for j in range(2)] for i in range(2)])
+    se = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+    assert np.all(np.abs(fitted - [0.5, 0.8]) < 4 * se + 0.025) and np.all(se < 0.3)
+    assert log_lik(fitted) > log_lik(np.zeros(2))
     fit_tail(net, _series(path[:500], path[500:700], 256, torch.device("cpu")))
-    assert net.tail_shift.item() == 0.0
+    assert net.tail_weight.item() == 0.0 and net.tail_shift.item() == 0.0
 
 
 def test_a_model_saved_before_the_tail_asymmetry_loads_with_symmetric_tails(tiny, tmp_path):
