@@ -22,6 +22,7 @@ from synthfin.models.autoregressive import (
     SPANS,
     TAIL_KEY,
     UNIVERSE,
+    WEIGHT_KEY,
     ARNet,
     AutoregressiveGenerator,
     DynamicCorrelation,
@@ -346,20 +347,23 @@ def test_fit_tail_recovers_the_tail_weight_and_asymmetry_of_the_models_own_draws
     assert net.tail_weight.item() == 0.0 and net.tail_shift.item() == 0.0
 
 
-def test_a_model_saved_before_the_tail_asymmetry_loads_with_symmetric_tails(tiny, tmp_path):
-    """Saves without ``net.tail_shift`` load as the same network with symmetric tails."""
+def test_a_model_saved_before_its_tails_were_fitted_loads_with_untouched_tails(tiny, tmp_path):
+    """Saves without ``net.tail_shift`` and ``net.tail_weight`` load as the same network with
+    untouched (symmetric) tails."""
     from safetensors.numpy import save_file
 
     tiny.save(tmp_path / "old")
     tiny.save(tmp_path / "new")
     weights = load_file(str(tmp_path / "old" / "weights.safetensors"))
-    save_file({k: v for k, v in weights.items() if k != TAIL_KEY},
+    save_file({k: v for k, v in weights.items() if k not in (TAIL_KEY, WEIGHT_KEY)},
               str(tmp_path / "old" / "weights.safetensors"))
     old = Generator.load(tmp_path / "old")
     same = Generator.load(tmp_path / "new")
     same.modules_["net"].tail_shift.zero_()
+    same.modules_["net"].tail_weight.zero_()
     returns = np.random.default_rng(0).normal(0, 0.01, (1, 40, 2))
-    assert torch.all(old.modules_["net"].tail_shift == 0)
+    net = old.modules_["net"]
+    assert torch.all(net.tail_shift == 0) and torch.all(net.tail_weight == 0)
     np.testing.assert_array_equal(old.log_prob(returns), same.log_prob(returns))
 
 
