@@ -258,11 +258,12 @@ def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: b
     """The generator ``name`` fitted on ``returns.iloc[:origin]`` (nothing after the origin is
     read), to continue histories with ``sample_after``: windows of :data:`WINDOW` days, the
     first :data:`TRAIN_SHARE` of the days for training, the rest up to the last window for
-    validation (early stopping and ``ar``'s tail fit: the days nearest the forecasts that
-    training did not read), the last window left as the unread test split.
+    validation (early stopping and ``ar``'s mean and tail fit: the days nearest the forecasts
+    that training did not read), the last window left as the unread test split.
     ``ar`` starts from the shipped pooled checkpoint (pretrained on training days up to
-    2013-02-01), fine-tuned for ``epochs`` when ``finetune``, else zero-shot, with its tail
-    weight and asymmetry fitted on the validation days (``asymmetric_tails``). ``options``:
+    2013-02-01), fine-tuned for ``epochs`` when ``finetune``, else zero-shot, with its mean
+    weight, tail weight and asymmetry fitted on the validation days (``shrunk_mean``,
+    ``asymmetric_tails``). ``options``:
     more settings of the generator (overriding these)."""
     import torch
 
@@ -273,8 +274,9 @@ def fit_forecaster(name: str, returns: pd.DataFrame, origin: int, *, finetune: b
     history = returns.iloc[:origin]
     last_train, last_val = history.index[[round(TRAIN_SHARE * origin) - 1, origin - WINDOW - 1]]
     data = make_windows(history, WINDOW, split=(last_train, last_val))
-    settings = ({"finetune": finetune, "epochs": epochs, "progress": False, "device": "cpu",
-                 "asymmetric_tails": True} if name == "ar" else {}) | options
+    own = {"finetune": finetune, "epochs": epochs, "progress": False, "device": "cpu",
+           "asymmetric_tails": True, "shrunk_mean": True}
+    settings = (own if name == "ar" else {}) | options
     return get_generator(name)(seed=seed, **settings).fit(data)
 
 

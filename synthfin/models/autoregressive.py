@@ -9,9 +9,10 @@ gives the next day's skewed Student-t (mixture) location, scale, degrees of free
 log-linear HAR volatility is a special case. Trained on long random crops of the history (each
 with an unscored burn-in), early-stopped on the validation likelihood; then (with
 ``asymmetric_tails``) each asset's two tails are made heavier or lighter, each on its own (a
-two-piece Student-t), by maximum likelihood on the validation days (:func:`fit_tail`), and
-the scale is variance-targeted; sampled paths start from the model's own stationary states
-(training days' states run forward five years).
+two-piece Student-t), and (with ``shrunk_mean``) the network's path-dependent mean is shrunk
+towards the training mean, by maximum likelihood on the validation days
+(:func:`fit_mean_and_tails`), and the scale is variance-targeted; sampled paths start from the
+model's own stationary states (training days' states run forward five years).
 
 Several assets are coupled within a day by a dynamic correlation (DCC-like): with
 ``e_t = L_t w_t``, ``w`` independent unit-variance Student-t innovations and ``L_t`` the Cholesky
@@ -82,7 +83,8 @@ from synthfin.stats.volatility import ewma_mean_squares, span_weights
 SPANS = (5, 21, 63, 252)  # days of the exponentially weighted mean squares the network reads
 N_FEATURES = 2 + len(SPANS)  # y, |y|, 0.5 log v_span (per asset; the network reads them twice)
 MIN_DF = 4.0  # degrees of freedom stay above 4: the conditional kurtosis is finite (but for
-# a half made heavier by fit_tail, whose df stays above TAIL_FLOOR = 3: the skewness is finite)
+# a half made heavier by fit_mean_and_tails, whose df stays above TAIL_FLOOR = 3: the skewness
+# is finite)
 MAX_LOG_SKEW = 0.5  # |log gamma| of the skewed Student-t: each half's scale within e^0.5
 HEAD_PARAMS = 5  # per component: mixture logit, location, log scale, df, skew
 # the recursion is bounded: the day's scale stays below exp(MAX_LOG_SCALE) = 5 long-run standard
@@ -101,14 +103,17 @@ CORRELATION_CHUNK = 64  # days of that recursion computed at once (a K x K weigh
 CHUNK_FLOATS = 2**24  # state floats of the paths sample_after_days draws at once
 SHOCK_TYPES = 2  # day types of the common shock (CommonShock)
 UNIVERSE = Path(__file__).parent / "pretrained" / "ar_universe"
-OWN_WEIGHTS = ("net.correlation.", "net.scale_shift", "net.tail_")  # not pretrained
+OWN_WEIGHTS = ("net.correlation.", "net.scale_shift", "net.tail_", "net.mean_weight")  # not
+# pretrained
 SHOCK_KEY = "net.correlation.shock.raw"
 TAIL_KEY = "net.tail_shift"
 WEIGHT_KEY = "net.tail_weight"
+MEAN_KEY = "net.mean_weight"
 MAX_TAIL = 1.5  # |a| of the fitted tail asymmetry: nu -/+ 3 within e^1.5 of nu - 3 (side_dfs)
 # and |w| of the tail weight (heavier_df)
 TAIL_STEPS = 60  # values of a tried on each side of 0 (steps of MAX_TAIL / 60 = 0.025; w: 0.05)
-MIN_TAIL_DAYS = 250  # validation days below which the tails stay symmetric (a = 0)
+MEAN_STEPS = 4  # the mean weight g is tried at 0, 1/4, ..., 1
+MIN_TAIL_DAYS = 250  # validation days below which the tails stay untouched and g = 1
 HEAD_KEY = "net.head."
 
 
@@ -126,9 +131,14 @@ class AutoregressiveConfig(TorchConfig):
     - ``variance_targeting``: shift each asset's log scale so long paths keep the training variance.
     - ``stationary_days``: burn-in run on the model's own draws before states count as stationary.
     - ``asymmetric_tails``: fit each asset's tail weight and asymmetry on the validation days
-      (:func:`fit_tail`). Off by default: the heavier half (df down to 3) calibrates one-day
-      forecasts (the forecast engine turns it on) but lets long unconditional paths reach
-      implausible days (pipelines/FORECAST.md).
+      (:func:`fit_mean_and_tails`). Off by default: the heavier half (df down to 3) calibrates
+      one-day forecasts (the forecast engine turns it on) but lets long unconditional paths
+      reach implausible days (pipelines/FORECAST.md).
+    - ``shrunk_mean``: fit each asset's mean weight :math:`g` in [0, 1] on the validation days
+      with the tails (:func:`fit_mean_and_tails`): the day's mean is :math:`g` times the
+      network's (0: the training mean). The network's mean reverts after falls more than
+      validation days support, which thins multi-day lower tails (pipelines/FORECAST.md). Off
+      by default (the generator's paths stay as they were); the forecast engine turns it on.
     """
 
     hidden: int = 32
@@ -141,6 +151,7 @@ class AutoregressiveConfig(TorchConfig):
     context: int = 1024
     variance_targeting: bool = True
     asymmetric_tails: bool = False
+    shrunk_mean: bool = False
     stationary_days: int = 1260
     epochs: int = 30
     batch_size: int = 32
@@ -339,10 +350,12 @@ class ARNet(nn.Module):
             self.head.bias.view(components, HEAD_PARAMS)[:, 4].zero_()
         self.correlation = DynamicCorrelation(n_assets)
         # per-asset shift of the log scale, set by variance targeting after training, and
-        # tail asymmetry and weight, fitted on validation days after training (fit_tail)
+        # tail asymmetry, tail weight and mean weight, fitted on validation days after training
+        # (fit_mean_and_tails)
         self.register_buffer("scale_shift", torch.zeros(n_assets))
         self.register_buffer("tail_shift", torch.zeros(n_assets))
         self.register_buffer("tail_weight", torch.zeros(n_assets))
+        self.register_buffer("mean_weight", torch.ones(n_assets))
 
     def read(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """Every layer's output (layers, B, T, A, H) after each day of inputs with the market's
@@ -368,8 +381,9 @@ class ARNet(nn.Module):
     def _density(self, hidden: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Mixture logits, locations, scales, dfs, log skews and tail asymmetries (..., K) from
         the top GRU output and the inputs with the market's (skip); the log skew is
-        :math:`g_{max} \\tanh(raw / g_{max})` (:data:`MAX_LOG_SKEW`), the degrees of freedom
-        made heavier by each asset's ``tail_weight``
+        :math:`g_{max} \\tanh(raw / g_{max})` (:data:`MAX_LOG_SKEW`), the mean scaled by each
+        asset's ``mean_weight`` (:func:`shrunk_location`), the degrees of freedom made heavier
+        by each asset's ``tail_weight``
         (:func:`~synthfin.models.components.heavier_df`), the tail asymmetry each
         asset's ``tail_shift`` (:func:`~synthfin.models.components.side_dfs`), with the
         location moved so that the tails change the shape, not the mean
@@ -380,10 +394,12 @@ class ARNet(nn.Module):
         scale = torch.exp(bounded_log_scale(log_scale))
         log_skew = MAX_LOG_SKEW * torch.tanh(raw[..., 4] / MAX_LOG_SKEW)
         df = MIN_DF + F.softplus(raw[..., 3])
+        loc = raw[..., 1]
+        if not torch.all(self.mean_weight == 1):
+            loc = shrunk_location(loc, scale, df, log_skew, self.mean_weight[:, None])
         if self.tail_weight.any():
             df = heavier_df(df, self.tail_weight[:, None])
         tail = self.tail_shift[:, None].expand_as(df).clone()  # not a view of the buffer
-        loc = raw[..., 1]
         if self.tail_shift.any():
             loc = centred_location(loc, scale, df, log_skew, tail)
         return raw[..., 0], loc, scale, df, log_skew, tail
@@ -545,42 +561,69 @@ def centred_location(loc: torch.Tensor, scale: torch.Tensor, df: torch.Tensor,
                           - skewed_t_moments(df, log_skew)[0])
 
 
-def fit_tail(net: ARNet, series: Series) -> None:
-    r"""Each asset's tail weight :math:`w` (``net.tail_weight``) and asymmetry :math:`a`
-    (``net.tail_shift``) by maximum likelihood on the validation days of ``series``, the rest
-    of the network fixed: the halves' degrees of freedom are
-    :math:`\nu_\mp = f + (\nu - f) e^{-w \mp a}` (:func:`heavier_df`, :func:`side_dfs`), so
-    each tail is fitted on its own (:math:`\log(\nu_\mp - f)` moves by :math:`-w \mp a`). A
-    grid on :math:`[-m, m]^2` (:data:`MAX_TAIL`; :math:`2 \times` :data:`TAIL_STEPS` + 1
-    values of :math:`a`, half as many of :math:`w`), asset by asset (its one-day marginal
-    density, the mean kept: :func:`centred_location`). With fewer than
-    :data:`MIN_TAIL_DAYS` validation days the 1 % tails hold too few days to tell, and both
-    stay 0. Daily equity returns standardized by their forecast fall below their 1 % quantile
-    more often than they rise above the 99 % one, and more often after 2013 than before
-    (pipelines/FORECAST.md): a heavier lower half at the same peak and width is that, which a
-    symmetric or a scale-skewed Student-t (whose fitted skew is near 0) cannot give."""
+def shrunk_location(loc: torch.Tensor, scale: torch.Tensor, df: torch.Tensor,
+                    log_skew: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    r"""The location that makes a component's mean :math:`g` (``weight``) times the network's:
+    :math:`\mu - (1 - g)(\mu + s\, E z)` (:func:`skewed_t_moments`; in scaled units, so
+    :math:`g = 0` is the training mean)."""
+    return loc - (1 - weight) * (loc + scale * skewed_t_moments(df, log_skew)[0])
+
+
+def fit_mean_and_tails(net: ARNet, series: Series, *, mean: bool = True,
+                       tails: bool = True) -> None:
+    r"""Each asset's mean weight :math:`g` (``net.mean_weight``, with ``mean``), tail weight
+    :math:`w` (``net.tail_weight``) and asymmetry :math:`a` (``net.tail_shift``, with
+    ``tails``) by maximum likelihood on the validation days of ``series``, the rest of the
+    network fixed.
+
+    - The day's mean is :math:`g` times the network's (:func:`shrunk_location`), tried at
+      :math:`0, 1/4, \dots, 1` (:data:`MEAN_STEPS`). Daily returns' path-dependent mean is
+      weak and unstable; a network trained on earlier years may revert after falls more than
+      later years do, and over several days that reversal thins the lower tail of the sums.
+    - The halves' degrees of freedom are :math:`\nu_\mp = f + (\nu - f) e^{-w \mp a}`
+      (:func:`heavier_df`, :func:`side_dfs`), so each tail is fitted on its own
+      (:math:`\log(\nu_\mp - f)` moves by :math:`-w \mp a`), the mean kept
+      (:func:`centred_location`): a grid on :math:`[-m, m]^2` (:data:`MAX_TAIL`;
+      :math:`2 \times` :data:`TAIL_STEPS` + 1 values of :math:`a`, half as many of :math:`w`).
+      Daily equity returns standardized by their forecast fall below their 1 % quantile more
+      often than they rise above the 99 % one, and more often after 2013 than before
+      (pipelines/FORECAST.md): a heavier lower half at the same peak and width is that, which
+      a symmetric or a scale-skewed Student-t (whose fitted skew is near 0) cannot give.
+
+    Asset by asset (its one-day marginal density), jointly over the grid. With fewer than
+    :data:`MIN_TAIL_DAYS` validation days the 1 % tails hold too few days to tell, and
+    :math:`g = 1`, :math:`w = a = 0` (the network's own density)."""
+    net.mean_weight.fill_(1.0)
     net.tail_shift.zero_()
     net.tail_weight.zero_()
-    if len(series.val_y) - series.val_from < MIN_TAIL_DAYS:
+    if len(series.val_y) - series.val_from < MIN_TAIL_DAYS or not (mean or tails):
         return
     with torch.no_grad():
         logits, loc, scale, df, log_skew = (p[0, series.val_from:] for p in
                                             net.marginal(series.val_x[None])[0][:5])
         y = series.val_y[series.val_from:]
-        steps = torch.arange(-TAIL_STEPS, TAIL_STEPS + 1, device=y.device) * (MAX_TAIL
-                                                                               / TAIL_STEPS)
-        tails = steps[:, None, None, None].expand(-1, *df.shape)  # (a, T, A, K)
-        best = torch.full(df.shape[1:2], -math.inf, device=y.device)
-        for w in steps[::2]:
-            heavier = heavier_df(df, w)
-            scores = student_t_mixture_log_prob(
-                y, logits, centred_location(loc, scale, heavier, log_skew, tails), scale,
-                heavier, log_skew, tails).sum(1)  # (a, A)
-            top, pick = scores.max(0)
-            better = top > best
-            best = torch.where(better, top, best)
-            net.tail_weight.copy_(torch.where(better, w, net.tail_weight))
-            net.tail_shift.copy_(torch.where(better, steps[pick], net.tail_shift))
+        device = y.device
+        steps = torch.arange(-TAIL_STEPS, TAIL_STEPS + 1, device=device) * (MAX_TAIL
+                                                                            / TAIL_STEPS)
+        if not tails:
+            steps = steps[TAIL_STEPS:TAIL_STEPS + 1]  # 0 only
+        weights = (torch.linspace(0, 1, MEAN_STEPS + 1, device=device) if mean
+                   else torch.ones(1, device=device))
+        tails_ = steps[:, None, None, None].expand(-1, *df.shape)  # (a, T, A, K)
+        best = torch.full(df.shape[1:2], -math.inf, device=device)
+        for g in weights:
+            shrunk = shrunk_location(loc, scale, df, log_skew, g)
+            for w in steps[::2] if tails else steps:
+                heavier = heavier_df(df, w)
+                scores = student_t_mixture_log_prob(
+                    y, logits, centred_location(shrunk, scale, heavier, log_skew, tails_),
+                    scale, heavier, log_skew, tails_).sum(1)  # (a, A)
+                top, pick = scores.max(0)
+                better = top > best
+                best = torch.where(better, top, best)
+                net.mean_weight.copy_(torch.where(better, g, net.mean_weight))
+                net.tail_weight.copy_(torch.where(better, w, net.tail_weight))
+                net.tail_shift.copy_(torch.where(better, steps[pick], net.tail_shift))
 
 
 def pretrain_universe(universe: Mapping[str, WindowData], out: str | Path, *,
@@ -654,8 +697,9 @@ class AutoregressiveGenerator(TorchGenerator):
             if self.config.pretrained is not None and best >= start_nll:
                 net.load_state_dict(start)  # fine-tuning did not help on validation days
             self.val_nll_ = min(best, start_nll) if self.config.pretrained else best
-        if self.config.asymmetric_tails:
-            fit_tail(net, series[0])
+        if self.config.asymmetric_tails or self.config.shrunk_mean:
+            fit_mean_and_tails(net, series[0], mean=self.config.shrunk_mean,
+                               tails=self.config.asymmetric_tails)
         if data.n_assets > 1:
             report_progress("within-day correlation (maximum likelihood given the marginals)")
             fit_correlation(net, series[0])
@@ -928,9 +972,9 @@ class AutoregressiveGenerator(TorchGenerator):
         if SHOCK_KEY not in state:  # saved before the common shock: one type, the same model
             state = {**state, SHOCK_KEY: np.zeros((3, SHOCK_TYPES), dtype=np.float32)}
         state = _with_skew(state, self.config.components)
-        for key in (TAIL_KEY, WEIGHT_KEY):  # saved before the tails were fitted: the same model
-            if key not in state:
-                state = {**state, key: np.zeros_like(state["net.scale_shift"])}
+        for key, value in ((TAIL_KEY, 0.0), (WEIGHT_KEY, 0.0), (MEAN_KEY, 1.0)):
+            if key not in state:  # saved before it was fitted: the same model
+                state = {**state, key: np.full_like(state["net.scale_shift"], value)}
         self.bank_ = {k[5:]: torch.as_tensor(v) for k, v in state.items()
                       if k.startswith("bank.")}
         super()._load_state({k: v for k, v in state.items() if not k.startswith("bank.")})

@@ -19,6 +19,8 @@ from synthfin.models import Generator
 from synthfin.models.autoregressive import (
     HEAD_KEY,
     MAX_TAIL,
+    MEAN_KEY,
+    MEAN_STEPS,
     N_FEATURES,
     SPANS,
     TAIL_KEY,
@@ -26,13 +28,14 @@ from synthfin.models.autoregressive import (
     UNIVERSE,
     WEIGHT_KEY,
     ARNet,
+    AutoregressiveConfig,
     AutoregressiveGenerator,
     DynamicCorrelation,
     _series,
     _with_skew,
     after_inputs,
     features,
-    fit_tail,
+    fit_mean_and_tails,
     initial_correlation,
     load_pretrained,
     mean_squares,
@@ -310,14 +313,20 @@ def test_a_model_saved_before_the_skewed_head_loads_as_the_same_symmetric_model(
     np.testing.assert_allclose(ours.numpy(), direct, rtol=1e-10)
 
 
-def test_fit_tail_recovers_the_tail_weight_and_asymmetry_of_the_models_own_draws():
-    """7,500 validation days drawn from a network with tail weight 0.5 and asymmetry 0.8: each
-    fitted value is within 4 standard errors (from the inverse of the likelihood's Hessian)
-    and half a grid step of the truth, and the fit is better than untouched tails; with too
-    few days both stay 0."""
+def test_fit_mean_and_tails_recovers_the_weights_and_asymmetry_of_the_models_own_draws():
+    """7,500 validation days drawn from the pooled network with mean weight 0.5, tail weight
+    0.5 and asymmetry 0.8: each fitted value is within 4 standard errors (from the inverse of
+    the likelihood's Hessian) and half a grid step of the truth, and the fit is better than
+    the network's own density; with too few days all three are reset (g = 1, w = a = 0). (The
+    pooled network's mean moves as real returns' do, about a tenth of their sd; a random
+    network's moves more and some of its days are nearly certain, a likelihood spiked at the
+    true g.)"""
 
-    net = random_net(1, seed=1).float()  # as the training series' inputs
+    net = ARNet(1, 32, 1)
+    load_pretrained(net, "universe", AutoregressiveConfig())
     net.tail_weight.fill_(0.5)
+    net.tail_shift.fill_(0.8)
+    net.mean_weight.fill_(0.5)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     v = torch.ones(1, 1, len(SPANS))
@@ -328,47 +337,72 @@ def test_fit_tail_recovers_the_tail_weight_and_asymmetry_of_the_models_own_draws
             days.append(y[0].numpy())
     path = np.array(days)
     series = _series(path[:500], path[500:], 256, torch.device("cpu"))
-    fit_tail(net, series)
-    fitted = np.array([net.tail_weight.item(), net.tail_shift.item()])
+    fit_mean_and_tails(net, series)
+    fitted = np.array([net.mean_weight.item(), net.tail_weight.item(), net.tail_shift.item()])
 
     def log_lik(point: np.ndarray) -> float:
-        net.tail_weight.fill_(float(point[0]))
-        net.tail_shift.fill_(float(point[1]))
+        for buffer, value in zip((net.mean_weight, net.tail_weight, net.tail_shift), point,
+                                 strict=True):
+            buffer.fill_(float(value))
         with torch.no_grad():
             return net.log_prob(series.val_y[None], series.val_x[None])[0, series.val_from:
                                                                         ].sum().item()
 
-    h, eye = 0.05, np.eye(2)
+    h, eye = 0.05, np.eye(3)
     hessian = np.array([[(log_lik(fitted + h * (eye[i] + eye[j])) - log_lik(fitted + h * eye[i])
                           - log_lik(fitted + h * eye[j]) + log_lik(fitted)) / h**2
-                         for j in range(2)] for i in range(2)])
+                         for j in range(3)] for i in range(3)])
     se = np.sqrt(np.diag(np.linalg.inv(-hessian)))
-    half_steps = np.array([2, 1]) * MAX_TAIL / TAIL_STEPS / 2  # w's grid is twice as coarse
-    assert np.all(np.abs(fitted - [0.5, 0.8]) < 4 * se + half_steps) and np.all(se < 0.3)
-    assert log_lik(fitted) > log_lik(np.zeros(2))
-    log_lik(fitted)  # the fitted tails in place, so that the short fit must reset them
-    assert net.tail_weight.item() != 0.0 and net.tail_shift.item() != 0.0
-    fit_tail(net, _series(path[:500], path[500:700], 256, torch.device("cpu")))
+    half_steps = np.array([1 / MEAN_STEPS, 2 * MAX_TAIL / TAIL_STEPS, MAX_TAIL / TAIL_STEPS]) / 2
+    assert np.all(np.abs(fitted - [0.5, 0.5, 0.8]) < 4 * se + half_steps) and np.all(se < 0.3)
+    assert log_lik(fitted) > log_lik(np.array([1.0, 0.0, 0.0]))
+    log_lik(np.array([0.5, 0.5, 0.8]))  # in place, so that the short fit must reset them
+    fit_mean_and_tails(net, _series(path[:500], path[500:700], 256, torch.device("cpu")))
+    assert net.mean_weight.item() == 1.0
     assert net.tail_weight.item() == 0.0 and net.tail_shift.item() == 0.0
 
 
+def test_a_mean_weight_of_one_leaves_the_density_untouched_and_zero_makes_the_mean_constant():
+    """g = 1 is the network's density bit for bit; g = 0 gives every day the training mean
+    (0 in scaled units) with the same scales."""
+    from synthfin.models.components import mixture_moments
+
+    net = random_net(2, seed=3)
+    y = torch.randn(1, 30, 2, dtype=torch.float64)
+    x, _ = series_inputs(y.numpy())
+    with torch.no_grad():
+        own = net.marginal(x.double())[0]
+        net.mean_weight.fill_(1.0)
+        np.testing.assert_array_equal(net.log_prob(y, x.double()).numpy(),
+                                      net.joint_log_prob(y, own).numpy())
+        net.mean_weight.fill_(0.0)
+        constant = net.marginal(x.double())[0]
+    mean, sd = mixture_moments(*constant)
+    own_mean, own_sd = mixture_moments(*own)
+    assert own_mean.abs().max() > 0.01
+    np.testing.assert_allclose(mean.numpy(), 0.0, atol=1e-10)
+    np.testing.assert_array_equal(constant[2].numpy(), own[2].numpy())  # the scales
+
+
 def test_a_model_saved_before_its_tails_were_fitted_loads_with_untouched_tails(tiny, tmp_path):
-    """Saves without ``net.tail_shift`` and ``net.tail_weight`` load as the same network with
-    untouched (symmetric) tails."""
+    """Saves without ``net.tail_shift``, ``net.tail_weight`` and ``net.mean_weight`` load as the
+    same network with untouched tails and mean."""
     from safetensors.numpy import save_file
 
     tiny.save(tmp_path / "old")
     tiny.save(tmp_path / "new")
     weights = load_file(str(tmp_path / "old" / "weights.safetensors"))
-    save_file({k: v for k, v in weights.items() if k not in (TAIL_KEY, WEIGHT_KEY)},
+    save_file({k: v for k, v in weights.items() if k not in (TAIL_KEY, WEIGHT_KEY, MEAN_KEY)},
               str(tmp_path / "old" / "weights.safetensors"))
     old = Generator.load(tmp_path / "old")
     same = Generator.load(tmp_path / "new")
     same.modules_["net"].tail_shift.zero_()
     same.modules_["net"].tail_weight.zero_()
+    same.modules_["net"].mean_weight.fill_(1.0)
     returns = np.random.default_rng(0).normal(0, 0.01, (1, 40, 2))
     net = old.modules_["net"]
     assert torch.all(net.tail_shift == 0) and torch.all(net.tail_weight == 0)
+    assert torch.all(net.mean_weight == 1)
     np.testing.assert_array_equal(old.log_prob(returns), same.log_prob(returns))
 
 
