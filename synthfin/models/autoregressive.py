@@ -607,8 +607,8 @@ def fit_mean_and_tails(net: ARNet, series: Series, *, mean: bool = True,
                                                                             / TAIL_STEPS)
         if not tails:
             steps = steps[TAIL_STEPS:TAIL_STEPS + 1]  # 0 only
-        weights = (torch.linspace(0, 1, MEAN_STEPS + 1, device=device) if mean
-                   else torch.ones(1, device=device))
+        weights = (torch.linspace(1, 0, MEAN_STEPS + 1, device=device) if mean
+                   else torch.ones(1, device=device))  # from 1: a tie keeps the network's mean
         tails_ = steps[:, None, None, None].expand(-1, *df.shape)  # (a, T, A, K)
         best = torch.full(df.shape[1:2], -math.inf, device=device)
         for g in weights:
