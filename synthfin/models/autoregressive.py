@@ -609,15 +609,15 @@ def fit_mean_and_tails(net: ARNet, series: Series, *, mean: bool = True,
             steps = steps[TAIL_STEPS:TAIL_STEPS + 1]  # 0 only
         weights = (torch.linspace(1, 0, MEAN_STEPS + 1, device=device) if mean
                    else torch.ones(1, device=device))  # from 1: a tie keeps the network's mean
-        tails_ = steps[:, None, None, None].expand(-1, *df.shape)  # (a, T, A, K)
+        shifts = steps[:, None, None, None].expand(-1, *df.shape)  # (a, T, A, K)
         best = torch.full(df.shape[1:2], -math.inf, device=device)
         for g in weights:
             shrunk = shrunk_location(loc, scale, df, log_skew, g)
-            for w in steps[::2] if tails else steps:
+            for w in steps[::2]:
                 heavier = heavier_df(df, w)
                 scores = student_t_mixture_log_prob(
-                    y, logits, centred_location(shrunk, scale, heavier, log_skew, tails_),
-                    scale, heavier, log_skew, tails_).sum(1)  # (a, A)
+                    y, logits, centred_location(shrunk, scale, heavier, log_skew, shifts),
+                    scale, heavier, log_skew, shifts).sum(1)  # (a, A)
                 top, pick = scores.max(0)
                 better = top > best
                 best = torch.where(better, top, best)

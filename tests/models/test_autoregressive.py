@@ -41,6 +41,7 @@ from synthfin.models.autoregressive import (
     mean_squares,
     pretrain_universe,
     series_inputs,
+    shrunk_location,
 )
 from synthfin.models.baselines import GaussianGenerator, garch_one_step_log_likelihood
 from synthfin.models.components import mixture_moments, skewed_t_sample
@@ -363,8 +364,9 @@ def test_fit_mean_and_tails_recovers_the_weights_and_asymmetry_of_the_models_own
 
 
 def test_a_mean_weight_of_one_leaves_the_density_untouched_and_zero_makes_the_mean_constant():
-    """g = 1 is the network's density bit for bit; g = 0 gives every day the training mean
-    (0 in scaled units) with the same scales."""
+    """g = 1 gives the network's locations bit for bit (the fit's grid tries it), g = 1/2 half
+    the network's mean and g = 0 every day the training mean (0 in scaled units), the scales
+    untouched."""
     from synthfin.models.components import mixture_moments
 
     net = random_net(2, seed=3)
@@ -372,16 +374,20 @@ def test_a_mean_weight_of_one_leaves_the_density_untouched_and_zero_makes_the_me
     x, _ = series_inputs(y.numpy())
     with torch.no_grad():
         own = net.marginal(x.double())[0]
-        net.mean_weight.fill_(1.0)
-        np.testing.assert_array_equal(net.log_prob(y, x.double()).numpy(),
-                                      net.joint_log_prob(y, own).numpy())
-        net.mean_weight.fill_(0.0)
-        constant = net.marginal(x.double())[0]
-    mean, sd = mixture_moments(*constant)
-    own_mean, own_sd = mixture_moments(*own)
+        _, loc, scale, df, log_skew, _ = own
+        np.testing.assert_array_equal(
+            shrunk_location(loc, scale, df, log_skew, torch.tensor(1.0)).numpy(), loc.numpy())
+        shrunk = {}
+        for g in (0.5, 0.0):
+            net.mean_weight.fill_(g)
+            shrunk[g] = net.marginal(x.double())[0]
+    own_mean = mixture_moments(*own)[0]
     assert own_mean.abs().max() > 0.01
-    np.testing.assert_allclose(mean.numpy(), 0.0, atol=1e-10)
-    np.testing.assert_array_equal(constant[2].numpy(), own[2].numpy())  # the scales
+    np.testing.assert_allclose(mixture_moments(*shrunk[0.5])[0].numpy(), 0.5 * own_mean.numpy(),
+                               atol=1e-10)
+    np.testing.assert_allclose(mixture_moments(*shrunk[0.0])[0].numpy(), 0.0, atol=1e-10)
+    for params in shrunk.values():
+        np.testing.assert_array_equal(params[2].numpy(), own[2].numpy())  # the scales
 
 
 def test_a_model_saved_before_its_tails_were_fitted_loads_with_untouched_tails(tiny, tmp_path):
