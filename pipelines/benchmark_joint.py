@@ -15,10 +15,12 @@ epochs of the neural ones) on a universe's training days, sampled (``--n`` paths
 out-of-sample: validation + test windows), each gap in units of its noise floor.
 
 Printed: per universe, each model's values of the main joint facts beside the real ones and
-their gaps over the floor, the largest |daily log return| of any path, memorization and, for a
-likelihood model, its validation negative log-likelihood per asset-day (scaled units,
-``val_nll_``); then, per model, the medians over universes. Writes ``joint.md`` and
-``joint.json`` into ``--out``.
+their gaps over the floor, the largest |daily log return| of any path, the days beyond a
+|daily log return| of 0.5 per asset-year (:data:`EXTREME_DAY`; the real row: of the universe's
+whole history, with its one-sided 95 % Poisson upper bound), memorization and, for a likelihood
+model, its validation negative log-likelihood per asset-day (scaled units, ``val_nll_``); then,
+per model, the medians over universes and on how many universes its rate of such days is above
+the real history's bound. Writes ``joint.md`` and ``joint.json`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from synthfin.data.bundled import BUNDLED_TICKERS
 from synthfin.data.returns import log_returns
@@ -55,6 +58,22 @@ FACTS_SHOWN = ("corr_mae", "mean_corr", "calm_corr", "stressed_corr", "tail_depe
                "ew_kurtosis")
 VALUES_SHOWN = ("mean_corr", "calm_corr", "stressed_corr", "tail_dependence", "ew_kurtosis")
 REFERENCES = ("out_of_sample", "in_sample")
+EXTREME_DAY = 0.5  # |daily log return| whose rate per asset-year is compared with the real one
+TRADING_DAYS = 252
+
+
+def extreme_day_rate(returns: np.ndarray, threshold: float = EXTREME_DAY
+                     ) -> tuple[int, float, float]:
+    r"""Days with :math:`|r| >` ``threshold`` among daily log returns (any shape; NaN never
+    counts): their number ``k``, the rate per asset-year :math:`k / Y` (:math:`Y` = finite
+    values / 252) and its one-sided 95 % Poisson upper bound :math:`\chi^2_{0.95}(2k + 2) / 2Y`
+    (exact; a model whose rate is above a real history's bound makes such days likelier than
+    that history allows at 5 %, one that is below it does not contradict the history)."""
+    returns = np.asarray(returns, dtype=np.float64)
+    finite = np.isfinite(returns)
+    years = finite.sum() / TRADING_DAYS
+    k = int((np.abs(returns[finite]) > threshold).sum())
+    return k, k / years, float(stats.chi2.ppf(0.95, 2 * k + 2) / 2 / years)
 
 
 def run_universe(name: str, models: list[str], n: int, length: int, window: int,
@@ -63,7 +82,8 @@ def run_universe(name: str, models: list[str], n: int, length: int, window: int,
     gaps over the floor of both references, the largest |daily log return| and memorization."""
     tickers, start, end = UNIVERSES[name]
     prices = load_prices("bundled", list(tickers), start=start, end=end)
-    data = make_windows(log_returns(prices), window)
+    returns = log_returns(prices)
+    data = make_windows(returns, window)
     begin = time.perf_counter()
     samples, rows = {}, {}
     for model_name in models:
@@ -88,7 +108,8 @@ def run_universe(name: str, models: list[str], n: int, length: int, window: int,
         rows[model_name] = {"train_s": time.perf_counter() - fit_start,
                             "val_nll": getattr(model, "val_nll_", None),
                             "max_abs_return": float(np.nanmax(np.abs(paths))),
-                            "paths_above_0.5": int((np.abs(paths) > 0.5).any(axis=(1, 2)).sum())}
+                            "paths_above_0.5": int((np.abs(paths) > 0.5).any(axis=(1, 2)).sum()),
+                            "extreme_days_a_year": extreme_day_rate(paths)[1]}
         samples[model_name] = paths
     evaluation = evaluate_windows(data, samples, neural=False, seed=0)
     real = {}
@@ -106,15 +127,19 @@ def run_universe(name: str, models: list[str], n: int, length: int, window: int,
         rows[model_name].update(memorization=float(memo["median_ratio"]),
                                 memorization_flagged=bool(memo["flagged"]))
     split = data.split_dates
+    days, rate, upper = extreme_day_rate(returns.to_numpy())
     print(f"{name}: {len(tickers)} assets, train {split['train'][0]}..{split['train'][1]}, "
           f"{time.perf_counter() - begin:.0f} s", flush=True)
     return finite_json({"universe": name, "assets": list(tickers), "split_dates": split,
-                        "real": real, "rows": rows, "warnings": evaluation.warnings})
+                        "real": real, "rows": rows, "warnings": evaluation.warnings,
+                        "real_extreme_days": {"days": days, "a_year": rate, "upper": upper}})
 
 
 def universe_table(result: dict[str, Any], reference: str) -> pd.DataFrame:
     """One universe, one reference: real and each model's values, then gaps over the floor."""
-    rows = {"real": {fact: result["real"][reference][fact] for fact in VALUES_SHOWN}}
+    extreme = result["real_extreme_days"]
+    rows = {"real": {fact: result["real"][reference][fact] for fact in VALUES_SHOWN}
+            | {"days>0.5/yr": extreme["a_year"], "bound": extreme["upper"]}}
     for model_name, row in result["rows"].items():
         if "failed" in row:
             rows[model_name] = {"failed": row["failed"][:60]}
@@ -123,6 +148,7 @@ def universe_table(result: dict[str, Any], reference: str) -> pd.DataFrame:
         rows[model_name].update({f"{fact}/fl": _ratio(row.get(f"{reference}:{fact}/floor"))
                                  for fact in FACTS_SHOWN})
         rows[model_name].update(max_abs_r=row["max_abs_return"],
+                                **{"days>0.5/yr": row["extreme_days_a_year"]},
                                 memo=row.get("memorization"), val_nll=row.get("val_nll"))
     return pd.DataFrame(rows).T
 
@@ -133,8 +159,9 @@ def _ratio(value: float | None) -> float:
 
 
 def median_table(results: list[dict[str, Any]], models: list[str]) -> pd.DataFrame:
-    """Per model: medians over universes of the gaps over the floor (both references), and the
-    largest |daily log return| of any path over all universes."""
+    """Per model: medians over universes of the gaps over the floor (both references), the
+    largest |daily log return| of any path over all universes, the paths above 0.5 and the
+    universes on which days beyond 0.5 come more often than the real history's bound allows."""
     rows = {}
     for model_name in models:
         per = [r["rows"][model_name] for r in results if "failed" not in r["rows"][model_name]]
@@ -149,6 +176,9 @@ def median_table(results: list[dict[str, Any]], models: list[str]) -> pd.DataFra
                 row[f"{short}:{fact}"] = float(np.median(values))
         row["max_abs_r"] = max(p["max_abs_return"] for p in per)
         row["paths>0.5"] = sum(p["paths_above_0.5"] for p in per)
+        row["rate>bound"] = sum(r["rows"][model_name]["extreme_days_a_year"]
+                                > r["real_extreme_days"]["upper"] for r in results
+                                if "failed" not in r["rows"][model_name])
         row["memo_flags"] = sum(bool(p.get("memorization_flagged")) for p in per)
         rows[model_name] = row
     return pd.DataFrame(rows).T
