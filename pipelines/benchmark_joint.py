@@ -45,6 +45,7 @@ from synthfin.errors import ModelError
 from synthfin.evaluation import evaluate_windows
 from synthfin.io import atomic_write_json, atomic_write_text, finite_json
 from synthfin.models import available_generators, get_generator
+from synthfin.stats.facts import TRADING_DAYS
 
 # name -> (tickers, first day, last day)
 UNIVERSES: dict[str, tuple[tuple[str, ...], str, str | None]] = {
@@ -59,7 +60,6 @@ FACTS_SHOWN = ("corr_mae", "mean_corr", "calm_corr", "stressed_corr", "tail_depe
 VALUES_SHOWN = ("mean_corr", "calm_corr", "stressed_corr", "tail_dependence", "ew_kurtosis")
 REFERENCES = ("out_of_sample", "in_sample")
 EXTREME_DAY = 0.5  # |daily log return| whose rate per asset-year is compared with the real one
-TRADING_DAYS = 252
 
 
 def extreme_day_rate(returns: np.ndarray, threshold: float = EXTREME_DAY
