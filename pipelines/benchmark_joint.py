@@ -79,7 +79,8 @@ def extreme_day_rate(returns: np.ndarray, threshold: float = EXTREME_DAY
 def run_universe(name: str, models: list[str], n: int, length: int, window: int,
                  epochs: int | None) -> dict[str, Any]:
     """Fit, sample and score every model on one universe: per model the joint values, their
-    gaps over the floor of both references, the largest |daily log return| and memorization."""
+    gaps over the floor of both references, the largest |daily log return|, the rate of days
+    beyond :data:`EXTREME_DAY` (and the real history's, with its bound) and memorization."""
     tickers, start, end = UNIVERSES[name]
     prices = load_prices("bundled", list(tickers), start=start, end=end)
     returns = log_returns(prices)
