@@ -109,7 +109,8 @@ def run_universe(name: str, models: list[str], n: int, length: int, window: int,
         rows[model_name] = {"train_s": time.perf_counter() - fit_start,
                             "val_nll": getattr(model, "val_nll_", None),
                             "max_abs_return": float(np.nanmax(np.abs(paths))),
-                            "paths_above_0.5": int((np.abs(paths) > 0.5).any(axis=(1, 2)).sum()),
+                            "paths_above_0.5": int((np.abs(paths) > EXTREME_DAY)
+                                                   .any(axis=(1, 2)).sum()),
                             "extreme_days_a_year": extreme_day_rate(paths)[1]}
         samples[model_name] = paths
     evaluation = evaluate_windows(data, samples, neural=False, seed=0)
